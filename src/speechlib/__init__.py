@@ -1,0 +1,2 @@
+"""speechlib."""
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""The ``speechlib`` command: one subcommand per stage of the pipeline.
+
+Examples
+--------
+::
+
+    speechlib data synth --out data/synthetic          # the embedded default dataset
+    speechlib data synth --out data/synthetic_small --small
+    speechlib data download --version v0.01 --out data/raw
+    speechlib data check data/synthetic
+    speechlib course run --small                        # execute the notebooks in place
+
+Each subcommand is a thin wrapper: it parses arguments and calls one
+function of the library, importing it only when run, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechlib import __version__, config
+
+
+class UserError(Exception):
+    """An error caused by the input (a file, a folder, a flag): printed without a traceback."""
+
+
+# --- data ------------------------------------------------------------------
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser(
+        "data",
+        help="generate, download or check a Speech Commands dataset",
+        description="Generate the embedded synthetic dataset, download the real one, or check a folder.",
+    )
+    dsub = data.add_subparsers(dest="data_command", metavar="{synth,download,check}", required=True)
+
+    synth = dsub.add_parser(
+        "synth",
+        help="generate the embedded synthetic dataset (offline, espeak-ng)",
+        description=(
+            "Generate a synthetic dataset in the exact Speech Commands v0.01 layout: 30 words "
+            "spoken by synthetic speakers (espeak-ng), background noise, and the official "
+            "validation/testing lists computed with the dataset's hash rule. Deterministic for a "
+            "seed; re-running on a complete folder does nothing, on a partial one completes it."
+        ),
+    )
+    synth.add_argument("--out", type=Path, default=None, help="output folder (default: data/synthetic, or data/synthetic_small with --small)")
+    synth.add_argument("--small", action="store_true", help="a few hundred clips instead of the full default size")
+    synth.add_argument("--seed", type=int, default=config.SEED, help=f"random seed (default {config.SEED})")
+    synth.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    synth.set_defaults(func=_run_data_synth)
+
+    download = dsub.add_parser(
+        "download",
+        help="download and extract the real Speech Commands data (needs the internet)",
+        description=(
+            "Download a Speech Commands archive with a progress bar, resume a partial download, "
+            "verify its SHA-256, and extract it safely into OUT/<name>. Does nothing when the "
+            "dataset is already there."
+        ),
+    )
+    download.add_argument("--version", dest="dataset_version", default="v0.01", help="v0.01, v0.02 or test-v0.02 (default v0.01)")
+    download.add_argument("--out", type=Path, default=None, help="folder to extract into (default: data/raw)")
+    download.add_argument("--url", default=None, help="download from this URL instead of the official one (a mirror)")
+    download.set_defaults(func=_run_data_download)
+
+    check = dsub.add_parser(
+        "check",
+        help="scan a dataset folder and report whether it is usable",
+        description=(
+            "Scan every file of a dataset folder (Speech Commands layout, official test-set layout, "
+            "or one folder per class) and print clips per word, speakers, durations and every "
+            "problem file with its reason. Never modifies a file. Exit code 0 when usable."
+        ),
+    )
+    check.add_argument("root", type=Path, help="the dataset folder")
+    check.add_argument("--strict", action="store_true", help="also fail (exit 1) when any file has a problem")
+    check.add_argument("--report", type=Path, default=None, help="write the full scan table to this CSV file")
+    check.set_defaults(func=_run_data_check)
+
+
+def _run_data_synth(args: argparse.Namespace) -> int:
+    from speechlib import datasets
+
+    out = args.out or config.synthetic_dir(args.small)
+    datasets.synthesize(out, small=args.small, seed=args.seed, workers=args.workers)
+    return 0
+
+
+def _run_data_download(args: argparse.Namespace) -> int:
+    from speechlib import datasets
+
+    out = args.out or config.project_home() / "raw"
+    path = datasets.download(args.dataset_version, out, url=args.url)
+    print(f"dataset ready: {path}")
+    return 0
+
+
+def _run_data_check(args: argparse.Namespace) -> int:
+    from speechlib import datasets
+
+    return datasets.check(args.root, strict=args.strict, report=args.report)
+
+
+# --- course ----------------------------------------------------------------
+
+
+def _add_course(sub: argparse._SubParsersAction) -> None:
+    course = sub.add_parser("course", help="run the notebooks of the course", description="Run the course's notebooks.")
+    csub = course.add_subparsers(dest="course_command", metavar="{run}", required=True)
+    run = csub.add_parser(
+        "run",
+        help="execute every notebook in order, in place (writes their outputs)",
+        description=(
+            "Execute notebooks/*.ipynb in file-name order, in place, so that the committed "
+            "notebooks carry their outputs. Stops at the first failing cell."
+        ),
+    )
+    run.add_argument("--small", action="store_true", help="small mode (SPEECHLIB_SMALL=1)")
+    run.add_argument("--notebooks", type=Path, default=None, help="the notebooks folder (default: ./notebooks)")
+    run.add_argument("--only", nargs="*", default=None, help="run only notebooks whose file name starts with one of these prefixes")
+    run.add_argument("--timeout", type=int, default=3600, help="seconds a cell may run (default 3600)")
+    run.set_defaults(func=_run_course_run)
+
+
+def _run_course_run(args: argparse.Namespace) -> int:
+    from speechlib import course
+
+    if args.small:
+        config.set_small(True)
+    folder = args.notebooks or Path("notebooks")
+    paths = course.notebook_paths(folder)
+    if args.only:
+        paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in args.only)]
+    if not paths:
+        raise UserError(f"no notebooks found in {folder.resolve()}: run this from the project's root or pass --notebooks")
+    for path in paths:
+        course.execute_notebook(path, path, timeout=args.timeout)
+    return 0
+
+
+# --- the parser --------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``speechlib`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="speechlib",
+        description="Spoken-word (keyword) classification on Speech Commands: data, splits, features, models.",
+    )
+    parser.add_argument("--version", action="version", version=f"speechlib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+_SUBCOMMANDS = [_add_data, _add_course]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``speechlib`` and ``python -m speechlib``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        print(f"speechlib: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("speechlib: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
