@@ -16,6 +16,9 @@ SPEECHLIB_HOME
     The working folder for generated data and artifacts (default: the
     project's ``data/`` folder, found by walking up from the current
     directory; else ``./data``).
+SPEECHLIB_IMGS
+    Where notebooks save the figures the README shows (default: the
+    project's ``imgs/`` folder).
 """
 
 from __future__ import annotations
@@ -78,22 +81,41 @@ def set_small(on: bool = True) -> None:
     os.environ["SPEECHLIB_SMALL"] = "1" if on else "0"
 
 
+def project_root() -> Path | None:
+    """The speechlib checkout that contains the current directory, or None.
+
+    Found by walking up from the current directory to a folder that holds
+    ``req.txt`` and ``notebooks/``, so notebooks (run from ``notebooks/``) and
+    scripts (run from the root) agree on where things are.
+    """
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "req.txt").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return None
+
+
 def project_home() -> Path:
     """The working folder for generated datasets and artifacts.
 
     ``SPEECHLIB_HOME`` when set; otherwise the ``data/`` folder of the
-    speechlib checkout that contains the current directory (found by walking
-    up to a folder holding both ``req.txt`` and ``data/``); otherwise
-    ``./data``.
+    speechlib checkout that contains the current directory (see
+    :func:`project_root`); otherwise ``./data``.
     """
     env = os.environ.get("SPEECHLIB_HOME")
     if env:
         return Path(env).expanduser().resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "req.txt").is_file() and (folder / "data").is_dir():
-            return folder / "data"
-    return here / "data"
+    root = project_root()
+    return (root or Path.cwd().resolve()) / "data"
+
+
+def imgs_dir() -> Path:
+    """Where the course saves the figures that the README shows (``SPEECHLIB_IMGS`` overrides)."""
+    env = os.environ.get("SPEECHLIB_IMGS")
+    if env:
+        return Path(env).expanduser().resolve()
+    root = project_root()
+    return (root or Path.cwd().resolve()) / "imgs"
 
 
 def synthetic_dir(small: bool | None = None) -> Path:

@@ -1,0 +1,122 @@
+"""Run the course's notebooks: in place (to commit their outputs) or in a copy (to test them).
+
+The course is the numbered notebooks in ``notebooks/``, run in file-name order:
+each one reads what the previous one wrote. :func:`execute_notebook` runs one
+notebook top to bottom with nbclient and fails on the first cell error with
+the failing cell's source and traceback in the message.
+
+Examples
+--------
+>>> from speechlib import course
+>>> paths = course.notebook_paths("notebooks")        # doctest: +SKIP
+>>> course.execute_notebook(paths[0], "/tmp/out.ipynb")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+NOTEBOOK_GLOB = "[0-9]*_*.ipynb"  # numbered chapters: 0_split_by_speaker.ipynb, 1_..., ...
+
+
+class NotebookError(RuntimeError):
+    """A notebook cell raised an error; the message shows the notebook, the cell and the traceback."""
+
+
+def notebook_paths(folder: str | Path = "notebooks") -> list[Path]:
+    """Return the course's notebooks in the order a learner runs them.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The notebooks folder.
+
+    Returns
+    -------
+    list of Path
+        ``<n>_<name>.ipynb`` files sorted by their leading number.
+    """
+    folder = Path(folder)
+    paths = [p for p in folder.glob(NOTEBOOK_GLOB) if p.stem.split("_", 1)[0].isdigit()]
+    return sorted(paths, key=lambda p: (int(p.stem.split("_", 1)[0]), p.name))
+
+
+def execute_notebook(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    timeout: int = 3600,
+    env: dict[str, str] | None = None,
+    kernel_name: str = "python3",
+) -> Path:
+    """Execute a notebook top to bottom and write the executed copy.
+
+    The notebook runs with its own folder as the working directory, as in
+    Jupyter. Environment variables in ``env`` are set for the kernel (for
+    example ``{"SPEECHLIB_SMALL": "1"}``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The notebook to run.
+    out : str or Path, optional
+        Where to write the executed notebook; ``None`` writes nothing. Pass
+        ``path`` itself to update the notebook in place.
+    timeout : int
+        Seconds one cell may run.
+    env : dict, optional
+        Extra environment variables for the kernel.
+    kernel_name : str
+        The Jupyter kernel to use.
+
+    Returns
+    -------
+    Path
+        The executed notebook's path (``out``), or ``path`` when ``out`` is None.
+
+    Raises
+    ------
+    NotebookError
+        When a cell fails: the message names the notebook and the cell
+        number, and shows the cell's source and the error.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path).resolve()
+    nb = nbformat.read(path, as_version=4)
+    old_env = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name=kernel_name,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            index = _failing_cell(nb)
+            raise NotebookError(f"{path.name}: cell {index} failed.\n{err}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(old_env)
+    if out is not None:
+        out = Path(out)
+        tmp = out.with_name(out.name + ".tmp")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, out)  # never leave a half-written notebook under the final name
+        return out
+    return path
+
+
+def _failing_cell(nb) -> int:
+    """Index (0-based, code and markdown cells counted) of the first cell with an error output."""
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return index
+    return -1
