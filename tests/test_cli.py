@@ -1,0 +1,114 @@
+"""The ``speechlib`` command: help texts, version, errors, and the config helpers it relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechlib import __version__, cli, config, course
+
+
+def test_python_m_speechlib_help_lists_subcommands() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "speechlib", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("data", "course"):
+        assert name in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv", [["data", "synth"], ["data", "download"], ["data", "check"], ["course", "run"]]
+)
+def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: speechlib" in text and len(text.splitlines()) > 4
+
+
+def test_all_registered_subcommands_have_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) >= {"data", "course"}
+    for name, subparser in sub.choices.items():
+        assert subparser.description, f"subcommand {name!r} has no description"
+
+
+def test_unknown_subcommand_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["no-such-command"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_course_run_without_notebooks_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["course", "run", "--notebooks", str(tmp_path)])
+    assert code == 2
+    assert "no notebooks found" in capsys.readouterr().err
+
+
+def test_notebook_paths_are_in_chapter_order(tmp_path: Path) -> None:
+    for name in ("10_last.ipynb", "2_b.ipynb", "0_a.ipynb", "notes.ipynb", "1_x.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in course.notebook_paths(tmp_path)] == ["0_a.ipynb", "1_x.ipynb", "2_b.ipynb", "10_last.ipynb"]
+
+
+def test_course_run_executes_in_place_and_reports_failing_cell(tmp_path: Path) -> None:
+    import nbformat
+
+    good = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")])
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert 1 == 2, 'shapes differ'")])
+    nbformat.write(good, tmp_path / "0_good.ipynb")
+    nbformat.write(bad, tmp_path / "1_bad.ipynb")
+    course.execute_notebook(tmp_path / "0_good.ipynb", tmp_path / "0_good.ipynb", timeout=120)
+    executed = nbformat.read(tmp_path / "0_good.ipynb", as_version=4)
+    assert executed.cells[0].execution_count == 1
+    assert executed.cells[0].outputs[0]["text"] == "42\n"
+    with pytest.raises(course.NotebookError, match=r"1_bad.ipynb: cell 0 failed(.|\n)*shapes differ"):
+        course.execute_notebook(tmp_path / "1_bad.ipynb", None, timeout=120)
+
+
+def test_paths_follow_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPEECHLIB_DATA", raising=False)
+    monkeypatch.setenv("SPEECHLIB_SMALL", "1")
+    assert config.is_small()
+    assert config.synthetic_dir() == tmp_path / "home" / "synthetic_small"
+    assert config.dataset_dir() == tmp_path / "home" / "synthetic_small"
+    assert config.work_dir(config.dataset_dir()) == tmp_path / "home" / "work" / "synthetic_small"
+    monkeypatch.setenv("SPEECHLIB_SMALL", "0")
+    assert config.synthetic_dir() == tmp_path / "home" / "synthetic"
+    assert config.work_dir(tmp_path / "speech_commands_v0.01", small=True).name == "speech_commands_v0.01-small"
+    monkeypatch.setenv("SPEECHLIB_DATA", str(tmp_path / "real"))
+    assert config.dataset_dir() == tmp_path / "real"
+
+
+def test_project_home_found_from_a_subfolder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SPEECHLIB_HOME", raising=False)
+    (tmp_path / "req.txt").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert config.project_root() == tmp_path
+    assert config.project_home() == tmp_path / "data"
+    assert config.imgs_dir() == tmp_path / "imgs"
+
+
+def test_constants_are_consistent() -> None:
+    assert config.CLIP_SAMPLES == config.SAMPLE_RATE
+    assert len(config.WORDS_V001) == 30 and len(set(config.WORDS_V001)) == 30
+    assert len(config.WORDS_V002) == 35
+    assert config.KAGGLE12_LABELS[:10] == config.COMMANDS and len(config.KAGGLE12_LABELS) == 12
+    assert set(config.COMMANDS) <= set(config.WORDS_V001)
+    # 101 centred frames of 10 ms for a one-second clip
+    assert 1 + config.CLIP_SAMPLES // config.HOP_LENGTH == 101
