@@ -26,9 +26,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert __version__ in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "argv", [["data", "synth"], ["data", "download"], ["data", "check"], ["course", "run"]]
-)
+@pytest.mark.parametrize("argv", [["data", "synth"], ["data", "download"], ["data", "check"], ["course", "run"]])
 def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main([*argv, "--help"])

@@ -48,7 +48,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
             "seed; re-running on a complete folder does nothing, on a partial one completes it."
         ),
     )
-    synth.add_argument("--out", type=Path, default=None, help="output folder (default: data/synthetic, or data/synthetic_small with --small)")
+    synth.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: data/synthetic, or data/synthetic_small with --small)",
+    )
     synth.add_argument("--small", action="store_true", help="a few hundred clips instead of the full default size")
     synth.add_argument("--seed", type=int, default=config.SEED, help=f"random seed (default {config.SEED})")
     synth.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
@@ -63,7 +68,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
             "dataset is already there."
         ),
     )
-    download.add_argument("--version", dest="dataset_version", default="v0.01", help="v0.01, v0.02 or test-v0.02 (default v0.01)")
+    download.add_argument(
+        "--version", dest="dataset_version", default="v0.01", help="v0.01, v0.02 or test-v0.02 (default v0.01)"
+    )
     download.add_argument("--out", type=Path, default=None, help="folder to extract into (default: data/raw)")
     download.add_argument("--url", default=None, help="download from this URL instead of the official one (a mirror)")
     download.set_defaults(func=_run_data_download)
@@ -122,7 +129,9 @@ def _add_course(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--small", action="store_true", help="small mode (SPEECHLIB_SMALL=1)")
     run.add_argument("--notebooks", type=Path, default=None, help="the notebooks folder (default: ./notebooks)")
-    run.add_argument("--only", nargs="*", default=None, help="run only notebooks whose file name starts with one of these prefixes")
+    run.add_argument(
+        "--only", nargs="*", default=None, help="run only notebooks whose file name starts with one of these prefixes"
+    )
     run.add_argument("--timeout", type=int, default=3600, help="seconds a cell may run (default 3600)")
     run.set_defaults(func=_run_course_run)
 
@@ -137,7 +146,9 @@ def _run_course_run(args: argparse.Namespace) -> int:
     if args.only:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in args.only)]
     if not paths:
-        raise UserError(f"no notebooks found in {folder.resolve()}: run this from the project's root or pass --notebooks")
+        raise UserError(
+            f"no notebooks found in {folder.resolve()}: run this from the project's root or pass --notebooks"
+        )
     for path in paths:
         course.execute_notebook(path, path, timeout=args.timeout)
     return 0

@@ -51,7 +51,7 @@ WORDS_V002 = WORDS_V001 + "backward forward follow learn visual".split()
 COMMANDS = "yes no up down left right on off stop go".split()
 SILENCE_LABEL = "silence"
 UNKNOWN_LABEL = "unknown"
-KAGGLE12_LABELS = COMMANDS + [SILENCE_LABEL, UNKNOWN_LABEL]
+KAGGLE12_LABELS = [*COMMANDS, SILENCE_LABEL, UNKNOWN_LABEL]
 
 # Percentages of the dataset's own hash split (DATA.md), as in the official lists.
 VALIDATION_PERCENT = 10.0
