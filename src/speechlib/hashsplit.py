@@ -1,0 +1,131 @@
+"""The Speech Commands hash rule: which set a clip belongs to, from its speaker id alone.
+
+Speech Commands (Warden 2018, arXiv:1804.03209) does not store a split column.
+Its ``validation_list.txt`` and ``testing_list.txt`` were produced by a rule
+that anyone can recompute from a file name, given in the dataset's README and
+in TensorFlow's ``tensorflow/examples/speech_commands/input_data.py``
+(``which_set``):
+
+1. take the file name and drop everything from ``_nohash_`` on: that is the
+   speaker id (``0a7c2a8d_nohash_1.wav`` -> ``0a7c2a8d``);
+2. SHA-1 of that id (UTF-8 bytes), read as one big integer;
+3. percentage = (hash mod 2**27) * (100 / (2**27 - 1));
+4. percentage < validation% -> ``"validation"``; < validation% + testing% ->
+   ``"testing"``; otherwise ``"training"``. The official lists use 10% and 10%.
+
+Because only the speaker id is hashed, every clip of a speaker lands in the same
+set (no speaker leaks from training into testing), and a speaker keeps its set
+when the dataset grows. The rule reproduces every line of the official v0.01
+lists.
+
+Functions
+---------
+- :func:`speaker_id` — the speaker id of a clip's file name (both dataset layouts).
+- :func:`hash_percentage` — the speaker's position in [0, 100] under the rule.
+- :func:`which_set` — ``"validation"``, ``"testing"`` or ``"training"`` for a file name.
+
+Examples
+--------
+>>> from speechlib import hashsplit
+>>> hashsplit.which_set("yes/0a7c2a8d_nohash_0.wav")
+'training'
+>>> round(hashsplit.hash_percentage("0a7c2a8d"), 3)
+56.836
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import PurePath
+
+from speechlib import config
+
+# The rule's modulus, as in TensorFlow's input_data.py (MAX_NUM_WAVS_PER_CLASS = 2**27 - 1):
+# hashes are taken mod 2**27 and scaled so that the largest value maps to 100%.
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
+
+VALIDATION = "validation"
+TESTING = "testing"
+TRAINING = "training"
+
+
+def speaker_id(filename: str | PurePath) -> str:
+    """Return the speaker id of a clip from its file name (the part hashed by the rule).
+
+    Parameters
+    ----------
+    filename : str or path
+        A clip's file name or path, e.g. ``"yes/0a7c2a8d_nohash_0.wav"``. In the
+        official test-set layout, files in ``_unknown_`` are named
+        ``<word>_<speaker>_nohash_<n>.wav``; the word prefix is dropped, so the
+        speaker, not the word, is hashed (DATA.md).
+
+    Returns
+    -------
+    str
+        The part of the base name before ``_nohash_`` (without a ``<word>_``
+        prefix). A name without ``_nohash_`` is returned without its suffixes,
+        as TensorFlow's rule would hash it.
+    """
+    name = PurePath(filename).name
+    if config.NOHASH in name:
+        stem = name.split(config.NOHASH, 1)[0]
+        # Speaker ids never contain "_"; anything before the last "_" is a word prefix.
+        return stem.rsplit("_", 1)[-1]
+    return name.split(".", 1)[0]
+
+
+def hash_percentage(speaker: str) -> float:
+    """Return the speaker's hash position in percent, as the dataset's split rule computes it.
+
+    Parameters
+    ----------
+    speaker : str
+        The speaker id, e.g. ``"0a7c2a8d"`` (see :func:`speaker_id`).
+
+    Returns
+    -------
+    float
+        ``(int(sha1(speaker)) mod 2**27) * (100 / (2**27 - 1))``, in [0, 100].
+    """
+    digest = hashlib.sha1(speaker.encode("utf-8")).hexdigest()
+    return (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+
+
+def which_set(
+    filename: str | PurePath,
+    validation_percent: float = config.VALIDATION_PERCENT,
+    testing_percent: float = config.TESTING_PERCENT,
+) -> str:
+    """Return the set a clip belongs to under the Speech Commands hash rule.
+
+    Parameters
+    ----------
+    filename : str or path
+        The clip's file name or relative path, e.g. ``"yes/0a7c2a8d_nohash_0.wav"``.
+    validation_percent : float, default 10.0
+        Share of speakers (in percent) that go to validation.
+    testing_percent : float, default 10.0
+        Share of speakers (in percent) that go to testing.
+
+    Returns
+    -------
+    str
+        ``"validation"``, ``"testing"`` or ``"training"``.
+
+    Raises
+    ------
+    ValueError
+        If the percentages are negative or add up to more than 100.
+    """
+    if validation_percent < 0 or testing_percent < 0 or validation_percent + testing_percent > 100:
+        raise ValueError(
+            f"validation_percent={validation_percent} and testing_percent={testing_percent} must be "
+            "non-negative and add up to at most 100"
+        )
+    percentage = hash_percentage(speaker_id(filename))
+    if percentage < validation_percent:
+        return VALIDATION
+    if percentage < validation_percent + testing_percent:
+        return TESTING
+    return TRAINING
