@@ -1,0 +1,193 @@
+"""Tests of speechlib.audio: decoding, resampling, windows, manifest rows, padding."""
+
+from __future__ import annotations
+
+import pickle
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlib import audio
+from speechlib.config import CLIP_SAMPLES, SAMPLE_RATE
+
+
+def _tone(num_samples: int, sample_rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(num_samples) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_load_16bit_mono(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    x = _tone(CLIP_SAMPLES, SAMPLE_RATE)
+    sf.write(path, x, SAMPLE_RATE, subtype="PCM_16")
+    y = audio.load(path)
+    assert y.dtype == np.float32 and y.shape == (CLIP_SAMPLES,)
+    np.testing.assert_allclose(y, x, atol=1 / 2**15)
+
+
+@pytest.mark.parametrize(
+    ("channels", "rate", "subtype"),
+    [
+        (2, SAMPLE_RATE, "PCM_16"),  # stereo
+        (1, 44_100, "PCM_16"),  # another rate
+        (1, SAMPLE_RATE, "PCM_U8"),  # 8-bit
+        (1, SAMPLE_RATE, "PCM_24"),
+        (1, SAMPLE_RATE, "FLOAT"),
+        (2, 8_000, "FLOAT"),
+    ],
+)
+def test_load_off_spec_files(tmp_path: Path, channels: int, rate: int, subtype: str) -> None:
+    path = tmp_path / "x.wav"
+    mono = _tone(rate // 2, rate)  # 0.5 s
+    data = np.stack([mono, -0.5 * mono], axis=1) if channels == 2 else mono
+    sf.write(path, data, rate, subtype=subtype)
+    y = audio.load(path)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert y.shape[0] == SAMPLE_RATE // 2
+    assert np.abs(y).max() <= 1.0
+    expected = _tone(SAMPLE_RATE // 2, SAMPLE_RATE) * (0.25 if channels == 2 else 1.0)  # mean of x and -x/2
+    # resampling and 8-bit quantisation change samples a little; the tone survives
+    inner = slice(200, -200)
+    assert np.corrcoef(y[inner], expected[inner])[0, 1] > 0.99
+    np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(expected**2)), rtol=0.05)
+
+
+def test_float_file_beyond_full_scale_is_clipped(tmp_path: Path) -> None:
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.full(100, 3.0, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    y = audio.load(path)
+    assert y.max() == 1.0
+
+
+def test_offset_window(tmp_path: Path) -> None:
+    path = tmp_path / "ramp.wav"
+    ramp = (np.arange(5 * SAMPLE_RATE) % 30000 - 15000).astype(np.int16)
+    sf.write(path, ramp, SAMPLE_RATE, subtype="PCM_16")
+    y = audio.load(path, offset=2 * SAMPLE_RATE + 7, num_samples=CLIP_SAMPLES)
+    expected = ramp[2 * SAMPLE_RATE + 7 :][:CLIP_SAMPLES].astype(np.float32) / 2**15
+    np.testing.assert_array_equal(y, expected)
+    tail = audio.load(path, offset=5 * SAMPLE_RATE - 10, num_samples=CLIP_SAMPLES)
+    assert tail.shape == (10,)  # a window past the end comes back shorter
+    whole_from = audio.load(path, offset=4 * SAMPLE_RATE)
+    assert whole_from.shape == (SAMPLE_RATE,)
+
+
+def test_offset_window_resampled(tmp_path: Path) -> None:
+    path = tmp_path / "tone44.wav"
+    sf.write(path, _tone(3 * 44_100, 44_100), 44_100, subtype="PCM_16")
+    full = audio.load(path)
+    window = audio.load(path, offset=SAMPLE_RATE, num_samples=CLIP_SAMPLES)
+    assert window.shape == (CLIP_SAMPLES,)
+    inner = slice(100, -100)
+    assert np.corrcoef(window[inner], full[SAMPLE_RATE : 2 * SAMPLE_RATE][inner])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "not found"), (b"", "decode"), (b"hello, not a wav file", "decode"), ("truncated", "")],
+)
+def test_audio_error_names_the_file(tmp_path: Path, content: bytes | str | None, problem: str) -> None:
+    path = tmp_path / "bad file.wav"
+    if content == "truncated":
+        sf.write(path, _tone(CLIP_SAMPLES, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+        path.write_bytes(path.read_bytes()[:40])  # header only, no samples
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(audio.AudioError) as info:
+        audio.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert problem in message
+    assert "speechlib data check" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_offset_past_end_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "short.wav"
+    sf.write(path, _tone(100, SAMPLE_RATE), SAMPLE_RATE)
+    with pytest.raises(audio.AudioError, match="past the end"):
+        audio.load(path, offset=500, num_samples=10)
+
+
+def test_load_row_variants(tmp_path: Path) -> None:
+    path = tmp_path / "noise.wav"
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * SAMPLE_RATE).astype(np.float32)
+    sf.write(path, noise, SAMPLE_RATE, subtype="FLOAT")
+    word = {"path": str(path), "offset": 0, "num_samples": 0, "source": ""}
+    np.testing.assert_array_equal(audio.load_row(word), noise)
+    window = {"path": str(path), "offset": 100, "num_samples": CLIP_SAMPLES, "source": "_background_noise_/x.wav"}
+    np.testing.assert_array_equal(audio.load_row(window), noise[100 : 100 + CLIP_SAMPLES])
+    for silence in (
+        {"path": "", "offset": 0, "num_samples": 0, "source": "digital_silence"},
+        {"path": float("nan"), "offset": float("nan"), "num_samples": float("nan"), "source": float("nan")},
+    ):
+        y = audio.load_row(silence)
+        assert y.dtype == np.float32 and y.shape == (CLIP_SAMPLES,) and not y.any()
+
+
+def test_load_row_pandas_and_namedtuple(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(8000, SAMPLE_RATE), SAMPLE_RATE)
+    frame = pd.DataFrame(
+        {"path": [str(path), ""], "offset": [0, 0], "num_samples": [0, 0], "source": ["", "digital_silence"]}
+    )
+    assert audio.load_row(frame.iloc[0]).shape == (8000,)
+    rows = list(frame.itertuples(index=False))
+    assert audio.load_row(rows[0]).shape == (8000,)
+    assert audio.load_row(rows[1]).shape == (CLIP_SAMPLES,)
+    Row = namedtuple("Row", "path")
+    assert audio.load_row(Row(str(path))).shape == (8000,)
+
+
+def test_fix_length_positions() -> None:
+    x = np.arange(1, 11, dtype=np.float32)
+    np.testing.assert_array_equal(audio.fix_length(x, length=14, position="left"), [*range(1, 11), 0, 0, 0, 0])
+    np.testing.assert_array_equal(audio.fix_length(x, length=14, position="right"), [0, 0, 0, 0, *range(1, 11)])
+    np.testing.assert_array_equal(audio.fix_length(x, length=13, position="center"), [0, *range(1, 11), 0, 0])
+    np.testing.assert_array_equal(audio.fix_length(x, length=4, position="left"), [1, 2, 3, 4])
+    np.testing.assert_array_equal(audio.fix_length(x, length=4, position="right"), [7, 8, 9, 10])
+    np.testing.assert_array_equal(audio.fix_length(x, length=4, position="center"), [4, 5, 6, 7])
+    same = audio.fix_length(x, length=10)
+    np.testing.assert_array_equal(same, x)
+    assert same is not x and same.dtype == np.float32
+
+
+def test_fix_length_random_is_seeded_and_covers_offsets() -> None:
+    x = np.ones(10, dtype=np.float32)
+    a = audio.fix_length(x, length=20, position="random", rng=np.random.default_rng(3))
+    b = audio.fix_length(x, length=20, position="random", rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    assert a.sum() == 10 and a.shape == (20,)
+    rng = np.random.default_rng(0)
+    starts = {int(np.argmax(audio.fix_length(x, length=20, position="random", rng=rng))) for _ in range(300)}
+    assert starts == set(range(11))  # every offset from 0 to 10 occurs
+    long = np.arange(30, dtype=np.float32)
+    window = audio.fix_length(long, length=10, position="random", rng=5)
+    assert window.shape == (10,) and np.all(np.diff(window) == 1)
+
+
+def test_fix_length_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="position"):
+        audio.fix_length(np.zeros(3), position="middle")
+    with pytest.raises(ValueError, match="1-D"):
+        audio.fix_length(np.zeros((2, 3)))
+
+
+def test_functions_pickle() -> None:
+    for func in (audio.load, audio.load_row, audio.fix_length):
+        assert pickle.loads(pickle.dumps(func)) is func
+
+
+def test_real_clips(shared_data: Path) -> None:
+    clips = sorted((shared_data / "speech_commands_v0.01_sample").glob("*/*.wav"))[::30]
+    if not clips:
+        pytest.skip("no clips in speech_commands_v0.01_sample")
+    for path in clips:
+        y = audio.load(path)
+        assert y.dtype == np.float32 and 0 < y.shape[0] <= CLIP_SAMPLES
+        assert 0 < np.abs(y).max() <= 1.0
+        assert audio.fix_length(y).shape == (CLIP_SAMPLES,)
