@@ -69,10 +69,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         ),
     )
     download.add_argument(
-        "--version", dest="dataset_version", default="v0.01", help="v0.01, v0.02 or test-v0.02 (default v0.01)"
+        "--version",
+        dest="dataset_version",
+        default="v0.01",
+        choices=["v0.01", "v0.02", "test-v0.02"],
+        help="v0.01, v0.02 or test-v0.02 (the official test set; default v0.01)",
     )
     download.add_argument("--out", type=Path, default=None, help="folder to extract into (default: data/raw)")
     download.add_argument("--url", default=None, help="download from this URL instead of the official one (a mirror)")
+    download.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz after extracting it")
     download.set_defaults(func=_run_data_download)
 
     check = dsub.add_parser(
@@ -100,10 +105,15 @@ def _run_data_synth(args: argparse.Namespace) -> int:
 
 def _run_data_download(args: argparse.Namespace) -> int:
     from speechlib import datasets
+    from speechlib.datasets.download import DownloadError
 
     out = args.out or config.project_home() / "raw"
-    path = datasets.download(args.dataset_version, out, url=args.url)
+    try:
+        path = datasets.download(args.dataset_version, out, url=args.url, keep_archive=args.keep_archive)
+    except DownloadError as err:
+        raise UserError(str(err)) from err
     print(f"dataset ready: {path}")
+    print(f"check it with: speechlib data check {path}")
     return 0
 
 
