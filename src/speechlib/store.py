@@ -321,7 +321,8 @@ class FeatureStore:
 
     def all_splits(self) -> list[str]:
         """Every split group in the store, complete or not."""
-        return sorted(self.root.group_keys())
+        # Listed from the folder: zarr's own listing warns about report.json beside the groups.
+        return sorted(p.name for p in self.path.iterdir() if (p / "zarr.json").is_file())
 
     def splits(self) -> list[str]:
         """The complete splits (those that can be read)."""
@@ -384,10 +385,12 @@ class FeatureStore:
         return (self.normalize(X) if normalize else X), y
 
     def manifest(self, split: str) -> pd.DataFrame:
-        """The manifest rows aligned with X (row ``i`` describes ``X[i]``), with an ``augment`` column.
+        """The manifest rows aligned with X (row ``i`` describes ``X[i]``).
 
-        Splits imported from bcolz have no manifest: the frame then holds
-        ``label_id`` and ``augment`` only.
+        The source manifest's columns plus ``row`` (index in the source
+        manifest) and ``augment`` (0 for the clip, k for its k-th augmented
+        copy). Splits imported from bcolz have no manifest: the frame then
+        holds ``label_id``, ``row`` and ``augment`` only.
         """
         self._require_split(split)
         group = self.root[split]
@@ -399,6 +402,7 @@ class FeatureStore:
             frame = read_manifest(source).iloc[row].reset_index(drop=True)
         else:
             frame = pd.DataFrame({"label_id": group["y"][:]})
+        frame["row"] = row
         frame["augment"] = aug
         return frame
 
@@ -787,9 +791,12 @@ def _keras_dataset_class() -> type:
     return StoreDataset
 
 
+MANIFEST_DTYPES = {name: str for name in ("path", "relpath", "label", "word", "speaker", "split", "source")}
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read a manifest CSV as written by ``speechlib.split`` (empty strings stay strings)."""
-    return pd.read_csv(path, keep_default_na=False, dtype={"speaker": str, "word": str, "source": str, "path": str})
+    return pd.read_csv(path, keep_default_na=False, dtype=MANIFEST_DTYPES)
 
 
 # --- bcolz compatibility (the original course) ---------------------------------

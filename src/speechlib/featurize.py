@@ -1,0 +1,423 @@
+"""Featurize manifests into a feature store: parallel, streaming, resumable.
+
+:func:`featurize` reads the manifests that ``speechlib split`` wrote
+(``train.csv``, ``cv.csv``, ... and ``split.json``), computes one feature kind
+for every clip (``speechlib.audio`` + ``speechlib.features``) in worker
+processes, and writes the results into a :class:`speechlib.store.FeatureStore`.
+
+- **Parallel**: a pool of worker processes (all cores by default) started
+  with ``forkserver`` (``spawn`` where that does not exist), never ``fork``,
+  so it is safe from a notebook that has imported TensorFlow.
+- **Streaming**: manifests are read in chunks and at most a few chunks are
+  in flight, so memory does not grow with the dataset.
+- **Nothing silently dropped**: a file that cannot be read is skipped and
+  listed with its reason; for every split, processed + skipped = manifest rows.
+  The report is returned, saved as ``report.json`` in the store, and printed
+  by the command.
+- **Resumable**: after each chunk the store commits the rows written; a
+  killed run (even SIGKILL) re-run with the same command continues from there
+  and ends with the same store as an uninterrupted run.
+- **Offline augmentation**: ``augment=N`` stores N augmented copies of every
+  clip of the training splits (``train``, ``sample_train``), right after the
+  clip, mixing noise from the training split's own noise regions only;
+  deterministic for a seed (each copy's random state depends only on the
+  seed, the row and the copy number, never on chunking or workers).
+- **Normalisation**: per-band mean/std fitted on the ``train`` split only
+  (``sample_train`` when ``train`` is not in the store) and saved in the store.
+
+Example
+-------
+::
+
+    speechlib featurize --split-dir data/work/synthetic/split --features logmel
+    speechlib featurize --split-dir data/work/synthetic/split --augment 2 --workers 2 --out /tmp/logmel_aug2
+
+>>> from speechlib.featurize import featurize
+>>> report = featurize("data/work/synthetic/split", "data/work/synthetic/features/logmel")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from speechlib import __version__, config
+from speechlib.store import MANIFEST_DTYPES, REPORT_FILE, FeatureStore, StoreError, file_sha256
+
+MANIFEST_NAMES = ("train", "cv", "test", "sample_train", "sample_cv", "sample_test")  # as speechlib.split writes
+TRAINING_SPLITS = ("train", "sample_train")  # the splits that get augmented copies
+IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps workers busy, bounds memory
+
+__all__ = ["MANIFEST_NAMES", "TRAINING_SPLITS", "default_out", "featurize", "format_report"]
+
+
+def default_out(split_dir: str | Path, kind: str = "logmel") -> Path:
+    """The default store folder: ``<split-dir>/../features/<kind>``."""
+    return Path(split_dir).resolve().parent / "features" / kind
+
+
+# --- worker side -------------------------------------------------------------------------------
+
+_STATE: dict[str, Any] = {}  # per worker process: kind, params, seed, noise regions, augmenters
+
+
+def _init_worker(kind: str, params: dict, seed: int, noise_regions: dict) -> None:
+    _STATE.clear()
+    _STATE.update(kind=kind, params=params, seed=seed, noise_regions=noise_regions, augmenters={})
+
+
+def _augmenter(noise_split: str) -> Any:
+    """The augmenter of a split (built once per worker), drawing noise from that split's regions only."""
+    from speechlib import augment
+
+    cache = _STATE["augmenters"]
+    if noise_split not in cache:
+        regions = _STATE["noise_regions"].get(noise_split, [])
+        cache[noise_split] = augment.Augmenter(noise=augment.NoiseBank(regions) if regions else None)
+    return cache[noise_split]
+
+
+def _featurize_chunk(task: tuple[str, int, list[dict], int]) -> dict:
+    """Featurize one chunk of manifest rows (runs in a worker).
+
+    Parameters
+    ----------
+    task : (noise_split, start, records, copies)
+        ``records`` are manifest rows as dicts, the first at manifest index
+        ``start``; ``copies`` augmented copies per clip.
+
+    Returns
+    -------
+    dict
+        ``X`` (n, ...) float32, ``y`` (n,) int32, ``row`` (n,) int64,
+        ``augment`` (n,) int16, ``skipped`` list, ``manifest_rows`` int.
+    """
+    from speechlib import audio, features
+
+    noise_split, start, records, copies = task
+    waveforms, y, rows, aug, skipped = [], [], [], [], []
+    for i, record in enumerate(records):
+        index = start + i
+        try:
+            waveform = audio.load_row(record)
+        except (ValueError, OSError) as err:  # audio.AudioError is a ValueError; the message names the file
+            skipped.append({"row": index, "path": record.get("path") or record.get("relpath", ""), "reason": str(err)})
+            continue
+        waveform = audio.fix_length(waveform)
+        for k in range(copies + 1):
+            if k:
+                rng = np.random.default_rng([_STATE["seed"], index, k])
+                waveforms.append(_augmenter(noise_split)(waveform, rng=rng))
+            else:
+                waveforms.append(waveform)
+            y.append(int(record["label_id"]))
+            rows.append(index)
+            aug.append(k)
+    kind, params = _STATE["kind"], _STATE["params"]
+    if waveforms:
+        X = features.compute_batch(np.stack(waveforms), kind, **params)
+    else:
+        X = np.empty((0, *features.output_shape(kind, **params)), dtype=np.float32)
+    return {
+        "X": X,
+        "y": np.asarray(y, dtype=np.int32),
+        "row": np.asarray(rows, dtype=np.int64),
+        "augment": np.asarray(aug, dtype=np.int16),
+        "skipped": skipped,
+        "manifest_rows": len(records),
+    }
+
+
+# --- main side ---------------------------------------------------------------------------------
+
+
+def _count_rows(path: Path) -> int:
+    with open(path, newline="", encoding="utf-8") as f:
+        return max(0, sum(1 for _ in csv.reader(f)) - 1)
+
+
+def _tasks(path: Path, *, start: int, chunk_size: int, noise_split: str, copies: int) -> Iterator[tuple]:
+    """Chunks of manifest rows from ``start`` on, read lazily."""
+    reader = pd.read_csv(
+        path,
+        dtype=MANIFEST_DTYPES,
+        keep_default_na=False,
+        chunksize=chunk_size,
+        skiprows=range(1, start + 1),
+    )
+    index = start
+    with reader:
+        for frame in reader:
+            yield noise_split, index, frame.to_dict("records"), copies
+            index += len(frame)
+
+
+def _ordered_map(executor: ProcessPoolExecutor | None, tasks: Iterable[tuple], in_flight: int) -> Iterator[dict]:
+    """Results of ``_featurize_chunk`` in task order, with at most ``in_flight`` tasks submitted."""
+    if executor is None:
+        for task in tasks:
+            yield _featurize_chunk(task)
+        return
+    pending: collections.deque[Future] = collections.deque()
+    for task in tasks:
+        pending.append(executor.submit(_featurize_chunk, task))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    # Never fork: a forked copy of a process that runs TensorFlow threads can deadlock.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["speechlib.featurize", "speechlib.audio", "speechlib.features"])
+    return context
+
+
+def _noise_split(name: str) -> str:
+    return name.removeprefix("sample_")
+
+
+def featurize(
+    split_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    kind: str = "logmel",
+    params: dict | None = None,
+    augment: int = 0,
+    workers: int | None = None,
+    chunk_size: int | None = None,
+    splits: Sequence[str] | None = None,
+    progress: bool = True,
+    seed: int = config.SEED,
+    overwrite: bool = False,
+) -> dict:
+    """Compute features for the manifests of ``split_dir`` into a feature store.
+
+    Parameters
+    ----------
+    split_dir : str or Path
+        Folder written by ``speechlib split`` (``<name>.csv`` manifests and ``split.json``).
+    out : str or Path, optional
+        The store folder (default :func:`default_out`: ``<split_dir>/../features/<kind>``).
+    kind : str
+        Feature kind (``speechlib.features.KINDS``); default log-mel (101, 40).
+    params : dict, optional
+        Feature parameters (keyword arguments of ``speechlib.features.compute``); all
+        resolved parameters are recorded in the store.
+    augment : int
+        Augmented copies of each clip of the training splits to store (0: none).
+    workers : int, optional
+        Worker processes (default ``os.cpu_count()``); 1 runs in this process.
+    chunk_size : int, optional
+        Manifest rows per task and per commit (default: one chunk of the store's X).
+    splits : sequence of str, optional
+        Manifests to featurize (default: every one of ``MANIFEST_NAMES`` present).
+    progress : bool
+        Show a tqdm progress bar.
+    seed : int
+        Seed of the augmentation.
+    overwrite : bool
+        Delete an existing store at ``out`` first instead of resuming it.
+
+    Returns
+    -------
+    dict
+        The report (also saved as ``report.json`` in the store): per split
+        ``manifest_rows``, ``processed``, ``skipped``, ``rows`` (rows of X),
+        ``status``; the list of skipped files with reasons; timings.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``split_dir`` lacks ``split.json`` or a requested manifest.
+    speechlib.store.StoreError
+        ``out`` holds a store made with other settings or from other manifests.
+    """
+    from tqdm.auto import tqdm
+
+    from speechlib import features
+
+    if augment < 0:
+        raise ValueError(f"augment must be >= 0, not {augment}")
+    split_dir = Path(split_dir)
+    info_path = split_dir / "split.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: run `speechlib split` first, or pass the folder it wrote")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if splits is None:
+        splits = [name for name in MANIFEST_NAMES if (split_dir / f"{name}.csv").is_file()]
+        if not splits:
+            raise FileNotFoundError(f"no manifests ({', '.join(MANIFEST_NAMES)}.csv) in {split_dir}")
+    for name in splits:
+        if not (split_dir / f"{name}.csv").is_file():
+            raise FileNotFoundError(
+                f"{split_dir / f'{name}.csv'} not found: available manifests are "
+                f"{sorted(p.stem for p in split_dir.glob('*.csv'))}"
+            )
+    params = features.resolve_params(kind, **(params or {}))
+    shape = features.output_shape(kind, **params)
+    out = Path(out) if out is not None else default_out(split_dir, kind)
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    command = f"speechlib featurize --split-dir {split_dir} --features {kind} --out {out}"
+    store = FeatureStore.create(
+        out,
+        kind=kind,
+        params=params,
+        labels=info["labels"],
+        feature_shape=shape,
+        overwrite=overwrite,
+        split_dir=str(split_dir.resolve()),
+        seed=seed,
+        command=command,
+    )
+    noise_regions = info.get("noise_regions", {}) if augment else {}
+    report: dict[str, Any] = {
+        "store": str(out),
+        "split_dir": str(split_dir),
+        "kind": kind,
+        "params": params,
+        "augment": augment,
+        "workers": workers,
+        "speechlib_version": __version__,
+        "splits": {},
+        "skipped": [],
+    }
+    started = time.perf_counter()
+    processed_now = 0
+    executor = None
+    if workers > 1:
+        executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=(kind, params, seed, noise_regions),
+        )
+    else:
+        _init_worker(kind, params, seed, noise_regions)
+    try:
+        for name in splits:
+            manifest = split_dir / f"{name}.csv"
+            copies = augment if name in TRAINING_SPLITS else 0
+            total = _count_rows(manifest)
+            split_started = time.perf_counter()
+            status = "written"
+            if store.is_complete(name):
+                old = store.info(name)
+                if old.get("source_manifest_sha256") != file_sha256(manifest) or old.get("augment", 0) != copies:
+                    raise StoreError(
+                        f"split {name!r} of {out} was made from another manifest or --augment value: "
+                        "pass --overwrite (overwrite=True) to recompute the store, or choose another --out"
+                    )
+                status = "already complete"
+            else:
+                writer = store.new_split(name, manifest_path=manifest, augment=copies, manifest_rows=total)
+                if int(store.info(name).get("augment", 0)) != copies:
+                    raise StoreError(
+                        f"split {name!r} of {out} was started with --augment {store.info(name).get('augment')}: "
+                        "re-run with that value to resume, or pass --overwrite to start over"
+                    )
+                if writer.manifest_rows_done:
+                    status = "resumed"
+                rows_per_chunk = writer.group["X"].chunks[0]
+                size = chunk_size or max(1, rows_per_chunk // (copies + 1))
+                tasks = _tasks(
+                    manifest,
+                    start=writer.manifest_rows_done,
+                    chunk_size=size,
+                    noise_split=_noise_split(name),
+                    copies=copies,
+                )
+                bar = tqdm(
+                    total=total,
+                    initial=writer.manifest_rows_done,
+                    desc=f"{kind} {name}",
+                    unit="file",
+                    disable=not progress,
+                    dynamic_ncols=True,
+                )
+                with bar:
+                    for result in _ordered_map(executor, tasks, IN_FLIGHT_PER_WORKER * workers):
+                        writer.append(
+                            result["X"],
+                            result["y"],
+                            rows=result["row"],
+                            augment=result["augment"],
+                            manifest_rows=result["manifest_rows"],
+                            skipped=result["skipped"],
+                        )
+                        processed_now += result["manifest_rows"] - len(result["skipped"])
+                        bar.update(result["manifest_rows"])
+                if writer.manifest_rows_done != total:
+                    raise RuntimeError(f"{manifest}: {writer.manifest_rows_done} rows featurized but {total} listed")
+                writer.finish(
+                    processed=total - len(writer.skipped),
+                    speechlib_version=__version__,
+                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                )
+            attrs = store.info(name)
+            skipped = attrs.get("skipped", [])
+            report["splits"][name] = {
+                "manifest_rows": total,
+                "processed": total - len(skipped),
+                "skipped": len(skipped),
+                "rows": int(attrs["rows_committed"]),
+                "augment": copies,
+                "status": status,
+                "seconds": round(time.perf_counter() - split_started, 3),
+            }
+            report["skipped"].extend({"split": name, **entry} for entry in skipped)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    # Normalisation statistics from the training split only; refitted when it changed in this run.
+    fit_on = "train" if store.is_complete("train") else "sample_train" if store.is_complete("sample_train") else None
+    norm = store.normalization
+    changed = fit_on in report["splits"] and report["splits"][fit_on]["status"] != "already complete"
+    if fit_on and (norm is None or norm["fit_on"] != fit_on or changed):
+        store.fit_normalization(fit_on)
+    report["normalization_fit_on"] = fit_on
+    seconds = time.perf_counter() - started
+    report["seconds"] = round(seconds, 3)
+    report["files_processed_this_run"] = processed_now
+    report["files_per_second"] = round(processed_now / seconds, 1) if seconds > 0 else None
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def format_report(report: dict, *, max_skipped: int = 20) -> str:
+    """A readable summary of a :func:`featurize` report (what the command prints)."""
+    lines = [f"feature store {report['store']} ({report['kind']}, {report['workers']} workers)"]
+    for name, entry in report["splits"].items():
+        lines.append(
+            f"  {name:<13} {entry['manifest_rows']:>7} clips: {entry['processed']:>7} processed, "
+            f"{entry['skipped']:>4} skipped -> {entry['rows']:>7} rows"
+            + (f" (with {entry['augment']} augmented copies each)" if entry["augment"] else "")
+            + f"  [{entry['status']}]"
+        )
+    skipped = report["skipped"]
+    if skipped:
+        lines.append(f"skipped files ({len(skipped)}):")
+        lines += [f"  {s['split']} row {s['row']}: {s['reason']}" for s in skipped[:max_skipped]]
+        if len(skipped) > max_skipped:
+            lines.append(f"  ... and {len(skipped) - max_skipped} more: see {Path(report['store']) / REPORT_FILE}")
+    lines.append(f"normalisation statistics fitted on: {report['normalization_fit_on'] or 'none (no train split)'}")
+    lines.append(
+        f"{report['files_processed_this_run']} files in {report['seconds']:.1f} s "
+        f"({report['files_per_second'] or 0:.0f} files/s); report: {Path(report['store']) / REPORT_FILE}"
+    )
+    return "\n".join(lines)
