@@ -164,6 +164,64 @@ def _run_course_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- featurize ---------------------------------------------------------------
+
+
+def _add_featurize(sub: argparse._SubParsersAction) -> None:
+    featurize = sub.add_parser(
+        "featurize",
+        help="compute features of the split manifests into a feature store (parallel, resumable)",
+        description=(
+            "Compute one feature kind (log-mel by default) for every clip of the manifests that "
+            "`speechlib split` wrote, in parallel worker processes, into a zarr feature store. Unreadable "
+            "files are skipped and listed with their reasons. A run that was interrupted (even killed) "
+            "resumes where it stopped when the same command is run again. Prints the report."
+        ),
+    )
+    featurize.add_argument("--split-dir", type=Path, required=True, help="folder with the manifests and split.json")
+    featurize.add_argument("--features", dest="kind", default="logmel", help="feature kind (default logmel)")
+    featurize.add_argument(
+        "--preset", default=None, help="a named parameter set of the kind, e.g. spark for stft (n_fft 2048, hop 321)"
+    )
+    featurize.add_argument(
+        "--augment", type=int, default=0, help="augmented copies of each training clip to store (default 0)"
+    )
+    featurize.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    featurize.add_argument("--splits", default=None, help="comma-separated manifests, e.g. train,cv (default: all)")
+    featurize.add_argument("--chunk-size", type=int, default=None, help="manifest rows per task and per commit")
+    featurize.add_argument("--seed", type=int, default=config.SEED, help=f"augmentation seed (default {config.SEED})")
+    featurize.add_argument(
+        "--out", type=Path, default=None, help="the store folder (default: <split-dir>/../features/<kind>)"
+    )
+    featurize.add_argument("--overwrite", action="store_true", help="delete an existing store at --out first")
+    featurize.add_argument("--no-progress", action="store_true", help="no progress bar")
+    featurize.set_defaults(func=_run_featurize)
+
+
+def _run_featurize(args: argparse.Namespace) -> int:
+    from speechlib import featurize, store
+
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    try:
+        report = featurize.featurize(
+            args.split_dir,
+            args.out,
+            kind=args.kind,
+            params={"preset": args.preset} if args.preset else None,
+            augment=args.augment,
+            workers=args.workers,
+            chunk_size=args.chunk_size,
+            splits=splits,
+            progress=not args.no_progress,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, store.StoreError) as err:  # unknown kind/preset/parameter, mismatched store
+        raise UserError(str(err)) from err
+    print(featurize.format_report(report))
+    return 0
+
+
 # --- the parser --------------------------------------------------------------
 
 
@@ -180,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = [_add_data, _add_course]
+_SUBCOMMANDS = [_add_data, _add_course, _add_featurize]
 
 
 def main(argv: list[str] | None = None) -> int:
