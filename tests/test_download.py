@@ -1,0 +1,320 @@
+"""Tests for speechlib.datasets.download against a real HTTP server on 127.0.0.1.
+
+The server is written here (http.server's SimpleHTTPRequestHandler does not
+answer Range requests) and serves small archives generated in tmp_path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import re
+import socket
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlib import config
+from speechlib.cli import build_parser
+
+# The package re-exports the function `download`, which hides the module of the same name.
+dl = importlib.import_module("speechlib.datasets.download")
+
+ARCHIVE_NAME = "speech_commands_v0.01.tar.gz"
+TARGET_NAME = "speech_commands_v0.01"
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    """Serves ``server.files`` and answers ``Range: bytes=N-`` with 206, like download.tensorflow.org."""
+
+    def do_GET(self) -> None:
+        server = self.server
+        server.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        data = server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        wanted = self.headers.get("Range")
+        if wanted and not server.ignore_range:
+            match = re.fullmatch(r"bytes=(\d+)-", wanted)
+            start = int(match[1])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut = server.cut_after.pop(0) if server.cut_after else None
+        self.wfile.write(body if cut is None else body[:cut])  # a cut: fewer bytes than promised, then close
+        self.close_connection = True
+
+    def log_message(self, format: str, *args) -> None:  # quiet
+        pass
+
+
+class Server:
+    """A running server; tests set ``files``, ``cut_after`` and ``ignore_range`` and read ``requests``."""
+
+    def __init__(self) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.files = {}
+        self.httpd.requests = []
+        self.httpd.cut_after = []  # one entry per request: bytes to send before closing (None: all)
+        self.httpd.ignore_range = False
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def serve(self, name: str, data: bytes) -> str:
+        self.httpd.files[f"/{name}"] = data
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    @property
+    def requests(self) -> list[dict]:
+        return self.httpd.requests
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    """A few short WAV files in the Speech Commands layout; returns {relpath: bytes}."""
+    rng = np.random.default_rng(0)
+    files = {}
+    for word in ("yes", "no"):
+        for speaker in ("0a7c2a8d", "1b2c3d4e"):
+            files[f"{word}/{speaker}_nohash_0.wav"] = None
+    files[f"{config.BACKGROUND_NOISE_DIR}/white.wav"] = None
+    for relpath in files:
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, 0.1 * rng.standard_normal(config.SAMPLE_RATE // 4), config.SAMPLE_RATE, subtype="PCM_16")
+        files[relpath] = path.read_bytes()
+    (root / config.VALIDATION_LIST).write_text("yes/0a7c2a8d_nohash_0.wav\n")
+    files[config.VALIDATION_LIST] = (root / config.VALIDATION_LIST).read_bytes()
+    return files
+
+
+@pytest.fixture
+def archive(tmp_path) -> tuple[bytes, dict[str, bytes]]:
+    """A .tar.gz of a small dataset, with members named ./<relpath> as in the official archives."""
+    files = make_tree(tmp_path / "src")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for relpath in files:
+            tar.add(tmp_path / "src" / relpath, arcname=f"./{relpath}")
+    return buffer.getvalue(), files
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_extracted(target: Path, files: dict[str, bytes]) -> None:
+    for relpath, data in files.items():
+        assert (target / relpath).read_bytes() == data, relpath
+    assert (target / dl.COMPLETE_MARKER).is_file()
+
+
+def leftovers(out: Path) -> list[str]:
+    """Everything in ``out`` except the dataset folder itself."""
+    return sorted(p.name for p in out.iterdir() if p.name != TARGET_NAME) if out.exists() else []
+
+
+def test_clean_download_then_nothing_to_do(server, archive, tmp_path):
+    data, files = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "raw"
+    target = dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False)
+    assert target == out.resolve() / TARGET_NAME
+    assert_extracted(target, files)
+    assert leftovers(out) == []  # no .part, no archive (not kept), no temporary folder
+    assert len(server.requests) == 1 and server.requests[0]["range"] is None
+
+    again = dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False)
+    assert again == target
+    assert len(server.requests) == 1  # the second run asked the server nothing
+
+
+def test_cut_download_is_resumed_on_the_next_run(server, archive, tmp_path):
+    data, files = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "raw"
+    cut = len(data) // 2
+    server.httpd.cut_after = [cut]
+    with pytest.raises(dl.DownloadError, match="run the same command again to resume") as err:
+        dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False, retries=0)
+    assert f"{cut:,} of {len(data):,} bytes" in str(err.value)
+    part = out / f"{ARCHIVE_NAME}.part"
+    assert part.read_bytes() == data[:cut]  # kept for the resume
+    assert not (out / TARGET_NAME).exists()
+
+    target = dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False, retries=0)
+    assert [r["range"] for r in server.requests] == [None, f"bytes={cut}-"]
+    assert_extracted(target, files)
+    assert leftovers(out) == []
+
+
+def test_cut_download_is_resumed_within_one_call(server, archive, tmp_path):
+    data, files = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    server.httpd.cut_after = [1000, 3000]  # two cuts, then a complete answer
+    target = dl.download("v0.01", tmp_path / "raw", url=url, sha256=sha256(data), progress=False, retries=3)
+    assert [r["range"] for r in server.requests] == [None, "bytes=1000-", "bytes=4000-"]
+    assert_extracted(target, files)
+
+
+def test_server_without_range_support_restarts_cleanly(server, archive, tmp_path):
+    data, files = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / f"{ARCHIVE_NAME}.part").write_bytes(b"stale bytes that must not survive")
+    server.httpd.ignore_range = True
+    target = dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False)
+    assert server.requests[0]["range"] == "bytes=33-"  # asked to resume, got 200: started again from byte 0
+    assert_extracted(target, files)
+
+
+def test_partial_file_already_complete(server, archive, tmp_path):
+    data, files = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / f"{ARCHIVE_NAME}.part").write_bytes(data)  # e.g. interrupted between download and verification
+    target = dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False)
+    assert [r["range"] for r in server.requests] == [f"bytes={len(data)}-"]  # answered 416
+    assert_extracted(target, files)
+
+
+def test_wrong_checksum_extracts_nothing(server, archive, tmp_path):
+    data, _ = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "raw"
+    wrong = "0" * 64
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download("v0.01", out, url=url, sha256=wrong, progress=False)
+    message = str(err.value)
+    assert f"{ARCHIVE_NAME}.part" in message
+    assert f"expected SHA-256 {wrong}, got {sha256(data)}" in message
+    assert "the file was removed" in message and "run the same command again" in message
+    assert leftovers(out) == []  # the corrupt .part is removed, as the message says
+    assert not (out / TARGET_NAME).exists()
+
+
+def test_unreachable_server(tmp_path):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{ARCHIVE_NAME}"
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download("v0.01", tmp_path / "raw", url=url, progress=False, retries=0)
+    message = str(err.value)
+    assert message.startswith(f"could not reach {url} (")
+    assert "check your connection" in message and "speechlib data check" in message
+
+
+def test_missing_file_on_server(server, tmp_path):
+    url = server.serve("other.tar.gz", b"x").replace("other", "missing")
+    with pytest.raises(dl.DownloadError, match="the server answered 404"):
+        dl.download("v0.01", tmp_path / "raw", url=url, progress=False)
+    assert len(server.requests) == 1  # a 404 is not retried
+
+
+def test_hand_unpacked_folder_is_left_alone(server, archive, tmp_path):
+    data, _ = archive
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "raw"
+    (out / TARGET_NAME / "yes").mkdir(parents=True)
+    with pytest.raises(dl.DownloadError, match="speechlib data check"):
+        dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False)
+    assert server.requests == []
+
+
+def test_unknown_version(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("v0.01, v0.02, test-v0.02")):
+        dl.download("v9", tmp_path)
+
+
+def test_archive_table_and_cli_choices():
+    assert set(dl.ARCHIVES) == {"v0.01", "v0.02", "test-v0.02"}
+    for version, archive in dl.ARCHIVES.items():
+        assert re.fullmatch(r"[0-9a-f]{64}", archive.sha256), version
+        assert archive.filename == f"{archive.name}.tar.gz"
+    parser = build_parser()
+    args = parser.parse_args(["data", "download", "--version", "test-v0.02"])
+    assert args.dataset_version == "test-v0.02"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["data", "download", "--version", "v9"])
+
+
+# --- unsafe archives ------------------------------------------------------------------------------
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", data: bytes = b"evil\n"):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, (io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+UNSAFE = {
+    "dotdot": (_member("../evil.txt"), "'..' component"),
+    "dotdot-inside": (_member("./yes/../../evil.txt"), "'..' component"),
+    "absolute": (_member("/tmp/speechlib-absolute-evil.txt"), "absolute path"),
+    "symlink-out": (_member("./yes/link", tarfile.SYMTYPE, "../../evil.txt"), "symbolic link that points outside"),
+    "symlink-absolute": (_member("./yes/passwd", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link to an absolute path"),
+    "hardlink-out": (_member("./yes/hard", tarfile.LNKTYPE, "../evil.txt"), "hard link that points outside"),
+    "device": (_member("./yes/dev", tarfile.CHRTYPE), "device or FIFO"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+def test_unsafe_archive_is_refused(server, tmp_path, case):
+    (info, fileobj), phrase = UNSAFE[case]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        good = tarfile.TarInfo("./no/0a7c2a8d_nohash_0.wav")
+        good.size = 4
+        tar.addfile(good, io.BytesIO(b"RIFF"))  # a harmless member first: it must not survive either
+        tar.addfile(info, fileobj)
+    data = buffer.getvalue()
+    url = server.serve(ARCHIVE_NAME, data)
+    out = tmp_path / "work" / "raw"
+    with pytest.raises(dl.UnsafeArchiveError) as err:
+        dl.download("v0.01", out, url=url, sha256=sha256(data), progress=False)
+    message = str(err.value)
+    assert repr(info.name) in message and phrase in message and "nothing was extracted" in message
+    assert not (out / TARGET_NAME).exists()
+    assert leftovers(out) == [ARCHIVE_NAME]  # the verified archive stays (the message says to delete it)
+    assert not (tmp_path / "work" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert not Path("/tmp/speechlib-absolute-evil.txt").exists()
+
+
+def test_links_inside_the_target_are_allowed():
+    inside, _ = _member("./yes/link", tarfile.SYMTYPE, "../no/0a7c2a8d_nohash_0.wav")
+    assert dl.unsafe_member_reason(inside) == ""
+    hard, _ = _member("./yes/hard", tarfile.LNKTYPE, "./no/0a7c2a8d_nohash_0.wav")
+    assert dl.unsafe_member_reason(hard) == ""
+    plain, _ = _member("./_background_noise_/white.wav")
+    assert dl.unsafe_member_reason(plain) == ""
