@@ -1,0 +1,791 @@
+"""Model builders for keyword spotting: from chance level to modern small CNNs.
+
+One builder per architecture, hyper-parameters as keyword arguments, each
+citing the paper or code it follows. Every builder has the signature
+``builder(*, input_shape, num_classes, **hyper_parameters)``; :func:`build`
+looks a model up by name in :data:`MODELS`.
+
+Inputs and outputs
+------------------
+- Spectral models take log-mel features, shape ``(frames, bins)`` float32
+  (the default ``(101, 40)``: 10 ms hop, 40 mel bands), time-major as
+  ``speechlib.features.compute`` writes them. Builders that need a channel
+  axis add it themselves.
+- The raw-waveform model (:func:`course_cnn1d`) takes ``(CLIP_SAMPLES,)``
+  float32 samples in [-1, 1]; :data:`INPUT_KIND` says which input each
+  registered model expects.
+- Keras models output **logits** (no softmax): train them with
+  ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)`` and use
+  :func:`predict_proba` for probabilities.
+- scikit-learn baselines are pipelines that start with :func:`summary_features`,
+  so they take the same ``(N, frames, bins)`` arrays as the Keras models.
+
+Registry
+--------
+MODELS
+    ``{"name": builder}``; variants (``res8``, ``ds_cnn_s``, ...) are the
+    same builder with other hyper-parameters.
+INPUT_KIND
+    ``{"name": "logmel" | "waveform"}``.
+REFERENCES
+    The parameter count each paper documents and the configuration it refers to.
+
+Helpers: :func:`build`, :func:`count_params`, :func:`predict_proba`,
+:func:`predict`, :func:`is_keras`, :func:`summary_features`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from speechlib.config import CLIP_SAMPLES, N_MELS, SEED
+
+#: Default log-mel input: 101 frames (1 s at a 10 ms hop, centred) x N_MELS bands.
+LOGMEL_SHAPE = (101, N_MELS)
+#: Default raw-waveform input: one padded clip.
+WAVEFORM_SHAPE = (CLIP_SAMPLES,)
+
+
+# ---------------------------------------------------------------------------
+# Summary features and scikit-learn baselines
+# ---------------------------------------------------------------------------
+
+
+def summary_features(X: np.ndarray, *, n_mfcc: int | None = 20) -> np.ndarray:
+    """Per-clip summary: means and standard deviations over time.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (N, frames, bins)
+        Time-major spectral features, e.g. log-mel (N, 101, 40) or MFCC.
+    n_mfcc : int or None, keyword-only
+        When an int, X is taken to be log-mel and turned into MFCCs first
+        (type-II orthonormal DCT over the bins, first ``n_mfcc`` coefficients —
+        what ``librosa.feature.mfcc`` does to a log-mel spectrogram); ``None``
+        summarises the bins of X as they are.
+
+    Returns
+    -------
+    np.ndarray, shape (N, 2 * k), float32
+        ``[mean_1..mean_k, std_1..std_k]`` with k = ``n_mfcc`` or ``bins``.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3:
+        raise ValueError(f"summary_features expects (N, frames, bins) features, got shape {X.shape}")
+    if n_mfcc is not None:
+        from scipy.fft import dct
+
+        if not 0 < n_mfcc <= X.shape[2]:
+            raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and the number of bins ({X.shape[2]})")
+        X = dct(X, type=2, axis=2, norm="ortho")[:, :, :n_mfcc]
+    return np.concatenate([X.mean(axis=1), X.std(axis=1)], axis=1).astype(np.float32)
+
+
+def _sklearn_pipeline(classifier: Any, *, n_mfcc: int | None, scale: bool = True) -> Any:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    steps: list[tuple[str, Any]] = [
+        ("summary", FunctionTransformer(summary_features, kw_args={"n_mfcc": n_mfcc})),
+    ]
+    if scale:
+        steps.append(("scale", StandardScaler()))
+    steps.append(("classifier", classifier))
+    return Pipeline(steps)
+
+
+def _check_spectral_shape(input_shape: tuple[int, ...], name: str) -> tuple[int, int]:
+    if len(input_shape) != 2:
+        raise ValueError(f"{name} takes (frames, bins) spectral features; got input_shape={tuple(input_shape)}")
+    return int(input_shape[0]), int(input_shape[1])
+
+
+def majority(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, n_mfcc: int | None = 20) -> Any:
+    """Chance level: always predict the most frequent training class.
+
+    ``sklearn.dummy.DummyClassifier(strategy="most_frequent")`` behind the
+    summary features (which it ignores), so it takes the same input as every
+    other model. Its accuracy is the share of the largest class.
+    """
+    from sklearn.dummy import DummyClassifier
+
+    _check_spectral_shape(input_shape, "majority")
+    return _sklearn_pipeline(DummyClassifier(strategy="most_frequent"), n_mfcc=n_mfcc, scale=False)
+
+
+def logistic_regression(
+    *, input_shape=LOGMEL_SHAPE, num_classes: int = 12, n_mfcc: int | None = 20, C: float = 1.0, max_iter: int = 2000
+) -> Any:
+    """Multinomial logistic regression on per-clip MFCC means and standard deviations.
+
+    The original course's linear baseline. Pipeline: :func:`summary_features`
+    -> ``StandardScaler`` -> ``LogisticRegression(C=C)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    _check_spectral_shape(input_shape, "logistic_regression")
+    return _sklearn_pipeline(LogisticRegression(C=C, max_iter=max_iter, random_state=SEED), n_mfcc=n_mfcc)
+
+
+def random_forest(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    n_mfcc: int | None = 20,
+    n_estimators: int = 300,
+    max_depth: int | None = None,
+    seed: int = SEED,
+) -> Any:
+    """Random forest (Breiman 2001) on per-clip MFCC means and standard deviations."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    _check_spectral_shape(input_shape, "random_forest")
+    forest = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=-1)
+    return _sklearn_pipeline(forest, n_mfcc=n_mfcc, scale=False)
+
+
+def mlp_classifier(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    n_mfcc: int | None = 20,
+    hidden_layer_sizes: tuple[int, ...] = (256, 128),
+    alpha: float = 1e-3,
+    max_iter: int = 500,
+    seed: int = SEED,
+) -> Any:
+    """scikit-learn multi-layer perceptron on per-clip MFCC means and standard deviations."""
+    from sklearn.neural_network import MLPClassifier
+
+    _check_spectral_shape(input_shape, "mlp_classifier")
+    mlp = MLPClassifier(
+        hidden_layer_sizes=hidden_layer_sizes, alpha=alpha, max_iter=max_iter, early_stopping=True, random_state=seed
+    )
+    return _sklearn_pipeline(mlp, n_mfcc=n_mfcc)
+
+
+# ---------------------------------------------------------------------------
+# Keras helpers
+# ---------------------------------------------------------------------------
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _spectral_input(input_shape, name: str, *, channel: bool = True):
+    """An Input for (frames, bins) features and, when ``channel``, the tensor with a channel axis added."""
+    keras = _keras()
+    frames, bins = _check_spectral_shape(input_shape, name)
+    inputs = keras.Input(shape=(frames, bins), name="features")
+    x = keras.layers.Reshape((frames, bins, 1), name="add_channel")(inputs) if channel else inputs
+    return inputs, x
+
+
+def _get_subspectral_norm():
+    """The SubSpectralNorm layer class, created on first use so importing this module stays light."""
+    global _SubSpectralNorm
+    if _SubSpectralNorm is not None:
+        return _SubSpectralNorm
+    keras = _keras()
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="speechlib")
+    class SubSpectralNorm(keras.layers.Layer):
+        """Batch norm with separate statistics for each of ``sub_bands`` frequency bands.
+
+        Chang et al. 2021, "Subspectral Normalization for Neural Audio Data
+        Processing" (as used by BC-ResNet). Input (batch, freq, time, channels)
+        with ``freq`` divisible by ``sub_bands``; each (band, channel) pair gets
+        its own mean, variance, scale and shift.
+        """
+
+        def __init__(self, sub_bands: int = 5, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs):
+            super().__init__(**kwargs)
+            self.sub_bands = sub_bands
+            self.momentum = momentum
+            self.epsilon = epsilon
+            self.norm = keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon, name="bn")
+
+        def build(self, input_shape):
+            _, freq, time, channels = input_shape
+            if freq % self.sub_bands:
+                raise ValueError(
+                    f"SubSpectralNorm: {freq} frequency bins do not split into {self.sub_bands} equal sub-bands; "
+                    "use a number of mel bands divisible by 20 (e.g. 40) for BC-ResNet"
+                )
+            self.norm.build((None, freq // self.sub_bands, time, self.sub_bands * channels))
+
+        def call(self, x, training=None):
+            _, freq, time, channels = x.shape
+            s = self.sub_bands
+            y = ops.reshape(x, (-1, s, freq // s, time, channels))
+            y = ops.transpose(y, (0, 2, 3, 1, 4))
+            y = ops.reshape(y, (-1, freq // s, time, s * channels))
+            y = self.norm(y, training=training)
+            y = ops.reshape(y, (-1, freq // s, time, s, channels))
+            y = ops.transpose(y, (0, 3, 1, 2, 4))
+            return ops.reshape(y, (-1, freq, time, channels))
+
+        def get_config(self):
+            return {**super().get_config(), "sub_bands": self.sub_bands, "momentum": self.momentum,
+                    "epsilon": self.epsilon}  # fmt: skip
+
+    _SubSpectralNorm = SubSpectralNorm
+    return SubSpectralNorm
+
+
+_SubSpectralNorm = None
+
+
+# ---------------------------------------------------------------------------
+# Classic Keras models of the original course
+# ---------------------------------------------------------------------------
+
+
+def dense_net(
+    *, input_shape=LOGMEL_SHAPE, num_classes: int = 12, units: tuple[int, ...] = (256, 256), dropout: float = 0.3
+):
+    """Fully connected network on the flattened log-mel spectrogram.
+
+    The original course's "dense" model; Hello Edge (Zhang et al. 2017) calls
+    the same family DNN. Layers: Flatten -> [Dense(u) -> BatchNorm -> ReLU ->
+    Dropout] for u in ``units`` -> Dense(num_classes) logits.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs, x = _spectral_input(input_shape, "dense_net", channel=False)
+    x = layers.Flatten()(x)
+    for i, u in enumerate(units):
+        x = layers.Dense(u, use_bias=False, name=f"dense_{i}")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="dense_net")
+
+
+def cnn2d(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    resize: tuple[int, int] | None = (32, 32),
+    filters: tuple[int, int] = (32, 64),
+    dense_units: int = 128,
+    dropout: tuple[float, float] = (0.25, 0.5),
+):
+    """The simple 2-D CNN of the TensorFlow tutorial "Simple audio recognition".
+
+    tensorflow/docs, site/en/tutorials/audio/simple_audio.ipynb: Resizing(32, 32)
+    -> Conv2D(32, 3, relu) -> Conv2D(64, 3, relu) -> MaxPooling2D -> Dropout(0.25)
+    -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(num_classes) logits.
+    About 1.63 M parameters for 12 classes, whatever the input size (the
+    resize fixes it). The tutorial's adapted Normalization layer is left out:
+    speechlib normalises features in the feature store. ``resize=None`` keeps
+    the input size.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs, x = _spectral_input(input_shape, "cnn2d")
+    if resize is not None:
+        x = layers.Resizing(*resize)(x)
+    x = layers.Conv2D(filters[0], 3, activation="relu")(x)
+    x = layers.Conv2D(filters[1], 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Dropout(dropout[0])(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout[1])(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="cnn2d")
+
+
+def _recurrent(cell: str, *, input_shape, num_classes, units, num_layers, bidirectional, dropout):
+    keras = _keras()
+    layers = keras.layers
+    rnn = {"gru": layers.GRU, "lstm": layers.LSTM}[cell]
+    inputs, x = _spectral_input(input_shape, cell, channel=False)
+    for i in range(num_layers):
+        layer = rnn(units, return_sequences=i < num_layers - 1, name=f"{cell}_{i}")
+        x = layers.Bidirectional(layer)(x) if bidirectional else layer(x)
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=cell)
+
+
+def gru(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    units: int = 128,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.2,
+):
+    """GRU over log-mel frames; the last hidden state feeds a Dense logits layer.
+
+    Cho et al. 2014 cells, as compared for keyword spotting in Hello Edge
+    (Zhang et al. 2017, GRU-S: one layer of 154 units on 10 MFCC). Each frame
+    (one row of ``bins`` values) is one time step.
+    """
+    return _recurrent(
+        "gru", input_shape=input_shape, num_classes=num_classes, units=units, num_layers=num_layers,
+        bidirectional=bidirectional, dropout=dropout,
+    )  # fmt: skip
+
+
+def lstm(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    units: int = 128,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.2,
+):
+    """LSTM over log-mel frames (Hochreiter & Schmidhuber 1997); see :func:`gru`."""
+    return _recurrent(
+        "lstm", input_shape=input_shape, num_classes=num_classes, units=units, num_layers=num_layers,
+        bidirectional=bidirectional, dropout=dropout,
+    )  # fmt: skip
+
+
+def course_cnn1d(
+    *,
+    input_shape=WAVEFORM_SHAPE,
+    num_classes: int = 12,
+    width: float = 1.0,
+    num_blocks: int = 9,
+    first_filters: int = 8,
+    kernel_size: int = 3,
+    pool_size: int = 2,
+    bottleneck: int = 1024,
+    dense_units: int = 1024,
+    dropout: float = 0.5,
+):
+    """The original course's final model: a deep 1-D CNN on the raw waveform.
+
+    Nine blocks of [Conv1D -> BatchNorm -> ReLU] x 2 -> MaxPooling1D, filters
+    8, 16, ..., 2048 (doubling per block); a 1x1 Conv1D (``bottleneck``
+    filters); global max pooling; Dense(1024) -> ReLU -> Dropout; Dense logits.
+    At full width this is 28.4 M parameters (the course documents "about
+    28 M"): the layer plan is the course's; the kernel size 3 and the 1x1
+    width of 1024 are the values that give its documented size.
+
+    ``width`` multiplies every filter count and the two 1024-wide layers
+    (at least 1 unit each), e.g. ``width=1/16`` for a 0.11 M-parameter
+    version that trains on a laptop CPU.
+
+    Input: raw waveform, shape ``(CLIP_SAMPLES,)`` float32 in [-1, 1].
+    """
+    keras = _keras()
+    layers = keras.layers
+    if len(input_shape) != 1:
+        raise ValueError(f"course_cnn1d takes a raw waveform of shape (n_samples,); got input_shape={input_shape}")
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+
+    def scaled(n: int) -> int:
+        return max(1, round(n * width))
+
+    inputs = keras.Input(shape=tuple(input_shape), name="waveform")
+    x = layers.Reshape((int(input_shape[0]), 1), name="add_channel")(inputs)
+    for block in range(num_blocks):
+        filters = scaled(first_filters * 2**block)
+        for j in range(2):
+            x = layers.Conv1D(filters, kernel_size, padding="same", use_bias=False, name=f"b{block}_conv{j}")(x)
+            x = layers.BatchNormalization(name=f"b{block}_bn{j}")(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling1D(pool_size, name=f"b{block}_pool")(x)
+    x = layers.Conv1D(scaled(bottleneck), 1, activation="relu", name="conv1x1")(x)
+    x = layers.GlobalMaxPooling1D()(x)
+    x = layers.Dense(scaled(dense_units), activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="course_cnn1d")
+
+
+def urban_cnn(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    filters: tuple[int, int, int, int] = (32, 32, 64, 64),
+    spatial_dropout: tuple[float, float] = (0.07, 0.14),
+    l2: float = 5e-4,
+    leaky_alpha: float = 0.1,
+):
+    """The environmental-sound CNN of the Lambda urban-audio demo (UrbanSound8K).
+
+    Four 3x3 Conv2D layers (32, 32, 64, 64 filters, 'valid' padding, L2 weight
+    decay), each followed by LeakyReLU(0.1) and batch norm; max pooling after
+    the second; spatial dropout before the 2nd, 3rd (rate 0.07) and 4th (0.14)
+    convolutions; global average pooling; one Dense layer (logits). 66 K
+    parameters for 12 classes.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs, x = _spectral_input(input_shape, "urban_cnn")
+    reg = keras.regularizers.L2(l2) if l2 else None
+    for i, f in enumerate(filters):
+        if i > 0:
+            x = layers.SpatialDropout2D(spatial_dropout[0] if i < 3 else spatial_dropout[1])(x)
+        x = layers.Conv2D(f, 3, kernel_regularizer=reg, name=f"conv{i}")(x)
+        x = layers.LeakyReLU(negative_slope=leaky_alpha)(x)
+        x = layers.BatchNormalization()(x)
+        if i == 1:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="urban_cnn")
+
+
+# ---------------------------------------------------------------------------
+# Modern small keyword-spotting models
+# ---------------------------------------------------------------------------
+
+#: DS-CNN configurations of Hello Edge (ARM-software/ML-KWS-for-MCU, train_commands.txt):
+#: per layer (filters, kernel time, kernel freq, stride time, stride freq); layer 0 is a
+#: regular convolution, the others depthwise-separable.
+DS_CNN_SIZES: dict[str, list[tuple[int, int, int, int, int]]] = {
+    "s": [(64, 10, 4, 2, 2)] + [(64, 3, 3, 1, 1)] * 4,
+    "m": [(172, 10, 4, 2, 1), (172, 3, 3, 2, 2)] + [(172, 3, 3, 1, 1)] * 3,
+    "l": [(276, 10, 4, 2, 1), (276, 3, 3, 2, 2)] + [(276, 3, 3, 1, 1)] * 4,
+}
+
+
+def ds_cnn(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    size: str = "s",
+    layers_config: list[tuple[int, int, int, int, int]] | None = None,
+    dropout: float = 0.0,
+):
+    """DS-CNN, the depthwise-separable CNN of "Hello Edge".
+
+    Zhang, Suda, Lai & Chandra 2017, "Hello Edge: Keyword Spotting on
+    Microcontrollers", arXiv:1711.07128; shapes from its reference code
+    (ARM-software/ML-KWS-for-MCU, ``create_ds_cnn_model`` and
+    ``train_commands.txt``). A regular Conv2D -> BN -> ReLU, then
+    depthwise-separable blocks [DepthwiseConv2D 3x3 -> BN -> ReLU -> Conv2D 1x1
+    -> BN -> ReLU], global average pooling, Dense logits. Convolutions keep
+    their biases and batch norms learn a shift only (tf-slim defaults).
+
+    ``size`` picks S, M or L (:data:`DS_CNN_SIZES`); ``layers_config``
+    overrides it. The paper's input is 10 MFCC x 49 frames (40 ms windows,
+    20 ms stride); any (frames, bins) input works, the parameter count does
+    not depend on it.
+
+    Parameter counts (12 classes): S 23,180, M 136,580, L 413,736 trainable
+    weights. The paper's Table 7 gives 38.6 KB, 189.2 KB and 497.6 KB: that is
+    *memory* — 8-bit weights (batch norm folded into the convolutions) plus
+    the largest pair of activation buffers — not a parameter count, and it is
+    reproduced exactly by these shapes (see tests/test_models.py).
+    """
+    keras = _keras()
+    layers = keras.layers
+    config = layers_config if layers_config is not None else DS_CNN_SIZES[size.lower()]
+    inputs, x = _spectral_input(input_shape, "ds_cnn")
+
+    def bn_relu(t, name):
+        t = layers.BatchNormalization(scale=False, momentum=0.96, epsilon=1e-3, name=f"{name}_bn")(t)
+        return layers.ReLU(name=f"{name}_relu")(t)
+
+    filters, kt, kf, st, sf = config[0]
+    x = layers.Conv2D(filters, (kt, kf), strides=(st, sf), padding="same", name="conv_1")(x)
+    x = bn_relu(x, "conv_1")
+    for i, (filters, kt, kf, st, sf) in enumerate(config[1:], start=1):
+        x = layers.DepthwiseConv2D((kt, kf), strides=(st, sf), padding="same", name=f"conv_ds_{i}_dw")(x)
+        x = bn_relu(x, f"conv_ds_{i}_dw")
+        x = layers.Conv2D(filters, 1, name=f"conv_ds_{i}_pw")(x)
+        x = bn_relu(x, f"conv_ds_{i}_pw")
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"ds_cnn_{size.lower()}" if layers_config is None else "ds_cnn")
+
+
+def res_net(
+    *,
+    input_shape=LOGMEL_SHAPE,
+    num_classes: int = 12,
+    num_maps: int = 45,
+    num_layers: int = 13,
+    dilation: bool = True,
+    pool: tuple[int, int] | None = None,
+):
+    """res8 / res15 / res26: deep residual learning for small-footprint keyword spotting.
+
+    Tang & Lin 2018, "Deep Residual Learning for Small-Footprint Keyword
+    Spotting", ICASSP, arXiv:1710.10361; shapes from the authors' code
+    (castorini/honk, ``SpeechResModel``). A bias-free 3x3 convolution (then
+    average pooling ``pool`` for res8/res26), then ``num_layers`` bias-free
+    3x3 convolutions of ``num_maps`` maps, each ReLU -> batch norm without
+    affine parameters, with an identity shortcut around every pair; res15
+    grows the dilation as 2**(i // 3); global average pooling; Dense logits.
+    The paper's input is 40 MFCC x 101 frames (time-major, like ours).
+
+    Variants (12 classes, paper's parameter counts): res8 (6 layers, pool 4x3)
+    110 K, res8-narrow (19 maps) 19.9 K, res15 (13 dilated layers) 238 K,
+    res15-narrow 42.6 K, res26 (24 layers, pool 2x2) 438 K.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs, x = _spectral_input(input_shape, "res_net")
+    x = layers.Conv2D(num_maps, 3, padding="same", use_bias=False, activation="relu", name="conv0")(x)
+    if pool is not None:
+        x = layers.AveragePooling2D(pool, name="pool0")(x)
+    shortcut = x
+    for i in range(1, num_layers + 1):
+        rate = 2 ** ((i - 1) // 3) if dilation else 1
+        y = layers.Conv2D(
+            num_maps, 3, padding="same", dilation_rate=rate, use_bias=False, activation="relu", name=f"conv{i}"
+        )(x)
+        if i % 2 == 0:
+            x = shortcut = layers.Add(name=f"res{i}")([y, shortcut])
+        else:
+            x = y
+        x = layers.BatchNormalization(center=False, scale=False, epsilon=1e-5, name=f"bn{i}")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="res_net")
+
+
+def bc_resnet(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, tau: float = 1.0, dropout: float = 0.1):
+    """BC-ResNet: broadcasted residual learning for keyword spotting.
+
+    Kim, Chang, Lee & Sung 2021, "Broadcasted Residual Learning for Efficient
+    Keyword Spotting", Interspeech, arXiv:2106.04140; shapes from the authors'
+    code (Qualcomm-AI-research/bcresnet, ``BCResNets``). The features are
+    transposed to (freq, time) as in the paper. Head: Conv 5x5 stride (2, 1)
+    -> BN -> ReLU with 16*tau channels; four stages of 2, 2, 4, 4 BC-ResBlocks
+    with 8, 12, 16, 20 (x tau) channels, stride 2 in frequency at the start of
+    stages 2 and 3 and temporal dilation 1, 2, 4, 8. A block: [1x1 conv -> BN
+    -> ReLU when the width changes] -> frequency-depthwise 3x1 conv ->
+    SubSpectralNorm (5 sub-bands) = f2; frequency average -> time-depthwise 1x3
+    (dilated) conv -> BN -> SiLU -> 1x1 conv -> spatial dropout = f1;
+    output ReLU(f1 broadcast over frequency + f2 [+ input]). Classifier:
+    depthwise 5x5 (valid in frequency) -> 1x1 conv 32*tau -> BN -> ReLU ->
+    average -> Dense logits.
+
+    The input needs 40 mel bands (the frequency axis is halved three times to
+    5, which the classifier's 5x5 kernel consumes). Paper's parameter counts
+    (12 classes, 40 log-mel x 101 frames): BC-ResNet-1 9.2 K, -1.5 13.6 K,
+    -2 26.8 K, -3 54.2 K, -6 188 K, -8 321 K.
+    """
+    keras = _keras()
+    layers = keras.layers
+    SubSpectralNorm = _get_subspectral_norm()
+    frames, bins = _check_spectral_shape(input_shape, "bc_resnet")
+    if bins != 40:
+        raise ValueError(f"bc_resnet needs 40 mel bands (the paper's input); got input_shape={tuple(input_shape)}")
+    base = int(8 * tau)
+    channels = [2 * base, base, int(1.5 * base), 2 * base, int(2.5 * base), 4 * base]
+    repeats = [2, 2, 4, 4]
+    strided_stages = {1, 2}
+
+    def bn(name):
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+    inputs = keras.Input(shape=(frames, bins), name="features")
+    x = layers.Permute((2, 1), name="to_freq_time")(inputs)
+    x = layers.Reshape((bins, frames, 1), name="add_channel")(x)
+    x = layers.Conv2D(channels[0], 5, strides=(2, 1), padding="same", use_bias=False, name="head_conv")(x)
+    x = layers.ReLU()(bn("head_bn")(x))
+
+    for stage, n in enumerate(repeats):
+        out_c = channels[stage + 1]
+        for j in range(n):
+            name = f"s{stage}b{j}"
+            in_c = x.shape[-1]
+            transition = in_c != out_c
+            stride = 2 if (stage in strided_stages and j == 0) else 1
+            shortcut = x
+            y = x
+            if transition:
+                y = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_expand")(y)
+                y = layers.ReLU()(bn(f"{name}_expand_bn")(y))
+            y = layers.DepthwiseConv2D((3, 1), strides=(stride, 1), padding="same", use_bias=False,
+                                       name=f"{name}_freq_dw")(y)  # fmt: skip
+            f2 = SubSpectralNorm(5, name=f"{name}_ssn")(y)
+            z = layers.AveragePooling2D(pool_size=(f2.shape[1], 1), name=f"{name}_freq_avg")(f2)
+            z = layers.DepthwiseConv2D((1, 3), padding="same", dilation_rate=(1, 2**stage), use_bias=False,
+                                       name=f"{name}_time_dw")(z)  # fmt: skip
+            z = layers.Activation("silu")(bn(f"{name}_time_bn")(z))
+            z = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_pw")(z)
+            z = layers.SpatialDropout2D(dropout)(z)
+            parts = [z, f2] if transition else [z, f2, shortcut]
+            x = layers.ReLU()(layers.Add(name=f"{name}_add")(parts))
+
+    x = layers.ZeroPadding2D(((0, 0), (2, 2)))(x)
+    x = layers.DepthwiseConv2D((5, 5), use_bias=False, name="cls_dw")(x)
+    x = layers.Conv2D(channels[-1], 1, use_bias=False, name="cls_pw")(x)
+    x = layers.ReLU()(bn("cls_bn")(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"bc_resnet_{tau:g}")
+
+
+# ---------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------
+
+
+def _variant(builder: Callable, **fixed) -> Callable:
+    """``builder`` with some hyper-parameters fixed (keeps its docstring)."""
+    partial = functools.partial(builder, **fixed)
+    functools.update_wrapper(partial, builder)
+    return partial
+
+
+MODELS: dict[str, Callable[..., Any]] = {
+    # baselines (scikit-learn, on summary features)
+    "majority": majority,
+    "logistic_regression": logistic_regression,
+    "random_forest": random_forest,
+    "mlp": mlp_classifier,
+    # the original course's Keras models
+    "dense": dense_net,
+    "cnn2d": cnn2d,
+    "gru": gru,
+    "lstm": lstm,
+    "course_cnn1d": course_cnn1d,
+    "urban_cnn": urban_cnn,
+    # modern small keyword-spotting models
+    "ds_cnn_s": _variant(ds_cnn, size="s"),
+    "ds_cnn_m": _variant(ds_cnn, size="m"),
+    "ds_cnn_l": _variant(ds_cnn, size="l"),
+    "res8": _variant(res_net, num_layers=6, dilation=False, pool=(4, 3)),
+    "res8_narrow": _variant(res_net, num_maps=19, num_layers=6, dilation=False, pool=(4, 3)),
+    "res15": _variant(res_net, num_layers=13, dilation=True),
+    "res15_narrow": _variant(res_net, num_maps=19, num_layers=13, dilation=True),
+    "res26": _variant(res_net, num_layers=24, dilation=False, pool=(2, 2)),
+    "bc_resnet_1": _variant(bc_resnet, tau=1),
+    "bc_resnet_8": _variant(bc_resnet, tau=8),
+}
+
+#: The input each registered model expects.
+INPUT_KIND: dict[str, str] = {name: ("waveform" if name == "course_cnn1d" else "logmel") for name in MODELS}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parameter count documented by a model's source, and what it refers to."""
+
+    source: str
+    params: int  # as documented (rounded as the source rounds it)
+    input_shape: tuple[int, ...]  # the input of the documented configuration
+    num_classes: int = 12
+    note: str = ""
+
+
+_TANG = "Tang & Lin 2018, Table 1"
+_KIM = "Kim et al. 2021, Table 2"
+REFERENCES: dict[str, Reference] = {
+    "res8": Reference(_TANG, 110_000, (101, 40)),
+    "res8_narrow": Reference(_TANG, 19_900, (101, 40)),
+    "res15": Reference(_TANG, 238_000, (101, 40)),
+    "res15_narrow": Reference(_TANG, 42_600, (101, 40)),
+    "res26": Reference(_TANG, 438_000, (101, 40)),
+    "bc_resnet_1": Reference(_KIM, 9_200, (101, 40)),
+    "bc_resnet_8": Reference(_KIM, 321_000, (101, 40)),
+    "course_cnn1d": Reference("original course", 28_000_000, WAVEFORM_SHAPE, note="'about 28 M' at full width"),
+    "ds_cnn_s": Reference(
+        "Zhang et al. 2017, Table 7", 38_600, (49, 10), note="documented figure is memory in bytes, not parameters"
+    ),
+    "ds_cnn_m": Reference(
+        "Zhang et al. 2017, Table 7", 189_200, (49, 10), note="documented figure is memory in bytes, not parameters"
+    ),
+    "ds_cnn_l": Reference(
+        "Zhang et al. 2017, Table 7", 497_600, (49, 10), note="documented figure is memory in bytes, not parameters"
+    ),
+}
+
+
+def build(name: str, *, input_shape: tuple[int, ...] | None = None, num_classes: int = 12, **kwargs) -> Any:
+    """Build the model registered as ``name`` in :data:`MODELS`.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`, e.g. ``"res15"``.
+    input_shape : tuple of int, optional
+        ``(frames, bins)`` for spectral models, ``(n_samples,)`` for the
+        raw-waveform model; default: :data:`LOGMEL_SHAPE` or :data:`WAVEFORM_SHAPE`
+        according to :data:`INPUT_KIND`.
+    num_classes : int
+        Number of output logits.
+    **kwargs
+        Hyper-parameters of the builder.
+
+    Returns
+    -------
+    keras.Model or sklearn.pipeline.Pipeline
+    """
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if input_shape is None:
+        input_shape = WAVEFORM_SHAPE if INPUT_KIND[name] == "waveform" else LOGMEL_SHAPE
+    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Helpers that work for Keras and scikit-learn models
+# ---------------------------------------------------------------------------
+
+
+def is_keras(model: Any) -> bool:
+    """True for a Keras model (or layer), False for a scikit-learn estimator."""
+    if hasattr(model, "fit") and hasattr(model, "get_params"):
+        return False
+    try:
+        import keras
+    except ImportError:  # pragma: no cover - keras is a hard dependency of speechlib
+        return False
+    return isinstance(model, keras.layers.Layer)
+
+
+def count_params(model: Any, *, trainable_only: bool = False) -> int | None:
+    """Number of weights of a Keras model; ``None`` for scikit-learn models.
+
+    Parameters
+    ----------
+    model : keras.Model or sklearn estimator
+    trainable_only : bool, keyword-only
+        Count only trainable weights. Papers count these: batch-norm moving
+        means and variances are statistics, not parameters.
+    """
+    if not is_keras(model):
+        return None
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+def predict_proba(model: Any, X: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities, shape (N, num_classes) float32, for Keras (softmax of logits) or sklearn."""
+    X = np.asarray(X, dtype=np.float32)
+    if is_keras(model):
+        import keras
+
+        logits = model.predict(X, batch_size=batch_size, verbose=0)
+        return np.asarray(keras.ops.softmax(logits, axis=-1), dtype=np.float32)
+    return np.asarray(model.predict_proba(X), dtype=np.float32)
+
+
+def predict(model: Any, X: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Predicted label ids, shape (N,) int64.
+
+    For scikit-learn models these are the classes seen in training
+    (``model.classes_``), which are the label ids when it was fit on them.
+    """
+    if is_keras(model):
+        return predict_proba(model, X, batch_size=batch_size).argmax(axis=1).astype(np.int64)
+    return np.asarray(model.predict(np.asarray(X, dtype=np.float32)), dtype=np.int64)
