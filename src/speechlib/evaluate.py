@@ -1,0 +1,334 @@
+"""Evaluation: metrics, confusion matrices, cost figures and the results table.
+
+Accuracy first, then cost: every model of the course is judged by the same
+numbers, gathered into one tidy row per model by :func:`report_row`.
+
+Metrics
+    :func:`classification_metrics` (accuracy, macro and per-class
+    precision/recall/F1 from scikit-learn, confusion matrix),
+    :func:`confusion_matrix` (a labelled DataFrame), :func:`save_metrics`,
+    :func:`load_metrics`.
+Cost
+    :func:`time_inference` (milliseconds per clip at batch size 1 on one CPU
+    core), :func:`limit_tf_threads`, ``speechlib.models.count_params``.
+Table
+    :func:`report_row`.
+
+Figures (the confusion matrix, accuracy against cost) live in ``speechlib.plot``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from speechlib import models as _models
+
+
+def _as_ids(y: Sequence, labels: Sequence[str], what: str) -> np.ndarray:
+    """Label ids (N,) int64 from ids or label names."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        ids = y.astype(np.int64)
+        bad = (ids < 0) | (ids >= len(labels))
+        if bad.any():
+            raise ValueError(
+                f"{what} holds label ids outside 0..{len(labels) - 1}: {sorted(set(ids[bad].tolist()))[:10]}; "
+                "pass the label list the model was trained with"
+            )
+        return ids
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({str(v) for v in y.tolist() if v not in index})
+    if unknown:
+        raise ValueError(f"{what} holds labels that are not in `labels` {list(labels)}: {unknown[:10]}")
+    return np.array([index[v] for v in y.tolist()], dtype=np.int64)
+
+
+def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro and per-class precision/recall/F1 and the confusion matrix.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (N,)
+        Label ids (int, index into ``labels``) or label names (str).
+    labels : sequence of str
+        Every class, in label-id order (e.g. ``config.KAGGLE12_LABELS``).
+        Classes absent from both ``y_true`` and ``y_pred`` still get a row
+        (support 0, scores 0).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``,
+        ``weighted_f1`` (floats in [0, 1]); ``num_samples``; ``labels``;
+        ``per_class``: ``{label: {"precision", "recall", "f1", "support"}}``;
+        ``confusion_matrix``: list of lists, rows = true label, columns =
+        predicted label, in ``labels`` order. JSON-serialisable as is.
+        Precision of a class never predicted is 0 (scikit-learn's
+        ``zero_division=0``).
+    """
+    from sklearn import metrics
+
+    labels = [str(label) for label in labels]
+    t = _as_ids(y_true, labels, "y_true")
+    p = _as_ids(y_pred, labels, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.shape[0]} vs {p.shape[0]}")
+    ids = list(range(len(labels)))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(t, p, labels=ids, zero_division=0)
+    macro = metrics.precision_recall_fscore_support(t, p, labels=ids, average="macro", zero_division=0)
+    weighted_f1 = metrics.f1_score(t, p, labels=ids, average="weighted", zero_division=0)
+    return {
+        "accuracy": float(metrics.accuracy_score(t, p)),
+        "macro_precision": float(macro[0]),
+        "macro_recall": float(macro[1]),
+        "macro_f1": float(macro[2]),
+        "weighted_f1": float(weighted_f1),
+        "num_samples": int(t.shape[0]),
+        "labels": labels,
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion_matrix": metrics.confusion_matrix(t, p, labels=ids).tolist(),
+    }
+
+
+def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The ``per_class`` part of :func:`classification_metrics` as a DataFrame (one row per label)."""
+    table = pd.DataFrame.from_dict(metrics["per_class"], orient="index")
+    table.index.name = "label"
+    return table[["precision", "recall", "f1", "support"]]
+
+
+def confusion_matrix(
+    y_true: Sequence, y_pred: Sequence, labels: Sequence[str], *, normalize: str | None = None
+) -> pd.DataFrame:
+    """Confusion matrix with label names: rows = true label, columns = predicted label.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (N,)
+        Label ids or label names.
+    labels : sequence of str
+        Every class, in label-id order.
+    normalize : {None, "true", "pred", "all"}, keyword-only
+        As scikit-learn: None gives counts (int); "true" divides each row by
+        its total (so the diagonal is per-class recall).
+    """
+    from sklearn import metrics
+
+    labels = [str(label) for label in labels]
+    t = _as_ids(y_true, labels, "y_true")
+    p = _as_ids(y_pred, labels, "y_pred")
+    cm = metrics.confusion_matrix(t, p, labels=list(range(len(labels))), normalize=normalize)
+    return pd.DataFrame(cm, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.DataFrame):
+        return _jsonable(value.to_dict(orient="split"))
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write ``metrics`` (e.g. from :func:`classification_metrics`) as indented JSON.
+
+    numpy scalars and arrays become plain numbers and lists; parent folders
+    are created. Returns the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    return path
+
+
+def load_metrics(path: str | Path) -> dict[str, Any]:
+    """Read a metrics JSON written by :func:`save_metrics`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no metrics file here; write one with evaluate.save_metrics") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); rewrite it with evaluate.save_metrics") from None
+
+
+def report_row(
+    name: str,
+    model: Any,
+    metrics: dict[str, Any],
+    *,
+    params: int | None = None,
+    seconds_per_epoch: float | None = None,
+    ms_per_clip: float | None = None,
+) -> dict[str, Any]:
+    """One tidy row of the results table (a flat dict; ``pandas.DataFrame(rows)`` makes the table).
+
+    Parameters
+    ----------
+    name : str
+        The model's name in the table, e.g. ``"res15"``.
+    model : keras.Model, sklearn estimator or None
+        Used to count parameters when ``params`` is None.
+    metrics : dict
+        From :func:`classification_metrics`.
+    params : int, optional
+        Number of weights; default ``models.count_params(model)`` (None for
+        scikit-learn models).
+    seconds_per_epoch : float, optional
+        Training wall-clock time per epoch, s (fit time for scikit-learn).
+    ms_per_clip : float, optional
+        Inference time per clip at batch size 1 on one core, ms (:func:`time_inference`).
+
+    Returns
+    -------
+    dict
+        ``model, accuracy, macro_precision, macro_recall, macro_f1, params,
+        seconds_per_epoch, ms_per_clip, num_samples``.
+    """
+    if params is None and model is not None:
+        params = _models.count_params(model)
+    return {
+        "model": name,
+        "accuracy": metrics["accuracy"],
+        "macro_precision": metrics["macro_precision"],
+        "macro_recall": metrics["macro_recall"],
+        "macro_f1": metrics["macro_f1"],
+        "params": params,
+        "seconds_per_epoch": seconds_per_epoch,
+        "ms_per_clip": ms_per_clip,
+        "num_samples": metrics.get("num_samples"),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Inference time on one core
+# ---------------------------------------------------------------------------
+
+
+def limit_tf_threads(num_threads: int = 1) -> bool:
+    """Ask TensorFlow for ``num_threads`` intra-op and inter-op threads.
+
+    Only possible before TensorFlow runs its first operation; call it at the
+    top of a benchmark script. Returns True when the setting took effect,
+    False when TensorFlow was already initialised (then the thread pools keep
+    their size, and :func:`time_inference` still confines them to one core).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+    except RuntimeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def pinned_to_one_core() -> Iterator[int | None]:
+    """Confine every thread of this process to one CPU core while the block runs.
+
+    Linux only (``os.sched_setaffinity`` on each thread of ``/proc/self/task``;
+    threads started inside the block inherit the setting). This is how
+    :func:`time_inference` measures "one core" inside a live notebook, where
+    TensorFlow's thread pools already exist and can no longer be resized.
+    Yields the core used, or None where pinning is not available (the
+    measurement then uses every core).
+    """
+    tasks = Path("/proc/self/task")
+    if not hasattr(os, "sched_setaffinity") or not tasks.is_dir():
+        yield None
+        return
+    core = min(os.sched_getaffinity(0))
+    saved: dict[int, set[int]] = {}
+    for entry in tasks.iterdir():
+        tid = int(entry.name)
+        with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile: nothing to pin or restore
+            saved[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, {core})
+    try:
+        yield core
+    finally:
+        for entry in tasks.iterdir():
+            tid = int(entry.name)
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, saved.get(tid, saved.get(os.getpid(), {core})))
+
+
+def time_inference(
+    model: Any, x_one: np.ndarray, *, repeats: int = 50, warmup: int = 5, one_core: bool = True
+) -> float:
+    """Median wall-clock milliseconds to classify one clip (batch size 1).
+
+    Parameters
+    ----------
+    model : keras.Model or sklearn estimator
+        Keras models run as ``model(x, training=False)`` inside a
+        ``tf.function`` (graph mode, as a deployed model would; no
+        ``model.predict`` overhead); scikit-learn models through ``predict``.
+    x_one : np.ndarray
+        One input, without the batch axis, e.g. shape (101, 40) float32.
+    repeats : int, keyword-only
+        Timed calls; the median is returned.
+    warmup : int, keyword-only
+        Untimed calls first (tracing, caches).
+    one_core : bool, keyword-only
+        Pin all threads of the process to one core while timing
+        (:func:`pinned_to_one_core`), so figures compare across models and
+        machines of different core counts.
+
+    Returns
+    -------
+    float
+        Milliseconds per clip (median of ``repeats``).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    x = np.asarray(x_one, dtype=np.float32)[None, ...]  # a batch of one
+    if _models.is_keras(model):
+        import tensorflow as tf
+
+        graph_call = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        xt = tf.constant(x)
+
+        def call():
+            return graph_call(xt).numpy()
+    else:
+
+        def call():
+            return model.predict(x)
+
+    pin = pinned_to_one_core() if one_core else contextlib.nullcontext()
+    times = []
+    with pin:
+        for _ in range(warmup):
+            call()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
