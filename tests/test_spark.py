@@ -1,0 +1,239 @@
+"""Tests of speechlib.spark: Parquet features equal the local ones, bad files, re-runs, predict_batch_udf.
+
+One local[2] Spark session serves the whole file (starting one takes ~10 s).
+The dataset is generated here (a few tones and noises in the Speech Commands
+layout, manifests written by hand) so these tests depend on no other stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark")
+sf = pytest.importorskip("soundfile")
+
+from speechlib import audio, config, features  # noqa: E402
+
+pytestmark = pytest.mark.spark
+
+LABELS = config.KAGGLE12_LABELS
+WORDS = ["yes", "no", "up", "bed"]  # "bed" is an unknown word
+MANIFEST_COLUMNS = [
+    "path",
+    "relpath",
+    "label",
+    "label_id",
+    "word",
+    "speaker",
+    "split",
+    "offset",
+    "num_samples",
+    "source",
+]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] session for the file; the UI is off, the driver binds to the loopback."""
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from speechlib import spark as spark_mod
+
+    session = spark_mod.session("local[2]", app_name="speechlib-tests", **{"spark.ui.enabled": "false"})
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _write_dataset(root: Path, split_dir: Path, *, seed: int = 0) -> None:
+    """~20 clips (some shorter than 1 s, one stereo), one noise recording, manifests and split.json."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    t = np.arange(config.CLIP_SAMPLES) / config.SAMPLE_RATE
+    for w, word in enumerate(WORDS):
+        for s in range(5):
+            speaker = f"{w:02x}{s:06x}"
+            relpath = f"{word}/{speaker}_nohash_0.wav"
+            n = config.CLIP_SAMPLES if s % 2 == 0 else config.CLIP_SAMPLES * 3 // 4
+            wave = 0.3 * np.sin(2 * np.pi * (200 + 100 * w + 30 * s) * t[:n]) + 0.05 * rng.standard_normal(n)
+            if s == 4:
+                wave = np.stack([wave, 0.5 * wave], axis=1)  # a stereo file: mixed down to mono
+            (root / word).mkdir(parents=True, exist_ok=True)
+            sf.write(root / relpath, wave.astype(np.float32), config.SAMPLE_RATE, subtype=config.SAMPLE_SUBTYPE)
+            label = word if word in config.COMMANDS else config.UNKNOWN_LABEL
+            split = ("train", "train", "train", "cv", "test")[s]
+            rows.append([str(root / relpath), relpath, label, LABELS.index(label), word, speaker, split, 0, 0, ""])
+    noise_rel = f"{config.BACKGROUND_NOISE_DIR}/white_noise.wav"
+    (root / config.BACKGROUND_NOISE_DIR).mkdir(parents=True, exist_ok=True)
+    noise = 0.1 * rng.standard_normal(4 * config.SAMPLE_RATE)
+    sf.write(root / noise_rel, noise.astype(np.float32), config.SAMPLE_RATE, subtype=config.SAMPLE_SUBTYPE)
+    silence = LABELS.index(config.SILENCE_LABEL)
+    for split, offset in (("train", 1000), ("train", 17000), ("cv", 40000), ("test", 50000)):
+        rows.append(
+            [
+                str(root / noise_rel),
+                noise_rel,
+                "silence",
+                silence,
+                "",
+                "",
+                split,
+                offset,
+                config.CLIP_SAMPLES,
+                noise_rel,
+            ]
+        )
+    rows.append(["", "", "silence", silence, "", "", "train", 0, config.CLIP_SAMPLES, audio.DIGITAL_SILENCE])
+    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    split_dir.mkdir(parents=True, exist_ok=True)
+    for split in config.SPLITS:
+        table[table["split"] == split].to_csv(split_dir / f"{split}.csv", index=False)
+    info = {"task": "kaggle12", "labels": LABELS, "seed": config.SEED, "dataset": str(root), "noise_regions": {}}
+    (split_dir / "split.json").write_text(json.dumps(info))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("spark_data")
+    _write_dataset(base / "raw", base / "split")
+    return base / "raw", base / "split"
+
+
+@pytest.fixture(scope="module")
+def featurized(spark, dataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from speechlib import spark as spark_mod
+
+    out = tmp_path_factory.mktemp("spark_out") / "features"
+    report = spark_mod.featurize(dataset[1], out, spark=spark, partitions=4)
+    return out, report
+
+
+def _local_features(row) -> np.ndarray:
+    return features.compute(audio.fix_length(audio.load_row(row)), kind="logmel")
+
+
+def test_features_equal_local_featurizer(featurized, dataset):
+    from speechlib import spark as spark_mod
+    from speechlib import split as split_mod
+
+    out, report = featurized
+    assert report["error"] == 0
+    assert report["rows"] == report["ok"] == 25
+    assert report["feature_shape"] == list(features.output_shape("logmel"))
+    assert (out / "_SUCCESS").is_file()
+    for split in config.SPLITS:
+        manifest = split_mod.load_manifest(dataset[1], split)
+        X, y, rows = spark_mod.load_parquet(out, split)
+        assert X.shape == (len(manifest), *features.output_shape("logmel"))
+        assert X.dtype == np.float32
+        assert rows["row"].tolist() == list(range(len(manifest)))  # manifest order, like the store
+        np.testing.assert_array_equal(y, manifest["label_id"].to_numpy())
+        expected = np.stack([_local_features(row) for _, row in manifest.iterrows()])
+        assert np.abs(X - expected).max() <= 1e-5
+
+
+def test_to_store_matches_load_parquet(featurized, tmp_path):
+    from speechlib import spark as spark_mod
+    from speechlib.store import FeatureStore
+
+    out, _ = featurized
+    store = spark_mod.to_store(out, tmp_path / "store")
+    X, y, manifest = spark_mod.load_parquet(out, "train")
+    X_store, y_store = FeatureStore(tmp_path / "store").load_array("train")
+    np.testing.assert_array_equal(X_store, X)
+    np.testing.assert_array_equal(y_store, y)
+    assert store.labels == LABELS
+    assert store.manifest("train")["relpath"].tolist() == manifest["relpath"].tolist()
+
+
+def test_corrupt_files_become_error_rows(spark, dataset, tmp_path):
+    from speechlib import spark as spark_mod
+
+    root, split_dir = tmp_path / "raw", tmp_path / "split"
+    shutil.copytree(dataset[0], root)
+    _write_dataset(root, split_dir)  # manifests pointing into the copy
+    good = next((root / "yes").glob("*.wav"))
+    (root / "yes" / "0000dead_nohash_0.wav").write_bytes(b"")  # empty
+    (root / "yes" / "0000beef_nohash_0.wav").write_bytes(good.read_bytes()[:30])  # truncated header
+    (root / "no" / "0000cafe_nohash_0.wav").write_text("not audio at all")  # not RIFF
+    train = pd.read_csv(split_dir / "train.csv", keep_default_na=False)
+    bad = [
+        [str(root / rel), rel, word, LABELS.index(word), word, rel.split("/")[1][:8], "train", 0, 0, ""]
+        for rel, word in [
+            ("yes/0000dead_nohash_0.wav", "yes"),
+            ("yes/0000beef_nohash_0.wav", "yes"),
+            ("no/0000cafe_nohash_0.wav", "no"),
+            ("no/0000f00d_nohash_0.wav", "no"),  # listed but missing
+        ]
+    ]
+    train = pd.concat([train, pd.DataFrame(bad, columns=MANIFEST_COLUMNS)], ignore_index=True)
+    train.to_csv(split_dir / "train.csv", index=False)
+
+    report = spark_mod.featurize(split_dir, tmp_path / "out", spark=spark, partitions=3)
+    assert report["rows"] == 29  # rows out = rows in
+    assert report["error"] == 4 and report["ok"] == 25
+    assert report["by_split"]["train"] == {"rows": len(train), "ok": len(train) - 4, "error": 4}
+    named = {item["relpath"]: item["error"] for item in report["errors"]}
+    assert set(named) == {row[1] for row in bad}
+    for relpath, message in named.items():
+        assert relpath in message
+    X, _, manifest = spark_mod.load_parquet(tmp_path / "out", "train")
+    assert len(X) == len(train) - 4 and not set(manifest["relpath"]) & set(named)
+
+
+def test_rerun_replaces_output(spark, dataset, tmp_path):
+    from speechlib import cli
+    from speechlib import spark as spark_mod
+
+    out = tmp_path / "features"
+    args = ["spark-featurize", "--split-dir", str(dataset[1]), "--out", str(out), "--partitions", "2"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0  # the same session is reused (getOrCreate)
+    total = spark.read.parquet(str(out)).count()
+    assert total == spark_mod.read_report(out)["rows"] == 25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]  # no temporary folder left behind
+
+
+def test_predict_batch_udf_equals_local_keras(spark, featurized, tmp_path):
+    keras = pytest.importorskip("keras")
+    from speechlib import spark as spark_mod
+
+    out, _ = featurized
+    shape = features.output_shape("logmel")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(len(LABELS), activation="softmax")]
+    )
+    model_path = tmp_path / "tiny.keras"
+    model.save(model_path)
+
+    # One partition: one Python worker imports keras (the import, not the prediction, is the slow part).
+    frame = spark.read.parquet(str(out)).coalesce(1)
+    predictions = spark_mod.predict(frame, model_path, batch_size=8, spark=spark).toPandas()
+    assert len(predictions) == 25
+    for split in config.SPLITS:
+        X, _, manifest = spark_mod.load_parquet(out, split)
+        local = model.predict(X, verbose=0)
+        got = predictions[predictions["split"] == split].sort_values("row")
+        assert got["row"].tolist() == manifest["row"].tolist()
+        np.testing.assert_array_equal(got["prediction"].to_numpy(), local.argmax(axis=1))
+        np.testing.assert_allclose(np.stack(got["probabilities"].to_numpy()), local, atol=1e-5)
+
+
+def test_paths_and_uris():
+    from speechlib import spark as spark_mod
+
+    assert spark_mod._uri_path("file:/a/b/") == "/a/b"
+    assert spark_mod._uri_path("file:///a/b") == "/a/b"
+    assert spark_mod._uri_path("hdfs://namenode:8020/data/sc") == "/data/sc"
+    assert spark_mod._uri_path("s3a://bucket/data") == "/data"
+    assert spark_mod._to_uri("hdfs:///data") == "hdfs:///data"
+    assert spark_mod._to_uri("/tmp/x").startswith("file:///")
