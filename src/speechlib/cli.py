@@ -222,6 +222,41 @@ def _run_featurize(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- spark-featurize --------------------------------------------------------
+
+
+def _add_spark_featurize(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "spark-featurize",
+        help="featurize the split's clips on Spark into Parquet (local[*] or a cluster)",
+        description=(
+            "Read the clips with Spark's binaryFile source, join the split manifests, compute the same "
+            "features as `speechlib featurize` in Arrow pandas UDFs and write Parquet partitioned by split. "
+            "Bad files become rows with status=error; the output is replaced only when the job succeeds. "
+            "The cluster commands (spark-submit, --py-files, HDFS/S3) are in the docstring of speechlib.spark."
+        ),
+    )
+    parser.add_argument("--split-dir", required=True, help="folder of `speechlib split` (train.csv, ..., split.json)")
+    parser.add_argument("--out", required=True, help="output folder or URI (replaced only on success)")
+    parser.add_argument("--master", default=None, help="Spark master: local[*] (default), spark://host:7077, yarn")
+    parser.add_argument("--features", default="logmel", help="feature kind: logmel (default), mfcc, stft, ...")
+    parser.add_argument("--preset", default=None, help="named parameter set of the kind (e.g. spark for stft)")
+    parser.add_argument("--partitions", type=int, default=None, help="tasks for the featurization (default 3 x cores)")
+    parser.add_argument("--data-root", default=None, help="dataset root (default: split.json's); hdfs://, s3a:// URIs")
+    parser.add_argument("--splits", nargs="*", default=None, help="manifests to featurize (default: train cv test)")
+    parser.add_argument("--noise-dir", default=None, help="noise recordings' folder on the executors (. with --files)")
+    parser.set_defaults(func=_run_spark_featurize)
+
+
+def _run_spark_featurize(args: argparse.Namespace) -> int:
+    from speechlib import features, spark
+
+    if args.features not in features.KINDS:
+        raise UserError(f"unknown feature kind {args.features!r}: choose one of {', '.join(features.KINDS)}")
+    report = spark.run_featurize(args)
+    return 0 if report["ok"] else 1
+
+
 # --- the parser --------------------------------------------------------------
 
 
@@ -238,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = [_add_data, _add_course, _add_featurize]
+_SUBCOMMANDS = [_add_data, _add_course, _add_featurize, _add_spark_featurize]
 
 
 def main(argv: list[str] | None = None) -> int:
