@@ -1,0 +1,971 @@
+"""Speaker-disjoint train / cv / test manifests for Speech Commands, silence without leakage.
+
+A split never moves a file: it writes *manifests* (CSV tables, one row per
+example) that every later stage reads. Each example is a whole clip of the
+raw dataset, a one-second window of a background-noise recording (the
+``silence`` class) or a row of true digital silence.
+
+How clips are assigned to splits
+--------------------------------
+- When the dataset folder has ``validation_list.txt`` and ``testing_list.txt``
+  (the v0.01 / v0.02 layout), a clip listed in the validation list goes to
+  ``cv``, one in the testing list to ``test``, every other clip to ``train``.
+  List entries that are not in the folder are ignored.
+- Otherwise (for example the official test-set layout) the dataset's own hash
+  rule decides (:mod:`speechlib.hashsplit`, DATA.md): the SHA-1 of the
+  speaker id puts all clips of one speaker in the same split (for a test-set
+  ``_unknown_/<word>_<speaker>_nohash_<n>.wav`` the speaker, not the word, is
+  hashed). Files without a speaker id (the numbered clips of the test set's
+  ``_silence_`` folder, or a name without ``_nohash_``) are hashed by their
+  file name without suffixes (``_silence_/1024.wav`` -> ``1024``), so they too
+  land in one stable split.
+
+Silence
+-------
+Silence examples are one-second windows (``CLIP_SAMPLES``) cut from the
+``_background_noise_`` recordings. Each recording's timeline is divided into
+disjoint regions, one per split, in order: the first 80 % for train, the
+next 10 % for cv, the last 10 % for test (the same percentages as the word
+split). A window lies entirely inside its split's region, so no second of
+noise is in two splits; the regions are saved in ``split.json``
+(``noise_regions``) so that noise augmentation of a split uses only that
+split's own noise. About 10 % of the silence rows are true digital silence
+(``path == ""``, ``source == "digital_silence"``). A folder in the official
+test-set layout has no noise recordings: its ``_silence_`` clips are used as
+they are, labelled ``silence``.
+
+Public API
+----------
+- :func:`make_split` — scan (or take a scanned table), split, check, write.
+- :func:`load_manifest`, :func:`load_info` — read what :func:`make_split` wrote.
+- :func:`check_speakers_disjoint`, :func:`check_files_disjoint`,
+  :func:`check_noise_regions_disjoint` — leakage checks, raising
+  :class:`LeakageError`; :func:`counts_table` — label x split counts.
+- :func:`task_labels` — the label list of a task.
+- :func:`random_split` — the *wrong* way (shuffle and slice), kept to show
+  the leakage it causes.
+
+Examples
+--------
+>>> from speechlib import split
+>>> info = split.make_split("data/synthetic", "data/work/synthetic/split")  # doctest: +SKIP
+>>> train = split.load_manifest("data/work/synthetic/split", "train")  # doctest: +SKIP
+>>> split.counts_table({"train": train})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from speechlib import __version__, config
+
+# --- Constants of the split --------------------------------------------------
+SPLIT_FORMAT_VERSION = 1  # bumped when the manifest columns or split.json keys change
+MANIFEST_COLUMNS = [
+    "path",
+    "relpath",
+    "label",
+    "label_id",
+    "word",
+    "speaker",
+    "split",
+    "offset",
+    "num_samples",
+    "source",
+]
+MANIFEST_NAMES = ("train", "cv", "test", "sample_train", "sample_cv", "sample_test")
+TASKS = ("kaggle12", "all")  # a custom word list is the third kind of task
+DIGITAL_SILENCE = "digital_silence"  # `source` of rows of true digital silence
+DIGITAL_SILENCE_FRACTION = 0.1  # share of silence rows that are digital silence, not noise
+SAMPLE_PER_CLASS = (20, 5, 5)  # sample set: clips per class in train / cv / test, as the original course
+SMALL_PER_LABEL = 30  # small mode: about this many train clips per label (cv / test in proportion)
+SMALL_MIN_PER_LABEL = 5  # small mode: at least this many cv / test clips per label, when the data has them
+_LIST_SPLIT = {config.VALIDATION_LIST: "cv", config.TESTING_LIST: "test"}
+_HASH_SPLIT = {"training": "train", "validation": "cv", "testing": "test"}
+_DTYPES = {
+    "path": str,
+    "relpath": str,
+    "label": str,
+    "label_id": np.int64,
+    "word": str,
+    "speaker": str,
+    "split": str,
+    "offset": np.int64,
+    "num_samples": np.int64,
+    "source": str,
+}
+
+
+class LeakageError(ValueError):
+    """A split puts the same speaker, file or stretch of noise in two splits."""
+
+
+# --- Labels --------------------------------------------------------------------
+
+
+def task_labels(
+    task: str = "kaggle12",
+    *,
+    words: Sequence[str] | None = None,
+    dataset_words: Sequence[str] = (),
+    include_unknown: bool = True,
+    include_silence: bool = True,
+) -> list[str]:
+    """The ordered label list of a task; a label's position is its ``label_id``.
+
+    Parameters
+    ----------
+    task : {"kaggle12", "all"}
+        ``kaggle12``: the ten commands, ``silence``, ``unknown``
+        (``config.KAGGLE12_LABELS``). ``all``: every word of the dataset as its
+        own class, in ``config.WORDS_V002`` order (30 words for v0.01, 35 for
+        v0.02: the v0.02 list is used as soon as one v0.02-only word is
+        present), then ``silence``. Ignored when ``words`` is given.
+    words : sequence of str, optional
+        A custom task: these words in this order, then ``silence`` and
+        ``unknown`` (each only when included).
+    dataset_words : sequence of str
+        The words present in the data (used by ``all``).
+    include_unknown, include_silence : bool
+        Whether the ``unknown`` / ``silence`` classes exist. ``kaggle12``
+        always has both; ``all`` never has ``unknown`` (every word is a class).
+
+    Returns
+    -------
+    list of str
+    """
+    if words is not None:
+        words = [w.strip() for w in words if w.strip()]
+        if not words:
+            raise ValueError("the custom word list is empty: give at least one word, e.g. words=['yes', 'no']")
+        duplicates = sorted({w for w in words if words.count(w) > 1})
+        if duplicates:
+            raise ValueError(f"the custom word list repeats {duplicates}: give each word once")
+        reserved = {config.SILENCE_LABEL, config.UNKNOWN_LABEL} & set(words)
+        if reserved:
+            raise ValueError(
+                f"{sorted(reserved)} cannot be a word of the list: use include_silence / include_unknown instead"
+            )
+        labels = list(words)
+        if include_silence:
+            labels.append(config.SILENCE_LABEL)
+        if include_unknown:
+            labels.append(config.UNKNOWN_LABEL)
+        return labels
+    if task == "kaggle12":
+        return list(config.KAGGLE12_LABELS)
+    if task == "all":
+        present = {w for w in dataset_words if w}
+        reference = config.WORDS_V001 if present <= set(config.WORDS_V001) else config.WORDS_V002
+        labels = list(reference) + sorted(present - set(reference))
+        if include_silence:
+            labels.append(config.SILENCE_LABEL)
+        return labels
+    raise ValueError(f"unknown task {task!r}: use one of {list(TASKS)} or pass a custom word list (words=[...])")
+
+
+# --- Assigning files to splits ---------------------------------------------------
+
+
+def _read_list(path: Path) -> set[str]:
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def _hash_split(relpath: str, validation_percent: float, testing_percent: float) -> str:
+    """The split of one file under the dataset's hash rule (:func:`speechlib.hashsplit.which_set`)."""
+    from speechlib import hashsplit
+
+    return _HASH_SPLIT[hashsplit.which_set(relpath, validation_percent, testing_percent)]
+
+
+def _dataset_root(table: pd.DataFrame) -> str:
+    """The dataset folder of a scanned table: ``table.attrs["root"]``, else ``path`` minus ``relpath``."""
+    if table.attrs.get("root"):
+        return str(table.attrs["root"])
+    for path, relpath in zip(table["path"], table["relpath"], strict=True):
+        if path and relpath and str(path).endswith(str(relpath)):
+            return str(path)[: -len(str(relpath))].rstrip("/\\") or "/"
+    return ""
+
+
+# --- Silence -----------------------------------------------------------------------
+
+
+def _noise_regions(noise: pd.DataFrame, validation_percent: float, testing_percent: float) -> dict[str, list[dict]]:
+    """Disjoint regions [start, stop) of every noise recording, one per split (train, cv, test in order)."""
+    train_fraction = (100.0 - validation_percent - testing_percent) / 100.0
+    cv_fraction = train_fraction + validation_percent / 100.0
+    regions: dict[str, list[dict]] = {s: [] for s in config.SPLITS}
+    for row in noise.sort_values("relpath").itertuples(index=False):
+        total = int(row.frames)
+        bounds = [0, int(total * train_fraction), int(total * cv_fraction), total]
+        for i, name in enumerate(config.SPLITS):
+            regions[name].append({"relpath": row.relpath, "path": row.path, "start": bounds[i], "stop": bounds[i + 1]})
+    return regions
+
+
+def _silence_rows(regions: list[dict], count: int, *, seed: int, split_index: int) -> list[dict]:
+    """``count`` silence rows of one split: windows inside the split's regions, plus digital silence."""
+    rng = np.random.default_rng([seed, split_index])
+    usable = [r for r in regions if r["stop"] - r["start"] >= config.CLIP_SAMPLES]
+    n_digital = count if not usable else round(count * DIGITAL_SILENCE_FRACTION)
+    rows = []
+    if usable:
+        # Windows are spread over the recordings in proportion to the length of their region.
+        room = np.array([r["stop"] - r["start"] - config.CLIP_SAMPLES + 1 for r in usable], dtype=np.float64)
+        choice = rng.choice(len(usable), size=count - n_digital, p=room / room.sum())
+        for i in choice:
+            region = usable[i]
+            offset = int(rng.integers(region["start"], region["stop"] - config.CLIP_SAMPLES + 1))
+            rows.append(
+                {
+                    "path": region["path"],
+                    "relpath": region["relpath"],
+                    "source": region["relpath"],
+                    "offset": offset,
+                    "num_samples": config.CLIP_SAMPLES,
+                }
+            )
+    rows += [
+        {"path": "", "relpath": "", "source": DIGITAL_SILENCE, "offset": 0, "num_samples": config.CLIP_SAMPLES}
+        for _ in range(n_digital)
+    ]
+    return rows
+
+
+def _external_noise(noise_dir: Path | str) -> pd.DataFrame:
+    """Noise recordings of a separate folder, as rows shaped like scan()'s ``noise`` rows."""
+    import soundfile as sf
+
+    noise_dir = Path(noise_dir).resolve()
+    if not noise_dir.is_dir():
+        raise FileNotFoundError(
+            f"noise folder {noise_dir} does not exist: pass a folder of background-noise .wav files"
+        )
+    rows = []
+    for path in sorted(noise_dir.glob("*.wav")):
+        info = sf.info(str(path))
+        rows.append(
+            {
+                "path": str(path),
+                "relpath": f"{noise_dir.name}/{path.name}",
+                "kind": "noise",
+                "sample_rate": info.samplerate,
+                "channels": info.channels,
+                "frames": info.frames,
+                "status": "ok",
+                "reason": "",
+            }
+        )
+    if not rows:
+        raise FileNotFoundError(f"no .wav files in the noise folder {noise_dir}")
+    return pd.DataFrame(rows)
+
+
+# --- Small mode and the sample set -------------------------------------------------------
+
+
+def _stable_order(keys: Sequence[str], seed: int) -> list[str]:
+    """``keys`` in a seeded order that does not depend on which other keys are present."""
+    return sorted(keys, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+
+
+def _subsample_by_speaker(clips: pd.DataFrame, targets: Mapping[str, int], *, seed: int) -> pd.DataFrame:
+    """Keep whole speakers, in a seeded order, until every label of each split has its target count."""
+    group = np.where(clips["speaker"] != "", clips["speaker"], clips["relpath"])
+    keep = np.zeros(len(clips), dtype=bool)
+    for name in config.SPLITS:
+        in_split = (clips["split"] == name).to_numpy()
+        need = {label: targets[name] for label in clips.loc[in_split, "label"].unique()}
+        for key in _stable_order(list(set(group[in_split])), seed):
+            rows = in_split & (group == key)
+            labels = clips.loc[rows, "label"]
+            if any(need[label] > 0 for label in labels):
+                keep |= rows
+                for label in labels:
+                    need[label] -= 1
+            if all(n <= 0 for n in need.values()):
+                break
+    return clips[keep]
+
+
+def _sample_set(manifest: pd.DataFrame, per_class: int, *, seed: int, split_index: int) -> pd.DataFrame:
+    """A class-balanced subset of one split's manifest: ``per_class`` rows of every label (fewer if absent)."""
+    rng = np.random.default_rng([seed, 100 + split_index])
+    picked = []
+    for label_id in sorted(manifest["label_id"].unique()):
+        rows = np.flatnonzero(manifest["label_id"].to_numpy() == label_id)
+        picked.extend(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist())
+    return manifest.iloc[sorted(picked)].reset_index(drop=True)
+
+
+# --- Checks ------------------------------------------------------------------------------
+
+
+def _as_frame(manifests: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(manifests, pd.DataFrame):
+        return manifests
+    frames = [m.assign(split=name) if "split" not in m else m for name, m in manifests.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
+
+
+def _shared(frame: pd.DataFrame, key: pd.Series) -> dict[str, list[str]]:
+    """Keys found in more than one split, with their splits."""
+    splits = frame.assign(_key=key.to_numpy()).groupby("_key")["split"].unique()
+    return {k: sorted(v) for k, v in splits.items() if len(v) > 1}
+
+
+def _raise_shared(what: str, shared: Mapping[str, list[str]]) -> None:
+    if shared:
+        examples = ", ".join(f"{k} in {'+'.join(v)}" for k, v in list(shared.items())[:10])
+        raise LeakageError(
+            f"{len(shared)} {what} in more than one split (e.g. {examples}): the split leaks; "
+            "build it with speechlib.split.make_split (official lists or the hash rule), not by shuffling"
+        )
+
+
+def check_speakers_disjoint(manifests: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict:
+    """Check that no speaker has clips in two splits.
+
+    Parameters
+    ----------
+    manifests : dict of str to DataFrame, or DataFrame
+        Manifests by split name, or one table with a ``split`` column. Rows
+        without a speaker (silence) are not checked here.
+
+    Returns
+    -------
+    dict
+        ``{"check": "speakers_disjoint", "ok": True, "speakers": {split: n}, "shared": 0}``.
+
+    Raises
+    ------
+    LeakageError
+        When a speaker is in two splits; the message lists examples.
+    """
+    frame = _as_frame(manifests)
+    frame = frame[frame["speaker"].astype(str) != ""]
+    _raise_shared("speakers", _shared(frame, frame["speaker"].astype(str)))
+    counts = frame.groupby("split")["speaker"].nunique().to_dict()
+    return {"check": "speakers_disjoint", "ok": True, "speakers": {k: int(v) for k, v in counts.items()}, "shared": 0}
+
+
+def check_files_disjoint(manifests: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict:
+    """Check that no whole file is used in two splits (noise windows are checked by regions).
+
+    Parameters
+    ----------
+    manifests : dict of str to DataFrame, or DataFrame
+        Manifests by split name, or one table with a ``split`` column.
+
+    Returns
+    -------
+    dict
+        ``{"check": "files_disjoint", "ok": True, "files": {split: n}, "shared": 0}``.
+
+    Raises
+    ------
+    LeakageError
+        When a file is in two splits.
+    """
+    frame = _as_frame(manifests)
+    frame = frame[(frame["num_samples"].astype(int) == 0) & (frame["relpath"].astype(str) != "")]
+    _raise_shared("files", _shared(frame, frame["relpath"].astype(str)))
+    counts = frame.groupby("split")["relpath"].nunique().to_dict()
+    return {"check": "files_disjoint", "ok": True, "files": {k: int(v) for k, v in counts.items()}, "shared": 0}
+
+
+def _overlaps(intervals: list[tuple[int, int, str]]) -> list[tuple[str, str, int]]:
+    """Overlaps of [start, stop) intervals of different splits, as (split_a, split_b, first shared sample).
+
+    A sweep in start order that remembers the interval reaching furthest: it
+    finds at least one overlap whenever any two intervals of different splits
+    overlap (enough for a check that raises).
+    """
+    found = []
+    reach_stop, reach_split = -1, ""
+    for start, stop, name in sorted(intervals):
+        if start < reach_stop and name != reach_split:
+            found.append((reach_split, name, start))
+        if stop > reach_stop:
+            reach_stop, reach_split = stop, name
+    return found
+
+
+def check_noise_regions_disjoint(
+    manifests: Mapping[str, pd.DataFrame] | pd.DataFrame, noise_regions: Mapping[str, list[dict]] | None = None
+) -> dict:
+    """Check that no stretch of a noise recording is in two splits.
+
+    Two things are checked: the silence windows of different splits never
+    overlap, and, when ``noise_regions`` is given (``split.json``'s
+    ``noise_regions``), the regions of different splits never overlap and
+    every window lies inside a region of its own split.
+
+    Parameters
+    ----------
+    manifests : dict of str to DataFrame, or DataFrame
+        Manifests by split name, or one table with a ``split`` column.
+    noise_regions : dict of str to list of dict, optional
+        ``{split: [{"relpath", "path", "start", "stop"}, ...]}``, in samples.
+
+    Returns
+    -------
+    dict
+        ``{"check": "noise_regions_disjoint", "ok": True, "windows": {split: n}, "recordings": n}``.
+
+    Raises
+    ------
+    LeakageError
+        When a window or region of one split overlaps one of another split, or
+        a window lies outside its split's regions.
+    """
+    frame = _as_frame(manifests)
+    windows = frame[(frame["num_samples"].astype(int) > 0) & (frame["source"].astype(str) != DIGITAL_SILENCE)]
+    problems = []
+    by_source: dict[str, list[tuple[int, int, str]]] = {}
+    for row in windows.itertuples(index=False):
+        by_source.setdefault(row.source, []).append(
+            (int(row.offset), int(row.offset) + int(row.num_samples), row.split)
+        )
+    for source, intervals in sorted(by_source.items()):
+        for split_a, split_b, sample in _overlaps(intervals):
+            problems.append(f"windows of {source} in {split_a} and {split_b} overlap at sample {sample}")
+    if noise_regions is not None:
+        regions_by_source: dict[str, list[tuple[int, int, str]]] = {}
+        for name, regions in noise_regions.items():
+            for r in regions:
+                regions_by_source.setdefault(r["relpath"], []).append((int(r["start"]), int(r["stop"]), name))
+        for source, intervals in sorted(regions_by_source.items()):
+            for split_a, split_b, sample in _overlaps([i for i in intervals if i[1] > i[0]]):
+                problems.append(f"noise regions of {source} for {split_a} and {split_b} overlap at sample {sample}")
+        for source, intervals in sorted(by_source.items()):
+            own = regions_by_source.get(source, [])
+            for start, stop, name in intervals:
+                if not any(r_split == name and r_start <= start and stop <= r_stop for r_start, r_stop, r_split in own):
+                    problems.append(
+                        f"a {name} window of {source} at samples [{start}, {stop}) is outside the {name} region"
+                    )
+    if problems:
+        raise LeakageError(
+            f"{len(problems)} noise leak(s): " + "; ".join(problems[:10]) + ". Silence windows must come from their "
+            "split's own region of each recording (speechlib.split.make_split does this)"
+        )
+    counts = windows.groupby("split").size().to_dict()
+    return {
+        "check": "noise_regions_disjoint",
+        "ok": True,
+        "windows": {k: int(v) for k, v in counts.items()},
+        "recordings": len(by_source),
+    }
+
+
+def counts_table(manifests: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
+    """Number of examples per label (rows, in ``label_id`` order) and split (columns train, cv, test).
+
+    Parameters
+    ----------
+    manifests : dict of str to DataFrame, or DataFrame
+        Manifests by split name, or one table with ``split``, ``label`` and ``label_id`` columns.
+
+    Returns
+    -------
+    DataFrame
+        int counts, index ``label``, columns the splits present (in ``config.SPLITS`` order).
+    """
+    frame = _as_frame(manifests)
+    table = pd.crosstab(frame["label"], frame["split"])
+    order = frame.drop_duplicates("label").sort_values("label_id")["label"].tolist()
+    columns = [s for s in config.SPLITS if s in table.columns] + [s for s in table.columns if s not in config.SPLITS]
+    table = table.reindex(index=order, columns=columns, fill_value=0).astype(int)
+    table.index.name, table.columns.name = "label", "split"
+    return table
+
+
+def _run_checks(manifests: Mapping[str, pd.DataFrame], noise_regions: Mapping[str, list[dict]]) -> list[dict]:
+    return [
+        check_speakers_disjoint(manifests),
+        check_files_disjoint(manifests),
+        check_noise_regions_disjoint(manifests, noise_regions),
+    ]
+
+
+# --- make_split ----------------------------------------------------------------------------
+
+
+def _scanned(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:
+    if isinstance(data, pd.DataFrame):
+        return data, _dataset_root(data)
+    root = Path(data).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {root} does not exist: pass a Speech Commands folder (or its scan table)"
+        )
+    from speechlib import datasets
+
+    table = datasets.scan(root)
+    return table, str(table.attrs.get("root") or root)
+
+
+def _assign(
+    clips: pd.DataFrame,
+    root: str,
+    *,
+    found: Mapping[str, Path | str | None] | None,
+    rule: str,
+    validation_percent: float,
+    testing_percent: float,
+) -> tuple[pd.Series, str]:
+    """The split of every clip and the rule used ("lists" or "hash").
+
+    ``found`` maps list names to their files (scan()'s ``attrs["lists"]``);
+    when None the lists are looked for in ``root``.
+    """
+    if found is None:
+        found = {name: Path(root) / name for name in _LIST_SPLIT} if root else {}
+    lists = {name: Path(found[name]) for name in _LIST_SPLIT if found.get(name)}
+    has_lists = len(lists) == len(_LIST_SPLIT) and all(p.is_file() for p in lists.values())
+    if rule not in ("auto", "lists", "hash"):
+        raise ValueError(f"unknown rule {rule!r}: use 'auto' (lists when present), 'lists' or 'hash'")
+    if rule == "lists" and not has_lists:
+        raise FileNotFoundError(
+            f"{root or 'the dataset'} has no {config.VALIDATION_LIST} and {config.TESTING_LIST}: use rule='hash'"
+        )
+    if has_lists and rule != "hash":
+        assigned = pd.Series("train", index=clips.index, dtype=object)
+        for name, path in lists.items():
+            assigned[clips["relpath"].isin(_read_list(path))] = _LIST_SPLIT[name]
+        return assigned, "lists"
+    assigned = [_hash_split(relpath, validation_percent, testing_percent) for relpath in clips["relpath"]]
+    return pd.Series(assigned, index=clips.index, dtype=object), "hash"
+
+
+def _label_clips(clips: pd.DataFrame, labels: list[str], *, task: str, words: Sequence[str] | None) -> pd.DataFrame:
+    """Attach ``label`` to every clip (dropping clips no label takes)."""
+    label_set = set(labels)
+    if words is None and task == "all":
+        word_labels = label_set - {config.SILENCE_LABEL, config.UNKNOWN_LABEL}
+    else:
+        word_labels = set(words) if words is not None else set(config.COMMANDS)
+    is_silence = clips["kind"] == "silence"
+    label = np.where(clips["word"].isin(word_labels), clips["word"], config.UNKNOWN_LABEL)
+    label = np.where(is_silence, config.SILENCE_LABEL, label)
+    out = clips.assign(label=label)
+    return out[out["label"].isin(label_set)]
+
+
+def make_split(
+    data: pd.DataFrame | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    task: str = "kaggle12",
+    words: Sequence[str] | None = None,
+    include_unknown: bool = True,
+    include_silence: bool = True,
+    seed: int = config.SEED,
+    validation_percent: float = config.VALIDATION_PERCENT,
+    testing_percent: float = config.TESTING_PERCENT,
+    silence_per_split: int | Mapping[str, int] | None = None,
+    sample_per_class: Sequence[int] = SAMPLE_PER_CLASS,
+    small: bool | None = None,
+    materialize: bool = False,
+    rule: str = "auto",
+    noise_dir: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Split a dataset into speaker-disjoint train / cv / test manifests and write them to ``out_dir``.
+
+    Writes ``train.csv``, ``cv.csv``, ``test.csv`` (columns ``MANIFEST_COLUMNS``),
+    ``sample_train.csv``, ``sample_cv.csv``, ``sample_test.csv`` (the sample set)
+    and ``split.json``. Everything is written to a temporary folder beside
+    ``out_dir`` and renamed into place at the end, so a folder with a
+    ``split.json`` is always complete. The same inputs and seed give the same
+    files byte for byte. The raw dataset is only read.
+
+    Parameters
+    ----------
+    data : path or DataFrame
+        A dataset folder (scanned with :func:`speechlib.datasets.scan`) or a
+        table shaped like scan()'s output. A table's dataset folder is
+        ``data.attrs["root"]`` or else derived from ``path`` and ``relpath``;
+        its lists are used when that folder has them.
+    out_dir : path
+        The split folder. It is replaced as a whole; an existing non-empty
+        folder without ``split.json`` is refused (it is not a split folder).
+    task : {"kaggle12", "all"}
+        The label set (see :func:`task_labels`); ignored when ``words`` is given.
+    words : sequence of str, optional
+        A custom task: these words, plus ``silence`` / ``unknown`` when included.
+    include_unknown, include_silence : bool
+        For a custom word list: add the ``unknown`` class (every other word) /
+        the ``silence`` class. ``include_silence`` also applies to ``all``.
+    seed : int
+        Seeds the silence windows, small mode and the sample set.
+    validation_percent, testing_percent : float
+        Percentages for the hash rule and the noise regions (10 / 10).
+    silence_per_split : int or dict of str to int, optional
+        Silence examples per split (an int applies to every split). Default:
+        the mean count of the word classes (not ``unknown``) in that split.
+    sample_per_class : (int, int, int)
+        Sample-set examples per class in train, cv, test.
+    small : bool, optional
+        Keep only a few hundred clips, chosen by whole speakers (about
+        ``SMALL_PER_LABEL`` per label in train). Default ``config.is_small()``.
+    materialize : bool
+        Also build ``out_dir/materialized/{main,sample}/{train,cv,test}/<label>/``
+        with symlinks to the raw clips (the original course's layout). A
+        silence window cannot be a symlink, so those are written as 1-s
+        16-bit wav files there (digital silence as zeros).
+    rule : {"auto", "lists", "hash"}
+        ``auto``: the official lists when the folder has them, else the hash rule.
+    noise_dir : path, optional
+        A folder of background-noise recordings to cut silence from, for a
+        dataset that has no ``_background_noise_`` of its own.
+    verbose : bool
+        Print skipped files, warnings, the counts table and the checks.
+
+    Returns
+    -------
+    dict
+        The content of ``split.json``: ``task``, ``labels``, ``seed``, ``rule``,
+        ``counts`` ({split: {label: n}}), ``sample_counts``, ``dataset``,
+        ``noise_regions`` ({split: [{relpath, path, start, stop}]}, samples),
+        ``skipped`` ([{relpath, reason}]), ``warnings``, ``checks``,
+        ``version``, ``created_by``, and the other parameters.
+
+    Raises
+    ------
+    LeakageError
+        If a leakage check fails (nothing is written then).
+    ValueError, FileNotFoundError
+        For a bad task, word list or folder; the message says what to do.
+    """
+    small = config.is_small() if small is None else small
+    if len(sample_per_class) != len(config.SPLITS):
+        raise ValueError(f"sample_per_class needs one count per split {config.SPLITS}, got {sample_per_class!r}")
+    table, root = _scanned(data)
+    warnings: list[str] = []
+
+    usable = table["status"] != "error"
+    skipped_rows = table[~usable & table["kind"].isin(["clip", "silence", "noise", "other"])]
+    skipped = [
+        {"relpath": r, "reason": why} for r, why in zip(skipped_rows["relpath"], skipped_rows["reason"], strict=True)
+    ]
+    skipped.sort(key=lambda s: s["relpath"])
+    clips = table[usable & table["kind"].isin(["clip", "silence"])].copy()
+    noise = table[usable & (table["kind"] == "noise")]
+    for column in ("word", "speaker"):
+        clips[column] = clips[column].fillna("").astype(str)
+
+    dataset_words = sorted(set(clips.loc[clips["kind"] == "clip", "word"]) - {""})
+    labels = task_labels(
+        task,
+        words=words,
+        dataset_words=dataset_words,
+        include_unknown=include_unknown,
+        include_silence=include_silence,
+    )
+    if words is not None:
+        missing = [w for w in words if w.strip() and w.strip() not in dataset_words]
+        if missing:
+            raise ValueError(f"words {missing} are not in the dataset {root or ''}; its words are {dataset_words}")
+        words = [w.strip() for w in words if w.strip()]
+    label_id = {label: i for i, label in enumerate(labels)}
+
+    clips = _label_clips(clips, labels, task=task, words=words)
+    clips["split"], used_rule = _assign(
+        clips,
+        root,
+        found=table.attrs.get("lists"),
+        rule=rule,
+        validation_percent=validation_percent,
+        testing_percent=testing_percent,
+    )
+    if small:
+        targets = {
+            "train": SMALL_PER_LABEL,
+            **{
+                name: max(
+                    SMALL_MIN_PER_LABEL, round(SMALL_PER_LABEL * pct / (100 - validation_percent - testing_percent))
+                )
+                for name, pct in (("cv", validation_percent), ("test", testing_percent))
+            },
+        }
+        clips = _subsample_by_speaker(clips, targets, seed=seed)
+
+    clips = clips.assign(
+        path=clips["path"].astype(str),
+        offset=0,
+        num_samples=0,
+        source="",
+        word=np.where(clips["kind"] == "silence", "", clips["word"]),
+    )
+    manifests = {name: clips[clips["split"] == name] for name in config.SPLITS}
+
+    # Silence from the noise recordings (the test-set layout brings its own _silence_ clips instead).
+    noise_regions: dict[str, list[dict]] = {name: [] for name in config.SPLITS}
+    has_silence_clips = bool((clips["kind"] == "silence").any())
+    if config.SILENCE_LABEL in labels and not has_silence_clips:
+        if noise.empty and noise_dir is not None:
+            noise = _external_noise(noise_dir)
+        bad_rate = noise[(noise["sample_rate"] != config.SAMPLE_RATE) | (noise["channels"] != 1)]
+        for row in bad_rate.itertuples(index=False):
+            warnings.append(
+                f"{row.relpath}: noise recording at {row.sample_rate} Hz, {row.channels} channel(s); silence windows "
+                f"are cut only from {config.SAMPLE_RATE} Hz mono recordings, so it is not used"
+            )
+        noise = noise.drop(bad_rate.index)
+        noise_regions = _noise_regions(noise, validation_percent, testing_percent)
+        if noise.empty:
+            warnings.append(
+                f"no {config.BACKGROUND_NOISE_DIR} recordings in {root or 'the dataset'}: every silence example is "
+                "digital silence; pass noise_dir (--noise) to cut silence from real noise"
+            )
+        word_labels = [lbl for lbl in labels if lbl not in (config.SILENCE_LABEL, config.UNKNOWN_LABEL)]
+        for i, name in enumerate(config.SPLITS):
+            if isinstance(silence_per_split, Mapping):
+                count = int(silence_per_split.get(name, 0))
+            elif silence_per_split is not None:
+                count = int(silence_per_split)
+            else:
+                per_word = manifests[name]["label"].value_counts().reindex(word_labels, fill_value=0)
+                count = int(np.rint(per_word.mean())) if len(per_word) else 0
+            rows = pd.DataFrame(_silence_rows(noise_regions[name], count, seed=seed, split_index=i))
+            if len(rows):
+                rows = rows.assign(label=config.SILENCE_LABEL, word="", speaker="", split=name)
+                manifests[name] = pd.concat([manifests[name], rows], ignore_index=True)
+
+    for name in config.SPLITS:
+        m = manifests[name].assign(label_id=lambda f: f["label"].map(label_id))
+        m = m[MANIFEST_COLUMNS].astype(_DTYPES)
+        manifests[name] = m.sort_values(["label_id", "relpath", "offset", "source"], kind="stable").reset_index(
+            drop=True
+        )
+    samples = {
+        name: _sample_set(manifests[name], n, seed=seed, split_index=i)
+        for i, (name, n) in enumerate(zip(config.SPLITS, sample_per_class, strict=True))
+    }
+
+    checks = _run_checks(manifests, noise_regions)
+    check_speakers_disjoint(samples)
+
+    def counts(frames: Mapping[str, pd.DataFrame]) -> dict:
+        table = counts_table(_as_frame(dict(frames))) if any(len(f) for f in frames.values()) else None
+        return {
+            name: {
+                lbl: int(table.at[lbl, name]) if table is not None and lbl in table.index and name in table else 0
+                for lbl in labels
+            }
+            for name in config.SPLITS
+        }
+
+    info = {
+        "task": "custom" if words is not None else task,
+        "labels": labels,
+        "words": list(words) if words is not None else None,
+        "include_unknown": config.UNKNOWN_LABEL in labels,
+        "include_silence": config.SILENCE_LABEL in labels,
+        "seed": int(seed),
+        "rule": used_rule,
+        "validation_percent": float(validation_percent),
+        "testing_percent": float(testing_percent),
+        "small": bool(small),
+        "counts": counts(manifests),
+        "sample_counts": counts(samples),
+        "dataset": root,
+        "noise_regions": noise_regions,
+        "skipped": skipped,
+        "warnings": warnings,
+        "checks": checks,
+        "materialized": bool(materialize),
+        "version": SPLIT_FORMAT_VERSION,
+        "created_by": f"speechlib {__version__}",
+    }
+    _write(Path(out_dir), manifests, samples, info, materialize=materialize)
+    if verbose:
+        _report(info, manifests)
+    return info
+
+
+def _report(info: dict, manifests: Mapping[str, pd.DataFrame]) -> None:
+    for item in info["skipped"]:
+        print(f"skipped {item['relpath']}: {item['reason']}")
+    for warning in info["warnings"]:
+        print(f"warning: {warning}")
+    print(f"task {info['task']} ({len(info['labels'])} labels), rule {info['rule']}, seed {info['seed']}")
+    table = counts_table(dict(manifests))
+    print(table.assign(total=table.sum(axis=1)).to_string())
+    for check in info["checks"]:
+        detail = {k: v for k, v in check.items() if k not in ("check", "ok")}
+        print(f"check {check['check']}: {'ok' if check['ok'] else 'FAILED'} {detail}")
+
+
+# --- Writing -------------------------------------------------------------------------------
+
+
+def _write(
+    out_dir: Path,
+    manifests: Mapping[str, pd.DataFrame],
+    samples: Mapping[str, pd.DataFrame],
+    info: dict,
+    *,
+    materialize: bool,
+) -> None:
+    out_dir = out_dir.expanduser().resolve()
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "split.json").is_file())
+    ):
+        raise FileExistsError(
+            f"{out_dir} exists and is not a split folder (no split.json): choose an empty or new folder for the split"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        for name, frame in manifests.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False, lineterminator="\n")
+        for name, frame in samples.items():
+            frame.to_csv(tmp / f"sample_{name}.csv", index=False, lineterminator="\n")
+        if materialize:
+            _materialize(tmp / "materialized", manifests, samples)
+        (tmp / "split.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            out_dir.rename(old / out_dir.name)
+        tmp.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _materialized_name(row) -> str:
+    """File name of a manifest row inside materialized/<split>/<label>/."""
+    if row.source == DIGITAL_SILENCE:
+        return ""  # numbered by the caller
+    stem = Path(row.relpath).name
+    if row.num_samples:
+        return f"{Path(stem).stem}_{row.offset:09d}.wav"
+    folder = row.relpath.split("/")[0]
+    if folder == row.label or not row.word or stem.startswith(f"{row.word}_"):
+        return stem
+    return f"{row.word}_{stem}"
+
+
+def _materialize(root: Path, manifests: Mapping[str, pd.DataFrame], samples: Mapping[str, pd.DataFrame]) -> None:
+    """The original course's folders: symlinks to raw clips, written wav files for silence windows."""
+    import soundfile as sf
+
+    written: dict[tuple, Path] = {}
+    for part, frames in (("main", manifests), ("sample", samples)):
+        for name, frame in frames.items():
+            n_digital = 0
+            for row in frame.itertuples(index=False):
+                folder = root / part / name / row.label
+                folder.mkdir(parents=True, exist_ok=True)
+                file_name = _materialized_name(row)
+                if row.source == DIGITAL_SILENCE:
+                    file_name = f"{DIGITAL_SILENCE}_{n_digital:04d}.wav"
+                    n_digital += 1
+                target = folder / file_name
+                if target.exists() or target.is_symlink():
+                    raise FileExistsError(f"two examples of {part}/{name}/{row.label} would both be named {file_name}")
+                key = (name, row.label, row.path, row.offset, file_name)
+                if row.num_samples == 0:
+                    os.symlink(row.path, target)
+                elif key in written:
+                    os.symlink(os.path.relpath(written[key], folder), target)
+                else:
+                    if row.path:
+                        waveform, rate = sf.read(
+                            row.path, start=row.offset, frames=row.num_samples, dtype="int16", always_2d=False
+                        )
+                    else:
+                        waveform, rate = np.zeros(row.num_samples, dtype=np.int16), config.SAMPLE_RATE
+                    sf.write(str(target), waveform, rate, subtype=config.SAMPLE_SUBTYPE)
+                    written[key] = target
+
+
+# --- Reading ---------------------------------------------------------------------------------
+
+
+def load_manifest(out_dir: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Read one manifest that :func:`make_split` wrote.
+
+    Parameters
+    ----------
+    out_dir : path
+        The split folder.
+    name : str
+        One of ``MANIFEST_NAMES``: train, cv, test, sample_train, sample_cv, sample_test.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``MANIFEST_COLUMNS``; empty strings stay empty strings.
+    """
+    if name not in MANIFEST_NAMES:
+        raise ValueError(f"unknown manifest {name!r}: use one of {list(MANIFEST_NAMES)}")
+    path = Path(out_dir) / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `speechlib split --out {Path(out_dir)}` (make_split) first")
+    return pd.read_csv(path, dtype=_DTYPES, keep_default_na=False)
+
+
+def load_info(out_dir: str | os.PathLike) -> dict:
+    """Read ``split.json`` of a split folder (task, labels, seed, counts, noise regions, ...)."""
+    path = Path(out_dir) / "split.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `speechlib split --out {Path(out_dir)}` (make_split) first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --- The wrong way ---------------------------------------------------------------------------
+
+
+def random_split(
+    manifests: Mapping[str, pd.DataFrame] | pd.DataFrame,
+    *,
+    seed: int = config.SEED,
+    validation_percent: float = config.VALIDATION_PERCENT,
+    testing_percent: float = config.TESTING_PERCENT,
+) -> dict[str, pd.DataFrame]:
+    """Shuffle every example and slice it into train / cv / test — the WRONG way to split.
+
+    This is what many tutorials do (and what the original course did). It
+    ignores speakers, so one person's voice lands in train and in test, and a
+    model is rewarded for recognising voices rather than words: the measured
+    accuracy is too high. It exists only so that the course can show the
+    leak (:func:`check_speakers_disjoint` raises on its result) and measure
+    the gap. Never use it to train or report a model; use :func:`make_split`.
+
+    Parameters
+    ----------
+    manifests : dict of str to DataFrame, or DataFrame
+        Examples to reshuffle, e.g. the three manifests of :func:`make_split`.
+    seed : int
+        Seed of the shuffle.
+    validation_percent, testing_percent : float
+        Sizes of cv and test, in percent of all examples.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``{"train", "cv", "test"}`` with the ``split`` column rewritten.
+    """
+    frame = _as_frame(manifests).reset_index(drop=True)
+    order = np.random.default_rng(seed).permutation(len(frame))
+    n_cv = round(len(frame) * validation_percent / 100)
+    n_test = round(len(frame) * testing_percent / 100)
+    parts = {"cv": order[:n_cv], "test": order[n_cv : n_cv + n_test], "train": order[n_cv + n_test :]}
+    return {name: frame.iloc[np.sort(parts[name])].assign(split=name).reset_index(drop=True) for name in config.SPLITS}
