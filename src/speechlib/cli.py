@@ -164,6 +164,75 @@ def _run_course_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- split -----------------------------------------------------------------
+
+
+def _add_split(sub: argparse._SubParsersAction) -> None:
+    split = sub.add_parser(
+        "split",
+        help="speaker-disjoint train/cv/test manifests, silence from noise, the sample set",
+        description=(
+            "Split a dataset into train / cv / test manifests (CSV) without moving a file: the official "
+            "validation/testing lists when the folder has them, else the dataset's hash rule on the speaker id. "
+            "Silence is cut from disjoint regions of the background-noise recordings. Prints the counts per "
+            "label and split and the leakage checks (no speaker, file or noise region in two splits)."
+        ),
+    )
+    split.add_argument("--data", type=Path, default=None, help="the dataset folder (default: the course's dataset)")
+    split.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <work dir of the dataset>/split)"
+    )
+    split.add_argument("--task", choices=["kaggle12", "all"], default="kaggle12", help="label set (default kaggle12)")
+    split.add_argument("--words", default=None, help="custom task: comma-separated words, e.g. zero,one,two")
+    split.add_argument(
+        "--no-unknown", action="store_true", help="custom task: no 'unknown' class (other words dropped)"
+    )
+    split.add_argument("--no-silence", action="store_true", help="no 'silence' class")
+    split.add_argument("--seed", type=int, default=config.SEED, help=f"random seed (default {config.SEED})")
+    split.add_argument(
+        "--rule", choices=["auto", "lists", "hash"], default="auto", help="lists when present (auto), or force one"
+    )
+    split.add_argument(
+        "--validation-percent", type=float, default=config.VALIDATION_PERCENT, help="hash rule: %% of speakers in cv"
+    )
+    split.add_argument(
+        "--testing-percent", type=float, default=config.TESTING_PERCENT, help="hash rule: %% of speakers in test"
+    )
+    split.add_argument("--noise", type=Path, default=None, help="background-noise folder, for a dataset without one")
+    split.add_argument("--small", action="store_true", help="keep a few hundred clips, by whole speakers")
+    split.add_argument("--materialize", action="store_true", help="also build main/ and sample/ folders of symlinks")
+    split.set_defaults(func=_run_split)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from speechlib import split
+
+    if args.small:
+        config.set_small(True)
+    data = args.data or config.dataset_dir()
+    out = args.out or config.work_dir(data) / "split"
+    words = [w for w in args.words.split(",") if w.strip()] if args.words is not None else None
+    try:
+        split.make_split(
+            data,
+            out,
+            task=args.task,
+            words=words,
+            include_unknown=not args.no_unknown,
+            include_silence=not args.no_silence,
+            seed=args.seed,
+            rule=args.rule,
+            validation_percent=args.validation_percent,
+            testing_percent=args.testing_percent,
+            noise_dir=args.noise,
+            materialize=args.materialize,
+        )
+    except (ValueError, FileExistsError) as err:  # LeakageError is a ValueError too
+        raise UserError(str(err)) from err
+    print(f"manifests written to {out}")
+    return 0
+
+
 # --- featurize ---------------------------------------------------------------
 
 
@@ -273,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = [_add_data, _add_course, _add_featurize, _add_spark_featurize]
+_SUBCOMMANDS = [_add_data, _add_course, _add_split, _add_spark_featurize, _add_featurize]
 
 
 def main(argv: list[str] | None = None) -> int:
