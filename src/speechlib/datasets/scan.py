@@ -75,6 +75,7 @@ LAYOUTS = ("speech_commands", "test_set", "folders")
 UNKNOWN_LAYOUT = "unknown"  # no class folders at all: not a dataset this package can read
 KAGGLE_AUDIO_DIR = "audio"  # Kaggle's train.7z unpacks to train/audio/<word>/...
 LISTS = (config.VALIDATION_LIST, config.TESTING_LIST)
+SCAN_BATCH = 256  # files per thread-pool task (one future per file costs more than its header read)
 PROGRESS_MIN_FILES = 1000  # show a progress bar from this many files on (and only on a terminal)
 IGNORED_DIRS = {"__MACOSX"}  # resource forks that macOS archivers add
 
@@ -250,11 +251,12 @@ def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame
         leave=False,
         disable=True if len(files) < PROGRESS_MIN_FILES else None,
     )
+    batches = [files[start : start + SCAN_BATCH] for start in range(0, len(files), SCAN_BATCH)]
+    rows = []
     with bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = []
-        for row in pool.map(lambda item: _scan_file(item[0], item[1], layout), files, chunksize=64):
-            rows.append(row)
-            bar.update(1)
+        for batch_rows in pool.map(lambda batch: [_scan_file(path, rel, layout) for path, rel in batch], batches):
+            rows.extend(batch_rows)
+            bar.update(len(batch_rows))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.astype(
         {"utterance": "int64", "sample_rate": "int64", "channels": "int64", "frames": "int64", "duration": "float64"}
@@ -269,17 +271,17 @@ def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
     """Yield (absolute path, POSIX relpath) of every file that belongs in the table."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS)
-        rel_dir = Path(dirpath).relative_to(folder)
+        rel_dir = Path(dirpath).relative_to(folder).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        top = prefix.split("/", 1)[0]
         for name in filenames:
             if name.startswith("."):
                 continue
-            rel = (rel_dir / name).as_posix()
-            top = rel_dir.parts[0] if rel_dir.parts else ""
             if top == "" and _is_doc(name):
                 continue
             if top == config.BACKGROUND_NOISE_DIR and not _is_audio_name(name) and _is_doc(name):
                 continue
-            yield Path(dirpath) / name, rel
+            yield Path(dirpath, name), prefix + name
 
 
 def _is_doc(name: str) -> bool:
