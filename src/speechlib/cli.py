@@ -17,6 +17,7 @@ function of the library, importing it only when run, so ``--help`` is fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -356,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("speechlib: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``speechlib data check DIR | head``): stop quietly.
+        sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit: give it somewhere to go
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
