@@ -214,27 +214,37 @@ def _noise_regions(noise: pd.DataFrame, validation_percent: float, testing_perce
 
 
 def _silence_rows(regions: list[dict], count: int, *, seed: int, split_index: int) -> list[dict]:
-    """``count`` silence rows of one split: windows inside the split's regions, plus digital silence."""
+    """``count`` silence rows of one split: windows inside the split's regions, plus digital silence.
+
+    Windows are spread over the recordings in proportion to the room in their
+    region, at seeded random offsets, and no window is drawn twice in a split
+    (unless the regions hold fewer window positions than windows).
+    """
     rng = np.random.default_rng([seed, split_index])
     usable = [r for r in regions if r["stop"] - r["start"] >= config.CLIP_SAMPLES]
     n_digital = count if not usable else round(count * DIGITAL_SILENCE_FRACTION)
-    rows = []
-    if usable:
-        # Windows are spread over the recordings in proportion to the length of their region.
+    n_windows = count - n_digital
+    picked: list[tuple[int, int]] = []
+    if n_windows:
         room = np.array([r["stop"] - r["start"] - config.CLIP_SAMPLES + 1 for r in usable], dtype=np.float64)
-        choice = rng.choice(len(usable), size=count - n_digital, p=room / room.sum())
-        for i in choice:
-            region = usable[i]
-            offset = int(rng.integers(region["start"], region["stop"] - config.CLIP_SAMPLES + 1))
-            rows.append(
-                {
-                    "path": region["path"],
-                    "relpath": region["relpath"],
-                    "source": region["relpath"],
-                    "offset": offset,
-                    "num_samples": config.CLIP_SAMPLES,
-                }
-            )
+        unique = n_windows <= room.sum()
+        seen: set[tuple[int, int]] = set()
+        while len(picked) < n_windows:
+            for i in rng.choice(len(usable), size=n_windows - len(picked), p=room / room.sum()):
+                offset = int(rng.integers(usable[i]["start"], usable[i]["stop"] - config.CLIP_SAMPLES + 1))
+                if not unique or (int(i), offset) not in seen:
+                    seen.add((int(i), offset))
+                    picked.append((int(i), offset))
+    rows = [
+        {
+            "path": usable[i]["path"],
+            "relpath": usable[i]["relpath"],
+            "source": usable[i]["relpath"],
+            "offset": offset,
+            "num_samples": config.CLIP_SAMPLES,
+        }
+        for i, offset in picked
+    ]
     rows += [
         {"path": "", "relpath": "", "source": DIGITAL_SILENCE, "offset": 0, "num_samples": config.CLIP_SAMPLES}
         for _ in range(n_digital)
@@ -280,22 +290,25 @@ def _stable_order(keys: Sequence[str], seed: int) -> list[str]:
 
 
 def _subsample_by_speaker(clips: pd.DataFrame, targets: Mapping[str, int], *, seed: int) -> pd.DataFrame:
-    """Keep whole speakers, in a seeded order, until every label of each split has its target count."""
-    group = np.where(clips["speaker"] != "", clips["speaker"], clips["relpath"])
-    keep = np.zeros(len(clips), dtype=bool)
+    """Keep whole speakers, in a seeded order, until every label of each split has its target count.
+
+    A file without a speaker id counts as a speaker of its own.
+    """
+    group = pd.Series(np.where(clips["speaker"] != "", clips["speaker"], clips["relpath"]), index=clips.index)
+    keep = []
     for name in config.SPLITS:
-        in_split = (clips["split"] == name).to_numpy()
-        need = {label: targets[name] for label in clips.loc[in_split, "label"].unique()}
-        for key in _stable_order(list(set(group[in_split])), seed):
-            rows = in_split & (group == key)
-            labels = clips.loc[rows, "label"]
-            if any(need[label] > 0 for label in labels):
-                keep |= rows
-                for label in labels:
-                    need[label] -= 1
+        in_split = clips[clips["split"] == name]
+        labels_of = in_split["label"].groupby(group[in_split.index]).agg(list).to_dict()
+        rows_of = in_split.groupby(group[in_split.index]).groups
+        need = {label: targets[name] for label in in_split["label"].unique()}
+        for key in _stable_order(list(labels_of), seed):
             if all(n <= 0 for n in need.values()):
                 break
-    return clips[keep]
+            if any(need[label] > 0 for label in labels_of[key]):
+                keep.extend(rows_of[key])
+                for label in labels_of[key]:
+                    need[label] -= 1
+    return clips.loc[clips.index.isin(keep)]
 
 
 def _sample_set(manifest: pd.DataFrame, per_class: int, *, seed: int, split_index: int) -> pd.DataFrame:
@@ -320,8 +333,9 @@ def _as_frame(manifests: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFr
 
 def _shared(frame: pd.DataFrame, key: pd.Series) -> dict[str, list[str]]:
     """Keys found in more than one split, with their splits."""
-    splits = frame.assign(_key=key.to_numpy()).groupby("_key")["split"].unique()
-    return {k: sorted(v) for k, v in splits.items() if len(v) > 1}
+    pairs = pd.DataFrame({"key": key.to_numpy(), "split": frame["split"].to_numpy()}).drop_duplicates()
+    repeated = pairs[pairs["key"].duplicated(keep=False)]
+    return {k: sorted(g) for k, g in repeated.groupby("key", sort=True)["split"]}
 
 
 def _raise_shared(what: str, shared: Mapping[str, list[str]]) -> None:
@@ -615,6 +629,7 @@ def make_split(
     silence_per_split : int or dict of str to int, optional
         Silence examples per split (an int applies to every split). Default:
         the mean count of the word classes (not ``unknown``) in that split.
+        Not used for the test-set layout, whose ``_silence_`` clips are all kept.
     sample_per_class : (int, int, int)
         Sample-set examples per class in train, cv, test.
     small : bool, optional
@@ -878,6 +893,9 @@ def _materialize(root: Path, manifests: Mapping[str, pd.DataFrame], samples: Map
                     file_name = f"{DIGITAL_SILENCE}_{n_digital:04d}.wav"
                     n_digital += 1
                 target = folder / file_name
+                copy = 1
+                while row.num_samples and (target.exists() or target.is_symlink()):  # a window drawn twice
+                    target, copy = folder / f"{Path(file_name).stem}_{copy}.wav", copy + 1
                 if target.exists() or target.is_symlink():
                     raise FileExistsError(f"two examples of {part}/{name}/{row.label} would both be named {file_name}")
                 key = (name, row.label, row.path, row.offset, file_name)
