@@ -76,7 +76,7 @@ speaker_ids = st.text(alphabet="0123456789abcdef", min_size=8, max_size=8)
 clip_lists = st.lists(
     st.tuples(speaker_ids, st.sampled_from(config.WORDS_V001), st.integers(0, 4)), min_size=1, max_size=120
 )
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 # --- the real folders -------------------------------------------------------------------
@@ -101,8 +101,12 @@ def test_v001_sample_agrees_with_official_lists(shared_data: Path, tmp_path: Pat
 
 
 def test_v002_test_subset_is_read_as_test_set_layout(shared_data: Path, tmp_path: Path) -> None:
+    from speechlib import datasets
+
     root = shared_data / "speech_commands_v0.02_test_subset"
-    info = split.make_split(root, tmp_path / "split", verbose=False)
+    table = datasets.scan(root)
+    assert (table["layout"] == "test_set").all()
+    info = split.make_split(table, tmp_path / "split", verbose=False)
     assert info["rule"] == "hash"
     assert info["noise_regions"] == {name: [] for name in config.SPLITS}
     rows = pd.concat(manifests(tmp_path / "split").values())
@@ -119,6 +123,14 @@ def test_v002_test_subset_is_read_as_test_set_layout(shared_data: Path, tmp_path
     assert (speakers == 1).all()
     assert len(speakers) > 100
     assert all(info["counts"][name][config.SILENCE_LABEL] > 0 for name in config.SPLITS)
+    # These speakers are the official test set: the 10 / 10 rule puts every one of them in test.
+    assert set(rows.loc[rows["speaker"] != "", "split"]) == {"test"}
+    # Their hash percentages lie in [10, 20): cv below 11 and test in [11, 13) give three speaker-disjoint parts.
+    split.make_split(table, tmp_path / "resplit", validation_percent=11, testing_percent=2, verbose=False)
+    rows = pd.concat(manifests(tmp_path / "resplit").values())
+    speakers = rows[rows["speaker"] != ""].groupby("speaker")["split"].agg(["nunique", "first"])
+    assert (speakers["nunique"] == 1).all()
+    assert set(speakers["first"]) == set(config.SPLITS)
 
 
 def test_raw_folder_unchanged_and_errors_listed(shared_data: Path, tmp_path: Path) -> None:
@@ -362,3 +374,28 @@ def test_cli_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     info = split.load_info(out)
     assert info["labels"] == ["yes", "no", config.SILENCE_LABEL, config.UNKNOWN_LABEL] and info["seed"] == 7
     assert cli.main(["split", "--data", str(root), "--out", str(out), "--words", "nope"]) == 2
+
+
+def test_few_window_positions(tmp_path: Path) -> None:
+    root = tmp_path / "dataset"
+    (root / config.BACKGROUND_NOISE_DIR).mkdir(parents=True)
+    noise = root / config.BACKGROUND_NOISE_DIR / "short.wav"
+    # 10 s: the cv and test regions (1 s each) hold exactly one window position.
+    sf.write(noise, np.linspace(-0.5, 0.5, 10 * config.SAMPLE_RATE), config.SAMPLE_RATE)
+    table = clip_table([("0a7c2a8d", "yes", 0)], [10 * config.SAMPLE_RATE])
+    table.loc[table["kind"] == "noise", ["path", "relpath"]] = [str(noise), f"{config.BACKGROUND_NOISE_DIR}/short.wav"]
+    out = tmp_path / "split"
+    info = split.make_split(table, out, silence_per_split=20, materialize=True, verbose=False)
+    test = split.load_manifest(out, "test")
+    windows = test[test["source"] != split.DIGITAL_SILENCE]
+    assert len(windows) == 18 and set(windows["offset"]) == {9 * config.SAMPLE_RATE}  # the only position
+    assert len(list((out / "materialized" / "main" / "test" / config.SILENCE_LABEL).iterdir())) == 20
+    train = split.load_manifest(out, "train")
+    train_windows = train[train["source"] != split.DIGITAL_SILENCE]
+    assert train_windows["offset"].is_unique  # enough room in train: no window twice
+    assert info["noise_regions"]["test"][0] == {
+        "relpath": f"{config.BACKGROUND_NOISE_DIR}/short.wav",
+        "path": str(noise),
+        "start": 9 * config.SAMPLE_RATE,
+        "stop": 10 * config.SAMPLE_RATE,
+    }
