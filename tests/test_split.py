@@ -278,6 +278,10 @@ def test_task_all_and_custom_words(tmp_path: Path) -> None:
     assert info["labels"] == [*words, config.UNKNOWN_LABEL]
     assert sum(info["counts"][name][config.UNKNOWN_LABEL] for name in config.SPLITS) == 12 * 27
 
+    info = split.make_split(table, tmp_path / "k10", include_unknown=False, include_silence=False, verbose=False)
+    assert info["labels"] == config.COMMANDS
+    assert sum(sum(c.values()) for c in info["counts"].values()) == 12 * len(config.COMMANDS)
+
     with pytest.raises(ValueError, match="not in the dataset"):
         split.make_split(table, tmp_path / "bad", words=["yes", "backward"], verbose=False)
     with pytest.raises(ValueError, match="unknown task"):

@@ -185,9 +185,7 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
     )
     split.add_argument("--task", choices=["kaggle12", "all"], default="kaggle12", help="label set (default kaggle12)")
     split.add_argument("--words", default=None, help="custom task: comma-separated words, e.g. zero,one,two")
-    split.add_argument(
-        "--no-unknown", action="store_true", help="custom task: no 'unknown' class (other words dropped)"
-    )
+    split.add_argument("--no-unknown", action="store_true", help="no 'unknown' class (the other words are left out)")
     split.add_argument("--no-silence", action="store_true", help="no 'silence' class")
     split.add_argument("--seed", type=int, default=config.SEED, help=f"random seed (default {config.SEED})")
     split.add_argument(

@@ -126,7 +126,8 @@ def task_labels(
     ----------
     task : {"kaggle12", "all"}
         ``kaggle12``: the ten commands, ``silence``, ``unknown``
-        (``config.KAGGLE12_LABELS``). ``all``: every word of the dataset as its
+        (``config.KAGGLE12_LABELS``; without ``silence`` / ``unknown`` when
+        they are excluded). ``all``: every word of the dataset as its
         own class, in ``config.WORDS_V002`` order (30 words for v0.01, 35 for
         v0.02: the v0.02 list is used as soon as one v0.02-only word is
         present), then ``silence``. Ignored when ``words`` is given.
@@ -136,8 +137,8 @@ def task_labels(
     dataset_words : sequence of str
         The words present in the data (used by ``all``).
     include_unknown, include_silence : bool
-        Whether the ``unknown`` / ``silence`` classes exist. ``kaggle12``
-        always has both; ``all`` never has ``unknown`` (every word is a class).
+        Whether the ``unknown`` / ``silence`` classes exist; ``all`` never has
+        ``unknown`` (every word is a class).
 
     Returns
     -------
@@ -162,7 +163,9 @@ def task_labels(
             labels.append(config.UNKNOWN_LABEL)
         return labels
     if task == "kaggle12":
-        return list(config.KAGGLE12_LABELS)
+        dropped = {config.SILENCE_LABEL} - ({config.SILENCE_LABEL} if include_silence else set())
+        dropped |= {config.UNKNOWN_LABEL} - ({config.UNKNOWN_LABEL} if include_unknown else set())
+        return [label for label in config.KAGGLE12_LABELS if label not in dropped]
     if task == "all":
         present = {w for w in dataset_words if w}
         reference = config.WORDS_V001 if present <= set(config.WORDS_V001) else config.WORDS_V002
@@ -620,8 +623,9 @@ def make_split(
     words : sequence of str, optional
         A custom task: these words, plus ``silence`` / ``unknown`` when included.
     include_unknown, include_silence : bool
-        For a custom word list: add the ``unknown`` class (every other word) /
-        the ``silence`` class. ``include_silence`` also applies to ``all``.
+        Keep the ``unknown`` class (every word outside the task's words; when
+        excluded those clips are left out) / the ``silence`` class. The task
+        ``all`` has no ``unknown``.
     seed : int
         Seeds the silence windows, small mode and the sample set.
     validation_percent, testing_percent : float
