@@ -107,7 +107,9 @@ def test_v002_test_subset_is_read_as_test_set_layout(shared_data: Path, tmp_path
     table = datasets.scan(root)
     assert (table["layout"] == "test_set").all()
     info = split.make_split(table, tmp_path / "split", verbose=False)
-    assert info["rule"] == "hash"
+    # These speakers are the official test set: all hash into the official testing band [10, 20),
+    # so the rule is applied within that band (the plain 10 / 10 rule would put every one in test).
+    assert info["rule"] == "hash within the official band [10%, 20%)"
     assert info["noise_regions"] == {name: [] for name in config.SPLITS}
     rows = pd.concat(manifests(tmp_path / "split").values())
     on_disk = {p.relative_to(root).as_posix() for p in root.glob("*/*.wav")}
@@ -118,19 +120,32 @@ def test_v002_test_subset_is_read_as_test_set_layout(shared_data: Path, tmp_path
     assert unknown["relpath"].str.startswith(f"{config.TEST_SET_UNKNOWN_DIR}/").all()
     # The speaker of an _unknown_ file is the part between the word and _nohash_.
     assert unknown["speaker"].str.fullmatch(r"[0-9a-f]{8}").all()
-    # With the hash rule every speaker falls in exactly one split.
-    speakers = rows[rows["speaker"] != ""].groupby("speaker")["split"].nunique()
-    assert (speakers == 1).all()
-    assert len(speakers) > 100
-    assert all(info["counts"][name][config.SILENCE_LABEL] > 0 for name in config.SPLITS)
-    # These speakers are the official test set: the 10 / 10 rule puts every one of them in test.
-    assert set(rows.loc[rows["speaker"] != "", "split"]) == {"test"}
-    # Their hash percentages lie in [10, 20): cv below 11 and test in [11, 13) give three speaker-disjoint parts.
-    split.make_split(table, tmp_path / "resplit", validation_percent=11, testing_percent=2, verbose=False)
-    rows = pd.concat(manifests(tmp_path / "resplit").values())
+    # With the hash rule every speaker falls in exactly one split, and every split gets speakers.
     speakers = rows[rows["speaker"] != ""].groupby("speaker")["split"].agg(["nunique", "first"])
     assert (speakers["nunique"] == 1).all()
-    assert set(speakers["first"]) == set(config.SPLITS)
+    assert len(speakers) > 100
+    shares = speakers["first"].value_counts(normalize=True)
+    assert shares["train"] > 0.6 and 0.03 < shares["cv"] < 0.2 and 0.03 < shares["test"] < 0.2, shares
+    assert all(info["counts"][name][config.SILENCE_LABEL] > 0 for name in config.SPLITS)
+    assert all(info["counts"][name]["yes"] > 0 for name in config.SPLITS)
+    # The speakers' plain percentages agree: all in [10, 20).
+    from speechlib import hashsplit
+
+    assert hashsplit.official_band(hashsplit.hash_percentage(s) for s in speakers.index) == (10.0, 20.0)
+
+
+def test_which_set_band_zooms_into_the_official_band() -> None:
+    from speechlib import hashsplit
+
+    names = [f"yes/{i:08x}_nohash_0.wav" for i in range(4000)]
+    in_band = [n for n in names if 10 <= hashsplit.hash_percentage(hashsplit.speaker_id(n)) < 20]
+    sets = [hashsplit.which_set(n, band=(10.0, 20.0)) for n in in_band]
+    shares = pd.Series(sets).value_counts(normalize=True)
+    assert abs(shares["validation"] - 0.1) < 0.05 and abs(shares["testing"] - 0.1) < 0.05
+    # The default band is the official rule itself.
+    assert all(hashsplit.which_set(n) == hashsplit.which_set(n, band=(0.0, 100.0)) for n in names[:200])
+    assert hashsplit.official_band([12.0, 19.9]) == (10.0, 20.0)
+    assert hashsplit.official_band([5.0, 50.0]) is None
 
 
 def test_raw_folder_unchanged_and_errors_listed(shared_data: Path, tmp_path: Path) -> None:

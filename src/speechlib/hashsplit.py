@@ -22,6 +22,7 @@ Functions
 ---------
 - :func:`speaker_id` — the speaker id of a clip's file name (both dataset layouts).
 - :func:`hash_percentage` — the speaker's position in [0, 100] under the rule.
+- :func:`official_band` — the official set (hash band) a folder's speakers all come from, if any.
 - :func:`which_set` — ``"validation"``, ``"testing"`` or ``"training"`` for a file name.
 
 Examples
@@ -36,6 +37,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import PurePath
 
 from speechlib import config
@@ -92,10 +94,43 @@ def hash_percentage(speaker: str) -> float:
     return (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
 
 
+def official_band(percentages: Iterable[float]) -> tuple[float, float] | None:
+    """The official set whose hash band holds every given speaker, or None.
+
+    The official test set (``speech_commands_test_set_v0.02``) holds only the
+    speakers whose hash percentage lies in the testing band [10, 20) of the
+    official 10/10 rule, so that rule puts all of them in testing and leaves
+    nothing to train on. :func:`which_set` with ``band=`` splits such a folder
+    by the same hash, zoomed into its band.
+
+    Parameters
+    ----------
+    percentages : iterable of float
+        :func:`hash_percentage` of each speaker.
+
+    Returns
+    -------
+    tuple of float or None
+        ``(0, 10)`` (validation band) or ``(10, 20)`` (testing band) of the
+        official rule when every percentage lies in it; None otherwise.
+    """
+    values = list(percentages)
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    v, t = config.VALIDATION_PERCENT, config.TESTING_PERCENT
+    for band in ((0.0, v), (v, v + t)):
+        if band[0] <= low and high < band[1]:
+            return band
+    return None
+
+
 def which_set(
     filename: str | PurePath,
     validation_percent: float = config.VALIDATION_PERCENT,
     testing_percent: float = config.TESTING_PERCENT,
+    *,
+    band: tuple[float, float] = (0.0, 100.0),
 ) -> str:
     """Return the set a clip belongs to under the Speech Commands hash rule.
 
@@ -107,6 +142,10 @@ def which_set(
         Share of speakers (in percent) that go to validation.
     testing_percent : float, default 10.0
         Share of speakers (in percent) that go to testing.
+    band : tuple of float, default (0, 100)
+        Read the percentage relative to this band: ``100 * (p - low) / (high -
+        low)``. The default is the official rule; ``(10, 20)`` splits a folder
+        of official test-set speakers (see :func:`official_band`).
 
     Returns
     -------
@@ -123,7 +162,8 @@ def which_set(
             f"validation_percent={validation_percent} and testing_percent={testing_percent} must be "
             "non-negative and add up to at most 100"
         )
-    percentage = hash_percentage(speaker_id(filename))
+    low, high = band
+    percentage = 100.0 * (hash_percentage(speaker_id(filename)) - low) / (high - low)
     if percentage < validation_percent:
         return VALIDATION
     if percentage < validation_percent + testing_percent:

@@ -183,11 +183,13 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
-def _hash_split(relpath: str, validation_percent: float, testing_percent: float) -> str:
+def _hash_split(
+    relpath: str, validation_percent: float, testing_percent: float, band: tuple[float, float] = (0.0, 100.0)
+) -> str:
     """The split of one file under the dataset's hash rule (:func:`speechlib.hashsplit.which_set`)."""
     from speechlib import hashsplit
 
-    return _HASH_SPLIT[hashsplit.which_set(relpath, validation_percent, testing_percent)]
+    return _HASH_SPLIT[hashsplit.which_set(relpath, validation_percent, testing_percent, band=band)]
 
 
 def _dataset_root(table: pd.DataFrame) -> str:
@@ -562,8 +564,19 @@ def _assign(
         for name, path in lists.items():
             assigned[clips["relpath"].isin(_read_list(path))] = _LIST_SPLIT[name]
         return assigned, "lists"
-    assigned = [_hash_split(relpath, validation_percent, testing_percent) for relpath in clips["relpath"]]
-    return pd.Series(assigned, index=clips.index, dtype=object), "hash"
+    from speechlib import hashsplit
+
+    # A folder that is itself one official set (the official test set holds only speakers of the
+    # testing band) would land whole in one split: apply the same hash, zoomed into that band.
+    speakers = clips.loc[clips["speaker"].astype(str) != "", "speaker"].astype(str).unique()
+    band = hashsplit.official_band(hashsplit.hash_percentage(s) for s in speakers) or (0.0, 100.0)
+    has_speaker = clips["speaker"].astype(str) != ""
+    assigned = [
+        _hash_split(relpath, validation_percent, testing_percent, band if speaker else (0.0, 100.0))
+        for relpath, speaker in zip(clips["relpath"], has_speaker, strict=True)
+    ]
+    used = "hash" if band == (0.0, 100.0) else f"hash within the official band [{band[0]:g}%, {band[1]:g}%)"
+    return pd.Series(assigned, index=clips.index, dtype=object), used
 
 
 def _label_clips(clips: pd.DataFrame, labels: list[str], *, task: str, words: Sequence[str] | None) -> pd.DataFrame:
