@@ -1,0 +1,593 @@
+"""The final model in raw TensorFlow: DS-CNN as a ``tf.Module``, Adam, train step, SavedModel.
+
+The Keras model of ``speechlib.models.ds_cnn`` written out with ``tf.Variable``
+and ``tf.nn`` ops, layer for layer (same shapes, same parameter count, same
+initialisation rule), for ``train_tensorflow.py`` and for readers who want to
+see what Keras does for them. It fixes the bugs of the original course's raw
+TensorFlow script:
+
+- batch norm keeps moving mean/variance variables, updated with momentum in
+  training (``training=True``) and used in inference (``training=False``), so
+  a prediction does not depend on the other clips of its batch;
+- the model outputs logits and the loss is
+  ``tf.nn.sparse_softmax_cross_entropy_with_logits`` (no softmax before it);
+- one optimizer step per batch, inside a ``tf.function`` with ``tf.GradientTape``;
+- the trained model is saved: ``tf.train.Checkpoint`` for resuming, a
+  SavedModel with serving signatures for use (:func:`export_saved_model`).
+
+Public API
+----------
+:class:`DSCNN`
+    The model (``model(x, training=False) -> logits``).
+:class:`BatchNorm`, :class:`Adam`
+    The two stateful pieces, written with tf ops.
+:func:`make_train_step`, :func:`predict_logits`, :func:`weighted_loss`
+    Training and inference helpers.
+:func:`export_saved_model`, :class:`ServingModule`
+    SavedModel with a ``serving_default`` signature over log-mel features and a
+    ``waveform`` signature over raw 16 kHz clips.
+
+Adam is written with tf ops (about 20 lines) rather than taken from Keras so
+that everything in a checkpoint is a plain ``tf.Variable`` of this module; it
+follows ``keras.optimizers.Adam`` exactly (same defaults and update rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from speechlib.config import CLIP_SAMPLES, SEED
+from speechlib.models import DS_CNN_SIZES, LOGMEL_SHAPE
+
+
+def glorot_uniform(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """Glorot/Xavier uniform initial weights, with Keras' fan rule for conv kernels.
+
+    ``fan_in = shape[-2] * prod(shape[:-2])``, ``fan_out = shape[-1] * prod(shape[:-2])``;
+    values uniform in ``[-limit, limit]`` with ``limit = sqrt(6 / (fan_in + fan_out))``.
+
+    Returns
+    -------
+    np.ndarray, float32, of ``shape``
+    """
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=tuple(shape)).astype(np.float32)
+
+
+class BatchNorm(tf.Module):
+    """Batch normalisation over all axes but the last, with moving statistics.
+
+    Parameters
+    ----------
+    channels : int
+        Size of the last axis.
+    momentum : float
+        ``moving = momentum * moving + (1 - momentum) * batch`` after each training batch.
+    epsilon : float
+        Added to the variance.
+    scale : bool
+        Learn a scale (gamma). DS-CNN learns a shift (beta) only, as tf-slim did.
+    """
+
+    def __init__(self, channels: int, *, momentum: float = 0.96, epsilon: float = 1e-3, scale: bool = False, name=None):
+        super().__init__(name=name)
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.beta = tf.Variable(tf.zeros([channels]), name="beta")
+        self.gamma = tf.Variable(tf.ones([channels]), name="gamma") if scale else None
+        self.moving_mean = tf.Variable(tf.zeros([channels]), trainable=False, name="moving_mean")
+        self.moving_variance = tf.Variable(tf.ones([channels]), trainable=False, name="moving_variance")
+
+    def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        if training:
+            axes = list(range(len(x.shape) - 1))
+            mean, variance = tf.nn.moments(x, axes=axes)
+            self.moving_mean.assign(self.momentum * self.moving_mean + (1.0 - self.momentum) * mean)
+            self.moving_variance.assign(self.momentum * self.moving_variance + (1.0 - self.momentum) * variance)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
+
+
+class DSCNN(tf.Module):
+    """DS-CNN (Zhang et al. 2017, "Hello Edge") in raw TensorFlow.
+
+    The layer plan of ``speechlib.models.ds_cnn``: Conv2D (kt x kf, stride) +
+    bias -> BN -> ReLU, then per depthwise-separable block DepthwiseConv2D 3x3
+    + bias -> BN -> ReLU -> Conv2D 1x1 + bias -> BN -> ReLU; global average
+    pooling; dense logits. "same" padding throughout (``tf.nn`` ``"SAME"``).
+
+    Parameters
+    ----------
+    input_shape : (frames, bins)
+        Log-mel input without the batch axis, e.g. (101, 40).
+    num_classes : int
+    size : {"s", "m", "l"}
+        A configuration of :data:`speechlib.models.DS_CNN_SIZES`.
+    layers_config : list of (filters, kernel_t, kernel_f, stride_t, stride_f), optional
+        Overrides ``size``.
+    dropout : float
+        Dropout before the pooling (training only); 0 as in the Keras default.
+    momentum, epsilon : float
+        Batch-norm settings (those of the Keras builder).
+    seed : int
+        Seed of the initial weights.
+
+    Examples
+    --------
+    >>> model = DSCNN(size="s")  # doctest: +SKIP
+    >>> logits = model(tf.zeros([8, 101, 40]), training=False)  # (8, 12)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        input_shape: Sequence[int] = LOGMEL_SHAPE,
+        num_classes: int = 12,
+        size: str = "m",
+        layers_config: Sequence[tuple[int, int, int, int, int]] | None = None,
+        dropout: float = 0.0,
+        momentum: float = 0.96,
+        epsilon: float = 1e-3,
+        seed: int = SEED,
+        name: str | None = None,
+    ):
+        super().__init__(name=name or f"ds_cnn_{size.lower()}")
+        if len(input_shape) != 2:
+            raise ValueError(f"DSCNN takes (frames, bins) log-mel features; got input_shape={tuple(input_shape)}")
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.num_classes = int(num_classes)
+        self.config = [tuple(c) for c in (layers_config or DS_CNN_SIZES[size.lower()])]
+        self.dropout = float(dropout)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+
+        def weight(shape, name):
+            return tf.Variable(glorot_uniform(shape, rng), name=name)
+
+        def bias(n, name):
+            return tf.Variable(tf.zeros([n]), name=name)
+
+        def bn(n, name):
+            return BatchNorm(n, momentum=momentum, epsilon=epsilon, name=name)
+
+        filters, kt, kf, _, _ = self.config[0]
+        self.conv_1 = {"kernel": weight([kt, kf, 1, filters], "conv_1_kernel"), "bias": bias(filters, "conv_1_bias")}
+        self.conv_1_bn = bn(filters, "conv_1_bn")
+        self.blocks = []
+        channels = filters
+        for i, (filters, kt, kf, _, _) in enumerate(self.config[1:], start=1):
+            self.blocks.append(
+                {
+                    "dw_kernel": weight([kt, kf, channels, 1], f"conv_ds_{i}_dw_kernel"),
+                    "dw_bias": bias(channels, f"conv_ds_{i}_dw_bias"),
+                    "dw_bn": bn(channels, f"conv_ds_{i}_dw_bn"),
+                    "pw_kernel": weight([1, 1, channels, filters], f"conv_ds_{i}_pw_kernel"),
+                    "pw_bias": bias(filters, f"conv_ds_{i}_pw_bias"),
+                    "pw_bn": bn(filters, f"conv_ds_{i}_pw_bn"),
+                }
+            )
+            channels = filters
+        self.logits_kernel = weight([channels, self.num_classes], "logits_kernel")
+        self.logits_bias = bias(self.num_classes, "logits_bias")
+
+    def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Logits, shape (batch, num_classes), float32, of log-mel ``x`` (batch, frames, bins)."""
+        x = tf.expand_dims(tf.convert_to_tensor(x, tf.float32), -1)  # NHWC, one channel
+        _, _, _, st, sf = self.config[0]
+        x = tf.nn.conv2d(x, self.conv_1["kernel"], strides=[1, st, sf, 1], padding="SAME") + self.conv_1["bias"]
+        x = tf.nn.relu(self.conv_1_bn(x, training))
+        for block, (_, _, _, st, sf) in zip(self.blocks, self.config[1:], strict=True):
+            x = tf.nn.depthwise_conv2d(x, block["dw_kernel"], strides=[1, st, sf, 1], padding="SAME")
+            x = tf.nn.relu(block["dw_bn"](x + block["dw_bias"], training))
+            x = tf.nn.conv2d(x, block["pw_kernel"], strides=1, padding="SAME") + block["pw_bias"]
+            x = tf.nn.relu(block["pw_bn"](x, training))
+        if training and self.dropout:
+            x = tf.nn.dropout(x, rate=self.dropout)
+        x = tf.reduce_mean(x, axis=[1, 2])  # global average pooling
+        return tf.matmul(x, self.logits_kernel) + self.logits_bias
+
+    def summary(self) -> str:
+        """A table of the variables (name, shape, count) and the totals, like ``keras.Model.summary``."""
+        lines = [f"{self.name}: input (batch, {self.input_shape[0]}, {self.input_shape[1]}) -> logits "
+                 f"(batch, {self.num_classes})"]  # fmt: skip
+        for v in self.variables:
+            kind = "" if v.trainable else " (statistic)"
+            lines.append(f"  {v.name:<40} {v.shape!s:<20} {int(np.prod(v.shape)):>9,}{kind}")
+        total, trainable = self.count_params(), self.count_params(trainable_only=True)
+        lines.append(f"  total {total:,} weights: {trainable:,} trainable, {total - trainable:,} batch-norm statistics")
+        return "\n".join(lines)
+
+    def count_params(self, *, trainable_only: bool = False) -> int:
+        """Number of weights (as ``speechlib.models.count_params`` counts a Keras model)."""
+        variables = self.trainable_variables if trainable_only else self.variables
+        return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+class Adam(tf.Module):
+    """Adam (Kingma & Ba 2015) with tf ops, as ``keras.optimizers.Adam`` computes it.
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
+    The learning rate is a variable (:attr:`lr`), so a schedule can change it
+    between steps; ``iterations`` counts steps. Both, and the moments, are
+    saved by ``tf.train.Checkpoint``.
+
+    Parameters
+    ----------
+    variables : sequence of tf.Variable
+        The trainable variables (moments are created for each, in this order).
+    lr : float
+    beta_1, beta_2, epsilon : float
+        Keras' defaults.
+    """
+
+    def __init__(self, variables, *, lr: float = 1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None):
+        super().__init__(name=name or "adam")
+        self.lr = tf.Variable(float(lr), trainable=False, name="lr")
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name="v") for v in variables]
+
+    def apply_gradients(self, gradients, variables) -> None:
+        """One step: update every variable from its gradient (same order as at construction)."""
+        self.iterations.assign_add(1)
+        t = tf.cast(self.iterations, tf.float32)
+        alpha = self.lr * tf.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
+        for g, w, m, v in zip(gradients, variables, self.m, self.v, strict=True):
+            m.assign_add((g - m) * (1.0 - self.beta_1))
+            v.assign_add((tf.square(g) - v) * (1.0 - self.beta_2))
+            w.assign_sub(alpha * m / (tf.sqrt(v) + self.epsilon))
+
+
+def weighted_loss(logits: tf.Tensor, y: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean cross-entropy of logits, each sample weighted by its class's weight.
+
+    ``sum_i w[y_i] * ce_i / batch_size`` — what Keras' ``fit(class_weight=...)``
+    computes. ``class_weights`` is a (num_classes,) float32 tensor or None (all 1).
+    """
+    y = tf.cast(y, tf.int32)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    if class_weights is not None:
+        losses = losses * tf.gather(class_weights, y)
+    return tf.reduce_mean(losses)
+
+
+def lr_schedule(*, lr: float, steps_per_epoch: int, epochs: int):
+    """Learning rate as a function of the step: warm-up then cosine decay, as ``speechlib.train.compile_model``.
+
+    Linear warm-up from ``lr / 10`` to ``lr`` over ``speechlib.train.WARMUP_EPOCHS``
+    epochs (at most half the run), then cosine decay to 0 at ``epochs * steps_per_epoch``
+    (``keras.optimizers.schedules.CosineDecay``, a pure function of the step).
+    """
+    import keras
+
+    from speechlib.train import WARMUP_EPOCHS
+
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr * 0.1 if warmup else lr,
+        decay_steps=max(1, total - warmup),
+        warmup_target=lr if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_train_step(model: DSCNN, optimizer: Adam, class_weights: np.ndarray | None = None, schedule=None):
+    """A ``tf.function`` ``step(x, y) -> (loss, num_correct)`` doing one optimizer step on one batch.
+
+    The batch norms run with ``training=True`` (batch statistics; moving
+    statistics updated); the loss is :func:`weighted_loss` of the logits.
+    ``schedule(step) -> lr`` (e.g. :func:`lr_schedule`) sets ``optimizer.lr`` before each step.
+    """
+    weights = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
+    variables = model.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        if schedule is not None:
+            optimizer.lr.assign(tf.cast(schedule(optimizer.iterations), tf.float32))
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = weighted_loss(logits, y, weights)
+        optimizer.apply_gradients(tape.gradient(loss, variables), variables)
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.int32)
+        )
+        return loss, correct
+
+    return step
+
+
+def predict_logits(model: DSCNN, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Inference-mode logits over a dataset of ``(x, y)`` batches.
+
+    Returns
+    -------
+    logits : np.ndarray, shape (N, num_classes), float32
+    y : np.ndarray, shape (N,), int64
+    """
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    logits, labels = [], []
+    for x, y in dataset:
+        logits.append(call(x).numpy())
+        labels.append(np.asarray(y, dtype=np.int64))
+    if not logits:
+        return np.zeros((0, model.num_classes), np.float32), np.zeros((0,), np.int64)
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+# ---------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------
+
+CHECKPOINT_DIR = "checkpoints"  # the last epochs' state (model, optimizer, epoch, step), for --resume
+BEST_DIR = "best"  # the model weights of the best cv epoch
+SAVED_MODEL_DIR = "saved_model"  # the exported SavedModel
+LOG_FILE = "training_log.csv"  # one row per epoch (resumed runs append)
+
+
+def scalar_summary(name: str, value: Any, step: Any) -> None:
+    """Write one scalar to the default ``tf.summary`` writer, as ``tf.summary.scalar`` writes it.
+
+    ``tf.summary.scalar`` needs the ``tensorboard`` package (it is not a
+    dependency of TensorFlow, nor of speechlib); this writes the same event
+    (``tf.summary.write`` with the "scalars" plugin metadata), so TensorBoard,
+    wherever it is installed, shows it as a scalar curve.
+    """
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=metadata.SerializeToString())
+
+
+def checkpoint_epoch(out_dir: str | Path) -> int:
+    """Epochs completed by the latest checkpoint in ``out_dir/checkpoints`` (0 when there is none)."""
+    latest = tf.train.latest_checkpoint(str(Path(out_dir) / CHECKPOINT_DIR))
+    if latest is None:
+        return 0
+    return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    if len(y) == 0:
+        return float("nan")
+    return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)))
+
+
+def fit(
+    model: DSCNN,
+    data: Any,
+    *,
+    epochs: int,
+    lr: float,
+    out_dir: str | Path,
+    logdir: str | Path | None = None,
+    resume: bool = False,
+    patience: int | None = None,
+    use_class_weight: bool = True,
+    verbose: bool = True,
+) -> list[dict]:
+    """Train ``model`` on ``data.train`` with a tf.function step, validating on ``data.cv`` each epoch.
+
+    The same recipe as ``speechlib.train.fit`` for Keras: Adam with the
+    warm-up + cosine schedule (:func:`lr_schedule`), balanced class weights
+    in the loss, early stopping on cv accuracy with the best weights restored
+    at the end. State lives in ``out_dir``:
+
+    - ``checkpoints/``: a ``tf.train.CheckpointManager`` of the model (moving
+      statistics included), the optimizer (moments, step, lr), the epoch and
+      the early-stopping state, written after every epoch; ``resume=True``
+      continues from it;
+    - ``best/``: the weights of the best cv epoch;
+    - ``training_log.csv``: epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds;
+    - TensorBoard scalars (loss, accuracy, learning rate; :func:`scalar_summary`) in ``logdir/train``
+      and ``logdir/validation`` (per epoch) and ``batch_loss`` per step.
+
+    Parameters
+    ----------
+    model : DSCNN
+    data : speechlib.train.Data
+        From ``speechlib.train.load_data`` (with ``initial_epoch=checkpoint_epoch(out_dir)``
+        when resuming) or ``speechlib.train.random_data``.
+    epochs : int
+        Total epochs; a resumed run continues up to this number.
+    lr : float
+        Peak learning rate.
+    out_dir : str or Path
+    logdir : str or Path, optional
+        TensorBoard folder (None: no summaries).
+    resume : bool
+        Restore the latest checkpoint of ``out_dir`` when there is one; otherwise start afresh.
+    patience : int, optional
+        Epochs without a better cv accuracy before stopping (default ``speechlib.train.PATIENCE``).
+    use_class_weight : bool
+        Weight the loss by ``data.class_weight``.
+    verbose : bool
+        Print one line per epoch.
+
+    Returns
+    -------
+    list of dict
+        The rows of this call's epochs (as written to the CSV log).
+    """
+    import shutil
+    import time
+
+    import pandas as pd
+
+    from speechlib import train
+
+    patience = train.PATIENCE if patience is None else patience
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(out_dir / BEST_DIR, ignore_errors=True)
+        (out_dir / LOG_FILE).unlink(missing_ok=True)
+    steps_per_epoch = max(1, int(data.train.cardinality()))
+    optimizer = Adam(model.trainable_variables, lr=lr)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    best_cv = tf.Variable(-1.0, trainable=False, name="best_cv_accuracy")
+    wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_without_improvement")
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_cv=best_cv, wait=wait)
+    manager = tf.train.CheckpointManager(state, str(out_dir / CHECKPOINT_DIR), max_to_keep=2)
+    best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(out_dir / BEST_DIR), max_to_keep=1)
+    if resume and manager.latest_checkpoint:
+        state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if verbose:
+            print(f"resumed from {manager.latest_checkpoint}: epoch {int(epoch)}, step {int(optimizer.iterations)}")
+    weights = None
+    if use_class_weight:
+        weights = np.array([data.class_weight.get(i, 1.0) for i in range(data.num_classes)], np.float32)
+    step = make_train_step(
+        model, optimizer, weights, lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    )
+    writers = {}
+    if logdir is not None:
+        writers = {name: tf.summary.create_file_writer(str(Path(logdir) / name)) for name in ("train", "validation")}
+    rows = []
+    while int(epoch) < epochs and int(wait) < patience:
+        start = time.perf_counter()
+        losses, correct, seen = [], 0, 0
+        for x, y in data.train:
+            loss, right = step(x, y)
+            losses.append(float(loss))
+            correct, seen = correct + int(right), seen + int(tf.shape(y)[0])
+            if writers:
+                with writers["train"].as_default():
+                    scalar_summary("batch_loss", loss, step=optimizer.iterations)
+        cv_logits, cv_y = predict_logits(model, data.cv)
+        cv_accuracy = float((cv_logits.argmax(axis=1) == cv_y).mean()) if len(cv_y) else float("nan")
+        epoch.assign_add(1)
+        row = {
+            "epoch": int(epoch) - 1,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "accuracy": correct / max(seen, 1),
+            "val_loss": _cross_entropy(cv_logits, cv_y),
+            "val_accuracy": cv_accuracy,
+            "learning_rate": float(optimizer.lr),
+            "seconds": time.perf_counter() - start,
+        }
+        if cv_accuracy > float(best_cv):
+            best_cv.assign(cv_accuracy)
+            wait.assign(0)
+            best.save(checkpoint_number=int(epoch))
+        else:
+            wait.assign_add(1)
+        manager.save(checkpoint_number=int(epoch))
+        for name, prefix in (("train", ""), ("validation", "val_")):
+            if writers:
+                with writers[name].as_default():
+                    scalar_summary("epoch_loss", row[f"{prefix}loss"], step=int(epoch))
+                    scalar_summary("epoch_accuracy", row[f"{prefix}accuracy"], step=int(epoch))
+                    if name == "train":
+                        scalar_summary("epoch_learning_rate", row["learning_rate"], step=int(epoch))
+        log = out_dir / LOG_FILE
+        pd.DataFrame([row]).to_csv(log, mode="a", header=not log.is_file(), index=False)
+        rows.append(row)
+        if verbose:
+            print(
+                f"epoch {int(epoch)}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+                f"val_loss {row['val_loss']:.4f} val_acc {cv_accuracy:.4f} lr {row['learning_rate']:.2e} "
+                f"({row['seconds']:.1f} s, step {int(optimizer.iterations)})"
+            )
+    for writer in writers.values():
+        writer.flush()
+    if best.latest_checkpoint:  # the best cv weights, as Keras' EarlyStopping(restore_best_weights=True)
+        tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).assert_existing_objects_matched()
+    return rows
+
+
+def evaluate_split(model: DSCNN, data: Any, split: str) -> dict:
+    """``speechlib.evaluate.classification_metrics`` of ``model`` (inference mode) on a split of ``data``."""
+    from speechlib import evaluate
+
+    logits, y = predict_logits(model, data.split(split))
+    return evaluate.classification_metrics(y, logits.argmax(axis=1), data.labels)
+
+
+# ---------------------------------------------------------------------------
+# Log-mel in the graph, and the SavedModel
+# ---------------------------------------------------------------------------
+
+
+class ServingModule(tf.Module):
+    """What the SavedModel holds: the model, normalisation, labels and feature parameters.
+
+    Signatures (both return ``logits`` (N, C) float32, ``probabilities`` (N, C)
+    float32, ``label_id`` (N,) int64 and ``label`` (N,) string):
+
+    ``serving_default(features)``
+        log-mel features (N, frames, bins) float32 as ``speechlib.features``
+        computes them (not normalised: the store's mean/std are applied inside).
+    ``waveform(waveform)``
+        raw clips (N, CLIP_SAMPLES) float32 in [-1, 1] at 16 kHz; log-mel is
+        computed in the graph by ``speechlib.inference.LogMel`` (``tf.signal``,
+        equal to ``speechlib.features.logmel``; the layer of the Keras
+        raw-waveform export).
+    """
+
+    def __init__(self, model: DSCNN, *, labels: Sequence[str], feature_params: dict, normalization: dict | None):
+        super().__init__(name="speechlib_tf")
+        self.model = model
+        bins = model.input_shape[1]
+        mean = np.zeros(bins, np.float32) if normalization is None else np.asarray(normalization["mean"], np.float32)
+        std = np.ones(bins, np.float32) if normalization is None else np.asarray(normalization["std"], np.float32)
+        self.mean = tf.Variable(mean, trainable=False, name="feature_mean")
+        self.std = tf.Variable(np.maximum(std, 1e-6), trainable=False, name="feature_std")  # features.normalize's eps
+        self.labels = tf.Variable(list(labels), trainable=False, name="labels")
+        self.feature_params = dict(feature_params)
+        self._logmel = [_logmel_layer(feature_params)]  # in a list: a Keras layer is not a tf.Module child to save
+        frames, bins = model.input_shape
+        self.serve_features = tf.function(
+            self._serve_features, input_signature=[tf.TensorSpec([None, frames, bins], tf.float32)]
+        )
+        self.serve_waveform = tf.function(
+            self._serve_waveform, input_signature=[tf.TensorSpec([None, CLIP_SAMPLES], tf.float32)]
+        )
+
+    def _outputs(self, logits):
+        label_id = tf.argmax(logits, axis=-1)
+        return {
+            "logits": logits,
+            "probabilities": tf.nn.softmax(logits),
+            "label_id": label_id,
+            "label": tf.gather(self.labels, label_id),
+        }
+
+    def _serve_features(self, features):
+        return self._outputs(self.model((features - self.mean) / self.std, training=False))
+
+    def _serve_waveform(self, waveform):
+        return self._serve_features(self._logmel[0](waveform))
+
+
+def _logmel_layer(params: dict) -> Any:
+    from speechlib import inference
+
+    return inference.LogMel(params, name="logmel")
+
+
+def export_saved_model(
+    model: DSCNN, path: str | Path, *, labels: Sequence[str], feature_params: dict, normalization: dict | None
+) -> Path:
+    """Save ``model`` as a SavedModel with the signatures of :class:`ServingModule`.
+
+    Load it with ``tf.saved_model.load(path)``; ``loaded.signatures["serving_default"](features=x)``
+    or ``loaded.signatures["waveform"](waveform=w)``.
+    """
+    path = Path(path)
+    module = ServingModule(model, labels=labels, feature_params=feature_params, normalization=normalization)
+    signatures = {"serving_default": module.serve_features, "waveform": module.serve_waveform}
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return path
