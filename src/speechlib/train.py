@@ -1,0 +1,588 @@
+"""Training glue shared by notebook 4, ``train_keras.py`` and ``train_tensorflow.py``.
+
+Data
+    :func:`load_data` — train / cv / test ``tf.data`` pipelines streamed from a
+    feature store (normalised with the store's train statistics, reshuffled
+    every epoch, optional SpecAugment on the training batches), the class
+    weights and everything a saved model needs (:class:`Data`).
+    :func:`random_data` — the same structure filled with random numbers of the
+    right shape (``--random_data``: debug a model or a script without data).
+Training
+    :func:`set_seed` (the one place seeds are set), :func:`compile_model`,
+    :func:`callbacks`, :func:`fit`, :func:`read_log`.
+Evaluation
+    :func:`predict_split`, :func:`evaluate_split` (``speechlib.evaluate`` metrics).
+
+Class imbalance
+---------------
+The ``unknown`` class gathers twenty words, so it is several times larger
+than a command (and ``silence`` may be smaller). We keep *every* clip in
+every epoch and weight the loss by class instead of resampling: the weight
+of class ``c`` is ``n / (k * n_c)`` (scikit-learn's "balanced"), computed
+from the train split's counts, so each class contributes the same total
+weight to the loss. Balanced sampling (re-drawing a subset of ``unknown``
+each epoch) would throw away most unknown clips in any one epoch and needs
+random access across the whole store, while the store is read chunk by chunk
+to keep memory bounded; weighting keeps the streaming reader and uses all of
+the data. The fixed cut of an ordered list that broke the original course's
+training cannot happen: every row is read every epoch, in a new order.
+
+Callbacks (:func:`callbacks`)
+-----------------------------
+Early stopping on cv accuracy (best weights restored), a cosine learning-rate
+decay with a short warm-up (a function of the optimizer's step count, so a
+resumed run continues on the same curve), a checkpoint of the best model on
+cv (``best.keras``), a backup of the last epoch for ``--resume``
+(``backup/``, Keras' ``BackupAndRestore``: weights, optimizer state, epoch),
+TensorBoard logs in ``logdir/logrun`` and a CSV log (``training_log.csv``,
+one row per epoch with the seconds it took).
+
+Example
+-------
+>>> from speechlib import models, train
+>>> train.set_seed(1234)  # doctest: +SKIP
+>>> data = train.load_data("data/work/synthetic/features/logmel", batch_size=64)  # doctest: +SKIP
+>>> model = models.build("ds_cnn_m", input_shape=data.feature_shape, num_classes=data.num_classes)  # doctest: +SKIP
+>>> history = train.fit(model, data, epochs=10, lr=3e-3, out_dir="data/work/models/run1")  # doctest: +SKIP
+>>> train.evaluate_split(model, data, "test")["accuracy"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechlib import config
+
+__all__ = [
+    "BACKUP_DIR",
+    "BEST_FILE",
+    "LOG_FILE",
+    "Data",
+    "best_model",
+    "callbacks",
+    "class_weights",
+    "compile_model",
+    "default_out",
+    "evaluate_split",
+    "fit",
+    "load_data",
+    "predict_split",
+    "random_data",
+    "read_log",
+    "sample_waveforms",
+    "set_seed",
+    "tensorboard_available",
+]
+
+BEST_FILE = "best.keras"  # the best model on cv, written by ModelCheckpoint
+BACKUP_DIR = "backup"  # the last epoch's state, for --resume
+LOG_FILE = "training_log.csv"  # one row per epoch
+WARMUP_EPOCHS = 1  # linear learning-rate warm-up before the cosine decay: large lr on a fresh BN net diverges
+PATIENCE = 5  # epochs without a better cv accuracy before early stopping
+RANDOM_SIZES = {"train": 512, "cv": 128, "test": 128}  # rows of --random_data
+
+
+def set_seed(seed: int = config.SEED) -> None:
+    """Seed Python, numpy and TensorFlow in one call (``keras.utils.set_random_seed``)."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+
+
+def class_weights(counts: np.ndarray | list[int]) -> dict[int, float]:
+    """Balanced class weights ``n / (k * n_c)`` from per-class counts (classes with no rows get 0).
+
+    Parameters
+    ----------
+    counts : array-like of int, shape (num_classes,)
+        Rows of each class in the training split.
+
+    Returns
+    -------
+    dict of int to float
+        ``{label_id: weight}``, as ``keras.Model.fit(class_weight=...)`` takes it.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    k = int(present.sum())
+    total = counts.sum()
+    weights = np.where(present, total / (max(k, 1) * np.maximum(counts, 1)), 0.0)
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+@dataclasses.dataclass
+class Data:
+    """Everything training and a saved model need to know about the data.
+
+    Attributes
+    ----------
+    train, cv, test : tf.data.Dataset
+        Batches ``(X, y)``: X float32 (batch, *feature_shape), normalised;
+        y int32 (batch,). ``train`` is reshuffled (and augmented) every epoch.
+    labels : list of str
+        Class names; ``label_id`` ``i`` is ``labels[i]``.
+    feature_shape : tuple of int
+        One row of X, e.g. (101, 40).
+    kind, params : str, dict
+        The feature kind and every parameter (``speechlib.features``).
+    normalization : dict
+        ``mean`` and ``std`` (np.ndarray, shape (bins,)) fitted on train.
+    class_weight : dict of int to float
+        Balanced weights from the train counts (:func:`class_weights`).
+    sizes : dict of str to int
+        Rows per split.
+    task : str
+        The task name of the split (e.g. ``"kaggle12"``).
+    source : str
+        The store folder, or ``"random"``.
+    """
+
+    train: Any
+    cv: Any
+    test: Any
+    labels: list[str]
+    feature_shape: tuple[int, ...]
+    kind: str
+    params: dict
+    normalization: dict
+    class_weight: dict[int, float]
+    sizes: dict[str, int]
+    task: str = "kaggle12"
+    source: str = ""
+    batch_size: int = 64
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.labels)
+
+    def split(self, name: str) -> Any:
+        """The dataset of split ``name`` (``"train"``, ``"cv"`` or ``"test"``)."""
+        return {"train": self.train, "cv": self.cv, "test": self.test}[name]
+
+    def describe(self) -> str:
+        """A few lines with the data's source, shapes, sizes and class weights (what the scripts print)."""
+        weights = ", ".join(f"{self.labels[i]} {w:.2f}" for i, w in self.class_weight.items())
+        lines = [
+            f"data: {self.source} ({self.kind}, task {self.task}, {self.num_classes} classes)",
+            f"  X batch: (batch_size={self.batch_size}, {', '.join(map(str, self.feature_shape))}) float32, "
+            f"y batch: ({self.batch_size},) int32",
+            "  rows: " + ", ".join(f"{name} {n:,}" for name, n in self.sizes.items()),
+            f"  class weights: {weights}",
+        ]
+        return "\n".join(lines)
+
+    def bundle_info(self) -> dict:
+        """The keyword arguments of ``speechlib.inference.save_bundle`` that describe the data."""
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "normalization": self.normalization,
+            "labels": self.labels,
+            "task": self.task,
+        }
+
+
+def _dataset(reader: Any, feature_shape: tuple[int, ...]) -> Any:
+    """A ``tf.data.Dataset`` over a :class:`speechlib.store.BatchReader` (one epoch per pass, new order each)."""
+    import tensorflow as tf
+
+    signature = (
+        tf.TensorSpec(shape=(None, *feature_shape), dtype=tf.float32),
+        tf.TensorSpec(shape=(None,), dtype=tf.int32),
+    )
+    ds = tf.data.Dataset.from_generator(reader.epoch, output_signature=signature)
+    # A known length gives Keras' progress bar its total from the first epoch on.
+    return ds.apply(tf.data.experimental.assert_cardinality(len(reader))).prefetch(2)
+
+
+class _SpecAugmentBatches:
+    """``transform`` for the training reader: SpecAugment with a seeded generator (picklable, no lambda)."""
+
+    def __init__(self, seed: int) -> None:
+        from speechlib import augment
+
+        self.augment = augment.SpecAugment()
+        self.rng = np.random.default_rng([seed, 7])
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return self.augment(X, rng=self.rng)
+
+
+def load_data(
+    store_path: str | Path,
+    *,
+    batch_size: int = 64,
+    seed: int = config.SEED,
+    spec_augment: bool = True,
+    splits: tuple[str, str, str] = ("train", "cv", "test"),
+    initial_epoch: int = 0,
+) -> Data:
+    """Train / cv / test pipelines streamed from a feature store.
+
+    Parameters
+    ----------
+    store_path : str or Path
+        A feature store (``speechlib featurize`` or :func:`speechlib.pipeline.prepare`).
+    batch_size : int
+    seed : int
+        Seed of the shuffling (order of epoch ``e`` depends on ``(seed, e)``) and of SpecAugment.
+    spec_augment : bool
+        Apply SpecAugment (2 time masks <= 10 frames, 2 frequency masks <= 5 bands;
+        ``speechlib.augment.SpecAugment``) to training batches, a new draw every epoch.
+    splits : (str, str, str)
+        Store splits used as train, cv and test (e.g. ``("sample_train", "sample_cv", "sample_test")``).
+    initial_epoch : int
+        Epoch to start the shuffling from (a resumed run continues the sequence of orders).
+
+    Returns
+    -------
+    Data
+
+    Raises
+    ------
+    speechlib.store.StoreError, speechlib.store.IncompleteStoreError
+        A split is missing or unfinished, or the store has no normalisation statistics.
+    """
+    from speechlib.store import FeatureStore, StoreError
+
+    fs = FeatureStore(store_path)
+    norm = fs.normalization
+    if norm is None:
+        raise StoreError(f"{fs.path} has no normalisation statistics: featurize its train split first")
+    train_name, cv_name, test_name = splits
+    readers = {
+        "train": fs.batches(
+            train_name,
+            batch_size=batch_size,
+            shuffle=True,
+            seed=seed,
+            normalize=True,
+            transform=_SpecAugmentBatches(seed) if spec_augment else None,
+        ),
+        "cv": fs.batches(cv_name, batch_size=batch_size, shuffle=False, normalize=True),
+        "test": fs.batches(test_name, batch_size=batch_size, shuffle=False, normalize=True),
+    }
+    for _ in range(initial_epoch):  # the order of that epoch: a resumed run does not repeat the first orders
+        readers["train"].on_epoch_end()
+    counts = np.bincount(readers["train"].y, minlength=fs.num_classes)
+    split_info = {}
+    if fs.attrs.get("split_dir") and (Path(fs.attrs["split_dir"]) / "split.json").is_file():
+        from speechlib import split as split_module
+
+        split_info = split_module.load_info(fs.attrs["split_dir"])
+    return Data(
+        train=_dataset(readers["train"], fs.feature_shape),
+        cv=_dataset(readers["cv"], fs.feature_shape),
+        test=_dataset(readers["test"], fs.feature_shape),
+        labels=fs.labels,
+        feature_shape=tuple(fs.feature_shape),
+        kind=fs.kind,
+        params=fs.params,
+        normalization={"mean": norm["mean"], "std": norm["std"]},
+        class_weight=class_weights(counts),
+        sizes={name: readers[name].num_rows for name in readers},
+        task=split_info.get("task", "kaggle12"),
+        source=str(fs.path),
+        batch_size=batch_size,
+    )
+
+
+def random_data(
+    *,
+    feature_shape: tuple[int, ...] | None = None,
+    labels: list[str] | None = None,
+    batch_size: int = 64,
+    seed: int = config.SEED,
+    sizes: dict[str, int] | None = None,
+) -> Data:
+    """Random inputs of the right shape and random labels, for debugging (``--random_data``).
+
+    X is standard normal (as normalised features are), y uniform over the
+    classes; the model cannot learn anything from it, so accuracy stays at
+    chance. Feature parameters are the log-mel defaults; the normalisation is
+    the identity.
+    """
+    import tensorflow as tf
+
+    from speechlib import features
+
+    kind = "logmel"
+    params = features.resolve_params(kind)
+    feature_shape = tuple(feature_shape or features.output_shape(kind, **params))
+    labels = list(labels or config.KAGGLE12_LABELS)
+    sizes = dict(sizes or RANDOM_SIZES)
+    rng = np.random.default_rng(seed)
+    datasets = {}
+    for name, n in sizes.items():
+        X = rng.standard_normal((n, *feature_shape)).astype(np.float32)
+        y = rng.integers(0, len(labels), n).astype(np.int32)
+        ds = tf.data.Dataset.from_tensor_slices((X, y))
+        if name == "train":
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        datasets[name] = ds.batch(batch_size)
+    bins = feature_shape[-1]
+    return Data(
+        train=datasets["train"],
+        cv=datasets["cv"],
+        test=datasets["test"],
+        labels=labels,
+        feature_shape=feature_shape,
+        kind=kind,
+        params=params,
+        normalization={"mean": np.zeros(bins, np.float32), "std": np.ones(bins, np.float32)},
+        class_weight=class_weights(np.ones(len(labels))),
+        sizes=sizes,
+        task="kaggle12",
+        source="random",
+        batch_size=batch_size,
+    )
+
+
+def default_out(store_path: str | Path | None, logrun: str) -> Path:
+    """Where a run's files go: ``<work dir>/models/<logrun>`` beside the store's ``features/`` folder.
+
+    For a store at ``<work>/features/<kind>`` that is ``<work>/models/<logrun>``;
+    otherwise (a store elsewhere, or random data) ``<project home>/models/<logrun>``.
+    """
+    if store_path is not None:
+        store_path = Path(store_path).resolve()
+        if store_path.parent.name == "features":
+            return store_path.parent.parent / "models" / logrun
+    return config.project_home() / "models" / logrun
+
+
+def compile_model(model: Any, *, lr: float, steps_per_epoch: int, epochs: int) -> Any:
+    """Compile with Adam, a warm-up + cosine learning-rate schedule, the from-logits loss and accuracy.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Outputs logits (``speechlib.models``).
+    lr : float
+        Peak learning rate, reached after ``WARMUP_EPOCHS``.
+    steps_per_epoch, epochs : int
+        Length of the schedule: the rate decays to 0 over ``epochs * steps_per_epoch`` steps.
+    """
+    import keras
+
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr * 0.1 if warmup else lr,
+        decay_steps=max(1, total - warmup),
+        warmup_target=lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _epoch_timer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Adds ``seconds`` (wall-clock time of the epoch, validation included) to the epoch's logs."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["seconds"] = time.perf_counter() - self._start
+
+    return EpochTimer()
+
+
+def read_log(out_dir: str | Path):
+    """The CSV log of a run (one row per epoch, resumed runs appended) as a DataFrame."""
+    import pandas as pd
+
+    path = Path(out_dir) / LOG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: no training run has written to {Path(out_dir)}")
+    return pd.read_csv(path)
+
+
+def callbacks(
+    out_dir: str | Path,
+    *,
+    logdir: str | Path | None = None,
+    resume: bool = False,
+    patience: int = PATIENCE,
+) -> list:
+    """The training callbacks (see the module docstring), in the order they must run.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Where ``best.keras``, ``backup/`` and ``training_log.csv`` go.
+    logdir : str or Path, optional
+        TensorBoard log folder (``<logdir>/<logrun>``); None: no TensorBoard.
+    resume : bool
+        Keep the backup and append to the CSV log; otherwise both start afresh.
+    patience : int
+        Epochs without a better cv accuracy before stopping.
+    """
+    import keras
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backup = out_dir / BACKUP_DIR
+    best_so_far = None
+    if not resume:
+        shutil.rmtree(backup, ignore_errors=True)
+        (out_dir / LOG_FILE).unlink(missing_ok=True)
+    elif (out_dir / LOG_FILE).is_file():
+        log = read_log(out_dir)
+        if "val_accuracy" in log and len(log):
+            best_so_far = float(log["val_accuracy"].max())  # the best checkpoint is only replaced by a better one
+    result = [
+        _epoch_timer(),  # first: adds `seconds` before the loggers write the epoch
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / BEST_FILE),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
+        ),
+        keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=resume),
+    ]
+    if logdir is not None:
+        if tensorboard_available():
+            result.append(keras.callbacks.TensorBoard(log_dir=str(logdir), write_graph=False, profile_batch=0))
+        else:
+            print(
+                f"note: no TensorBoard logs in {logdir}: the tensorboard package is not installed "
+                "(`pip install tensorboard`); the CSV log has the same curves"
+            )
+    return result
+
+
+def tensorboard_available() -> bool:
+    """True when the ``tensorboard`` package (needed by Keras' TensorBoard callback) is importable."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def fit(
+    model: Any,
+    data: Data,
+    *,
+    epochs: int,
+    lr: float,
+    out_dir: str | Path,
+    logdir: str | Path | None = None,
+    resume: bool = False,
+    patience: int = PATIENCE,
+    use_class_weight: bool = True,
+    verbose: int | str = "auto",
+) -> Any:
+    """Compile and train ``model`` on ``data.train``, validating on ``data.cv`` every epoch.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Outputs logits.
+    data : Data
+        From :func:`load_data` or :func:`random_data`.
+    epochs : int
+        Total epochs (a resumed run continues up to this number).
+    lr : float
+        Peak learning rate.
+    out_dir : str or Path
+        Checkpoints and the CSV log (see :func:`callbacks`).
+    logdir : str or Path, optional
+        TensorBoard folder.
+    resume : bool
+        Continue from the backup in ``out_dir`` (weights, optimizer, epoch) when there is one.
+    patience : int
+        Early-stopping patience, epochs.
+    use_class_weight : bool
+        Weight the loss by ``data.class_weight``.
+    verbose : int or "auto"
+        Keras' progress output.
+
+    Returns
+    -------
+    keras.callbacks.History
+        The epochs of this call. With early stopping the model holds the best
+        cv weights; ``out_dir/best.keras`` holds the best model over every run.
+    """
+    steps = int(data.train.cardinality())
+    compile_model(model, lr=lr, steps_per_epoch=max(steps, 1), epochs=epochs)
+    return model.fit(
+        data.train,
+        validation_data=data.cv,
+        epochs=epochs,
+        class_weight=data.class_weight if use_class_weight else None,
+        callbacks=callbacks(out_dir, logdir=logdir, resume=resume, patience=patience),
+        verbose=verbose,
+    )
+
+
+def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
+    """The best model on cv saved in ``out_dir`` (``best.keras``), or ``fallback`` when none was saved."""
+    import keras
+
+    path = Path(out_dir) / BEST_FILE
+    if not path.is_file():
+        return fallback
+    return keras.saving.load_model(path)
+
+
+def predict_split(model: Any, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """True label ids and class probabilities of a split, batch by batch.
+
+    Returns
+    -------
+    y_true : np.ndarray, shape (N,), int64
+    proba : np.ndarray, shape (N, num_classes), float32
+    """
+    import keras
+
+    ys, probs = [], []
+    for X, y in data.split(split).as_numpy_iterator():
+        ys.append(np.asarray(y, dtype=np.int64))
+        probs.append(np.asarray(keras.ops.softmax(model.predict_on_batch(X), axis=-1), dtype=np.float32))
+    if not ys:
+        return np.zeros(0, np.int64), np.zeros((0, data.num_classes), np.float32)
+    return np.concatenate(ys), np.concatenate(probs)
+
+
+def sample_waveforms(store_path: str | Path, *, split: str = "test", n: int = 64) -> np.ndarray:
+    """The first ``n`` clips of a store's split as waveforms, shape (n, CLIP_SAMPLES), float32.
+
+    Read from the audio files through the store's manifest and fitted as the
+    featurizer fits them (``audio.fix_length``, centred): real inputs for
+    checking an exported model against the two-step path.
+    """
+    from speechlib import audio
+    from speechlib.store import FeatureStore
+
+    rows = FeatureStore(store_path).manifest(split)
+    rows = rows[rows["augment"] == 0].head(n)
+    return np.stack([audio.fix_length(audio.load_row(row)) for row in rows.to_dict("records")])
+
+
+def evaluate_split(model: Any, data: Data, split: str) -> dict:
+    """``speechlib.evaluate.classification_metrics`` of ``model`` on a split (accuracy, per class, confusion)."""
+    from speechlib import evaluate
+
+    y_true, proba = predict_split(model, data, split)
+    return evaluate.classification_metrics(y_true, proba.argmax(axis=1), data.labels)
