@@ -1,0 +1,470 @@
+"""Use a trained model: the saved bundle, predictions on wav files, the raw-waveform export.
+
+The bundle
+----------
+A trained model is saved as two files side by side:
+
+``model.keras``
+    the Keras model (log-mel in, logits out), Keras' native format;
+``model.json``
+    everything inference needs to rebuild the exact training features: the
+    feature kind and every parameter, the normalisation mean/std (fitted on
+    the train split), the label list, the task, the clip length and how a
+    clip is padded, and the speechlib version that trained it.
+
+:func:`save_bundle` writes them, :func:`load_bundle` reads them back, and
+:class:`Predictor` turns wav files or waveforms into probabilities along the
+training path: ``audio.load`` -> ``audio.fix_length(position="center")`` ->
+``features.compute_batch`` -> ``features.normalize`` -> model -> softmax.
+
+The raw-waveform model
+----------------------
+:func:`waveform_model` wraps the trained model into one Keras model that takes
+raw 16 kHz audio, shape ``(CLIP_SAMPLES,)`` float32 in [-1, 1], and returns
+class probabilities: a :class:`LogMel` layer computes the log-mel spectrogram
+with ``tf.signal`` exactly as ``speechlib.features.logmel`` does (same
+centred zero padding, periodic Hann window of ``win_length`` samples,
+``n_fft``-point real FFT, the same librosa mel basis passed in as a constant,
+natural log with the same offset), then the training normalisation, the
+model and a softmax. :func:`export_waveform_model` saves it as ``.keras``
+(and, optionally, as a TensorFlow SavedModel for serving);
+:func:`check_waveform_model` measures its agreement with the two-step path.
+
+Example
+-------
+>>> from speechlib import inference
+>>> predictor = inference.Predictor.load("data/work/synthetic/models/ds_cnn_m/model.keras")  # doctest: +SKIP
+>>> predictor.predict_files(["yes.wav"], top_k=3)  # doctest: +SKIP
+[{'path': 'yes.wav', 'ok': True, 'label': 'yes', 'top': [('yes', 0.98), ...], 'error': ''}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechlib import __version__, config
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "Predictor",
+    "check_waveform_model",
+    "export_waveform_model",
+    "load_bundle",
+    "save_bundle",
+    "waveform_model",
+]
+
+BUNDLE_FORMAT = "speechlib-model"
+BUNDLE_FORMAT_VERSION = 1
+MODEL_FILE = "model.keras"  # default file name of a bundle's model inside a folder
+WAVEFORM_FILE = "model_waveform.keras"  # default file name of the raw-waveform export
+PAD_POSITION = "center"  # how clips shorter or longer than CLIP_SAMPLES are fitted, in training and inference
+AGREEMENT_TOLERANCE = 1e-3  # max |p_waveform - p_two_step| accepted by check_waveform_model
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _sidecar(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def _model_path(path: str | Path) -> Path:
+    """``path`` itself for a ``.keras`` file, ``path/model.keras`` for a folder."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() or path.suffix != ".keras" else path
+
+
+@dataclasses.dataclass
+class Bundle:
+    """A trained model and the description of its input (see the module docstring).
+
+    Attributes
+    ----------
+    model : keras.Model
+        Log-mel (or other feature) in, logits out.
+    meta : dict
+        ``kind``, ``params``, ``normalization`` (``mean``, ``std`` lists),
+        ``labels``, ``task``, ``sample_rate``, ``clip_samples``,
+        ``pad_position``, ``input_shape``, ``speechlib_version``, ...
+    path : Path or None
+        The ``.keras`` file it was loaded from or saved to.
+    """
+
+    model: Any
+    meta: dict
+    path: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, indexed by the model's output."""
+        return list(self.meta["labels"])
+
+    @property
+    def kind(self) -> str:
+        """Feature kind, e.g. ``"logmel"``."""
+        return self.meta["kind"]
+
+    @property
+    def params(self) -> dict:
+        """Every feature parameter."""
+        return dict(self.meta["params"])
+
+    @property
+    def normalization(self) -> dict:
+        """``{"mean": ndarray, "std": ndarray}``, float32, shape (bins,)."""
+        norm = self.meta["normalization"]
+        return {"mean": np.asarray(norm["mean"], np.float32), "std": np.asarray(norm["std"], np.float32)}
+
+
+def save_bundle(
+    model: Any,
+    path: str | Path,
+    *,
+    kind: str,
+    params: dict,
+    normalization: dict,
+    labels: Sequence[str],
+    task: str = "kaggle12",
+    **extra: Any,
+) -> Bundle:
+    """Save ``model`` as ``path`` (``.keras``) with its JSON sidecar (``path`` with suffix ``.json``).
+
+    Parameters
+    ----------
+    model : keras.Model
+        The trained model (features in, logits out).
+    path : str or Path
+        A ``.keras`` file, or a folder (then ``<folder>/model.keras``).
+    kind, params : str, dict
+        Feature kind and every parameter the model was trained on
+        (``FeatureStore.kind`` / ``.params``).
+    normalization : dict
+        ``mean`` and ``std`` per band, fitted on the train split.
+    labels : sequence of str
+        Class names in output order.
+    task : str
+        Task of the split (``kaggle12``, ``all`` or a custom word list).
+    **extra
+        More JSON-serialisable fields (model name, metrics, training arguments).
+
+    Returns
+    -------
+    Bundle
+    """
+    from speechlib import features
+
+    path = _model_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    params = features.resolve_params(kind, **params)
+    meta = _jsonable(
+        {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "kind": kind,
+            "params": params,
+            "normalization": {"mean": normalization["mean"], "std": normalization["std"]},
+            "labels": list(labels),
+            "task": task,
+            "sample_rate": int(params.get("sample_rate", config.SAMPLE_RATE)),
+            "clip_samples": config.CLIP_SAMPLES,
+            "pad_position": PAD_POSITION,
+            "input_shape": list(features.output_shape(kind, **params)),
+            "speechlib_version": __version__,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **extra,
+        }
+    )
+    model.save(path)
+    _sidecar(path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return Bundle(model=model, meta=meta, path=path)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a bundle written by :func:`save_bundle` (the ``.keras`` file or its folder).
+
+    Raises
+    ------
+    FileNotFoundError
+        The model or its ``.json`` sidecar is missing (the message says which).
+    ValueError
+        The sidecar is not a speechlib model description.
+    """
+    import keras
+
+    import speechlib.models  # noqa: F401  (registers the custom layers of speechlib's models)
+
+    path = _model_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model file here; pass the model.keras written by train_keras.py")
+    sidecar = _sidecar(path)
+    if not sidecar.is_file():
+        raise FileNotFoundError(
+            f"{sidecar} not found: {path.name} has no description of its input features; "
+            "save models with speechlib.inference.save_bundle (train_keras.py does)"
+        )
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{sidecar} is not a speechlib model description (format {meta.get('format')!r})")
+    if meta.get("kind") == "logmel":
+        _logmel_layer_class()  # a raw-waveform export needs the LogMel layer registered
+    model = keras.saving.load_model(path)
+    return Bundle(model=model, meta=meta, path=path)
+
+
+class Predictor:
+    """Probabilities for wav files or waveforms, computed along the training path.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        From :func:`load_bundle` or :func:`save_bundle`.
+    batch_size : int
+        Clips per forward pass.
+    """
+
+    def __init__(self, bundle: Bundle, *, batch_size: int = 128) -> None:
+        self.bundle = bundle
+        self.batch_size = batch_size
+        self.labels = bundle.labels
+        self._norm = bundle.normalization
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> Predictor:
+        """A predictor for the bundle at ``path``."""
+        return cls(load_bundle(path), **kwargs)
+
+    def features(self, waveforms: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Normalised features of waveforms, shape (N, *input_shape), float32.
+
+        Each waveform (any length, float32 in [-1, 1] at the bundle's sample
+        rate) is padded or trimmed to ``clip_samples`` around its centre,
+        exactly as the featurizer did in training.
+        """
+        from speechlib import audio, features
+
+        meta = self.bundle.meta
+        clips = np.stack(
+            [
+                audio.fix_length(np.asarray(w, np.float32), length=meta["clip_samples"], position=meta["pad_position"])
+                for w in waveforms
+            ]
+        )
+        X = features.compute_batch(clips, self.bundle.kind, **self.bundle.params)
+        return features.normalize(X, self._norm)
+
+    def predict_waveforms(self, waveforms: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, num_classes), float32 (rows sum to 1)."""
+        import keras
+
+        if len(waveforms) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        out = []
+        for start in range(0, len(waveforms), self.batch_size):
+            X = self.features(waveforms[start : start + self.batch_size])
+            logits = self.bundle.model.predict_on_batch(X)
+            out.append(np.asarray(keras.ops.softmax(logits, axis=-1), np.float32))
+        return np.concatenate(out)
+
+    def _top(self, proba: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        order = np.argsort(-proba)[: max(1, top_k)]
+        return [(self.labels[i], float(proba[i])) for i in order]
+
+    def predict_files(self, paths: Iterable[str | Path], *, top_k: int = 3) -> list[dict]:
+        """Top-k labels for each file; unreadable files give an error entry instead of stopping.
+
+        Parameters
+        ----------
+        paths : iterable of str or Path
+            Audio files (any rate or channel count soundfile reads: converted like training clips).
+        top_k : int
+            Labels returned per file, most probable first.
+
+        Returns
+        -------
+        list of dict, one per path in order
+            ``path`` (str), ``ok`` (bool), ``label`` (str, "" on error),
+            ``probability`` (float), ``top`` (list of (label, probability)),
+            ``error`` (str, "" when ok: the reason, naming the file).
+        """
+        from speechlib import audio
+
+        results: list[dict] = []
+        paths = [str(p) for p in paths]
+        for start in range(0, len(paths), self.batch_size):
+            chunk = paths[start : start + self.batch_size]
+            waveforms, good, entries = [], [], []
+            for path in chunk:
+                entry = {"path": path, "ok": False, "label": "", "probability": 0.0, "top": [], "error": ""}
+                try:
+                    waveforms.append(audio.load(path, sample_rate=self.bundle.meta["sample_rate"]))
+                    good.append(entry)
+                except (audio.AudioError, OSError, ValueError) as err:
+                    entry["error"] = str(err)
+                entries.append(entry)
+            proba = self.predict_waveforms(waveforms)
+            for entry, p in zip(good, proba, strict=True):
+                top = self._top(p, top_k)
+                entry.update(ok=True, label=top[0][0], probability=top[0][1], top=top)
+            results.extend(entries)
+        return results
+
+
+# --- The raw-waveform model ----------------------------------------------------------------------
+
+_LOGMEL_CLASS: list[type] = []
+
+
+def _logmel_layer_class() -> type:
+    """The LogMel and Normalize layer classes (created on first use: they import TensorFlow)."""
+    if _LOGMEL_CLASS:
+        return _LOGMEL_CLASS[0]
+    import keras
+    import tensorflow as tf
+
+    from speechlib import features
+
+    @keras.saving.register_keras_serializable(package="speechlib")
+    class LogMel(keras.layers.Layer):
+        """Log-mel spectrogram of raw audio with ``tf.signal``, equal to ``speechlib.features.logmel``.
+
+        Input (batch, n_samples) float32; output (batch, frames, n_mels)
+        float32. The parameters are those of ``features.logmel_batch``; the
+        window and the mel basis are the numpy arrays speechlib uses
+        (periodic Hann; ``librosa.filters.mel``, Slaney), held as constants.
+        ``mean``/``std`` (optional, per band) normalise the output as
+        ``features.normalize`` does.
+        """
+
+        def __init__(self, params: dict | None = None, mean=None, std=None, **kwargs):
+            super().__init__(**kwargs)
+            p = features.resolve_params("logmel", **(params or {}))
+            self.params = p
+            self.n_fft, self.win_length, self.hop_length = int(p["n_fft"]), int(p["win_length"]), int(p["hop_length"])
+            fmax = p["sample_rate"] / 2 if p["fmax"] is None else p["fmax"]
+            # The same constants as the numpy path (private helpers of features: one implementation).
+            self._window = np.asarray(features._window(self.win_length), np.float32)
+            self._basis = np.asarray(
+                features._mel_basis(int(p["sample_rate"]), self.n_fft, int(p["n_mels"]), float(p["fmin"]), float(fmax)),
+                np.float32,
+            )
+            self.mean = None if mean is None else [float(v) for v in np.asarray(mean).ravel()]
+            self.std = None if std is None else [float(v) for v in np.asarray(std).ravel()]
+
+        def call(self, waveforms):
+            x = tf.cast(waveforms, tf.float32)
+            n = x.shape[-1]
+            frames = 1 + n // self.hop_length if self.params["center"] else 1 + (n - self.n_fft) // self.hop_length
+            pad = self.n_fft // 2 if self.params["center"] else 0
+            lead = (self.n_fft - self.win_length) // 2  # where librosa's window sits inside the n_fft frame
+            needed = (frames - 1) * self.hop_length + lead + self.win_length
+            x = tf.pad(x, [[0, 0], [pad, max(needed, n + pad) - n - pad]])
+            framed = tf.signal.frame(x[:, lead:needed], self.win_length, self.hop_length, pad_end=False)
+            spectrum = tf.signal.rfft(framed * self._window, fft_length=[self.n_fft])
+            power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+            mel = tf.linalg.matmul(power, self._basis)
+            out = tf.math.log(mel + np.float32(self.params["log_offset"]))
+            if self.mean is not None:
+                std = np.maximum(np.asarray(self.std, np.float32), np.float32(1e-6))  # as features.normalize
+                out = (out - np.asarray(self.mean, np.float32)) / std
+            return out
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], *features.output_shape("logmel", num_samples=input_shape[-1], **self.params))
+
+        def get_config(self):
+            return {**super().get_config(), "params": self.params, "mean": self.mean, "std": self.std}
+
+    _LOGMEL_CLASS.append(LogMel)
+    return LogMel
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LogMel":  # the layer class, built on first access
+        return _logmel_layer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def waveform_model(bundle: Bundle) -> Any:
+    """One Keras model: raw audio (batch, CLIP_SAMPLES) float32 in [-1, 1] -> probabilities (batch, num_classes).
+
+    Log-mel (:class:`LogMel`) and the training normalisation inside, then the
+    bundle's model and a softmax. Only log-mel bundles can be exported.
+    """
+    import keras
+
+    if bundle.kind != "logmel":
+        raise ValueError(f"only log-mel models have a raw-waveform export; this model uses {bundle.kind!r} features")
+    LogMel = _logmel_layer_class()
+    norm = bundle.normalization
+    inputs = keras.Input(shape=(bundle.meta["clip_samples"],), name="waveform", dtype="float32")
+    x = LogMel(bundle.params, mean=norm["mean"], std=norm["std"], name="logmel")(inputs)
+    logits = bundle.model(x)
+    outputs = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name=f"{bundle.model.name}_waveform")
+
+
+def export_waveform_model(bundle: Bundle, path: str | Path, *, saved_model: str | Path | None = None) -> Any:
+    """Build :func:`waveform_model`, save it as ``path`` (``.keras``) and, optionally, as a SavedModel.
+
+    The ``.json`` sidecar beside ``path`` repeats the bundle's description
+    with ``"input": "waveform"``. Returns the Keras model.
+    """
+    model = waveform_model(bundle)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    meta = {**bundle.meta, "input": "waveform", "output": "probabilities", "input_shape": [bundle.meta["clip_samples"]]}
+    _sidecar(path).write_text(json.dumps(_jsonable(meta), indent=2) + "\n", encoding="utf-8")
+    if saved_model is not None:
+        model.export(str(saved_model), format="tf_saved_model", verbose=False)
+    return model
+
+
+def check_waveform_model(
+    wave_model: Any, predictor: Predictor, waveforms: np.ndarray, *, tolerance: float = AGREEMENT_TOLERANCE
+) -> dict:
+    """Compare the raw-waveform model with the two-step path (numpy features, then the model).
+
+    Parameters
+    ----------
+    wave_model : keras.Model
+        From :func:`waveform_model` or loaded from its ``.keras`` file.
+    predictor : Predictor
+        The two-step path of the same bundle.
+    waveforms : np.ndarray, shape (N, CLIP_SAMPLES), float32
+    tolerance : float
+        Largest accepted absolute difference of a probability.
+
+    Returns
+    -------
+    dict
+        ``max_abs_diff`` (float), ``argmax_agreement`` (fraction of clips with
+        the same top label), ``n`` and ``ok`` (both within tolerance and every argmax equal).
+    """
+    waveforms = np.asarray(waveforms, np.float32)
+    two_step = predictor.predict_waveforms(waveforms)
+    one_step = np.asarray(wave_model.predict(waveforms, batch_size=predictor.batch_size, verbose=0), np.float32)
+    diff = float(np.abs(one_step - two_step).max()) if len(waveforms) else 0.0
+    agree = float((one_step.argmax(1) == two_step.argmax(1)).mean()) if len(waveforms) else 1.0
+    ok = bool(diff <= tolerance and agree == 1.0)
+    return {"n": len(waveforms), "max_abs_diff": diff, "argmax_agreement": agree, "ok": ok}
