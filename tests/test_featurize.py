@@ -164,7 +164,7 @@ def test_killed_run_resumes_to_the_same_store(tmp_path: Path) -> None:
 
     result = subprocess.run(_featurize_command(split_dir, out, *args), env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "resumed" in result.stdout and "broken_nohash_0.wav" in result.stdout
+    assert "resumed" in result.stdout and "broken_nohash_0.wav" in result.stdout, result.stdout
     assert_stores_equal(reference, out)
     assert store.FeatureStore(out).info("train")["skipped"] == store.FeatureStore(reference).info("train")["skipped"]
 

@@ -43,6 +43,7 @@ import csv
 import json
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -72,19 +73,38 @@ def default_out(split_dir: str | Path, kind: str = "logmel") -> Path:
 _STATE: dict[str, Any] = {}  # per worker process: kind, params, seed, noise regions, augmenters
 
 
-def _init_worker(kind: str, params: dict, seed: int, noise_regions: dict) -> None:
+def _init_worker(kind: str, params: dict, seed: int, noise_regions: dict, main_pid: int | None = None) -> None:
     _STATE.clear()
     _STATE.update(kind=kind, params=params, seed=seed, noise_regions=noise_regions, augmenters={})
+    if main_pid is not None:
+        threading.Thread(target=_exit_with, args=(main_pid,), daemon=True).start()
+
+
+def _exit_with(main_pid: int) -> None:
+    """End this worker when the main process is gone (killed): pool workers otherwise wait forever."""
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(main_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid was reused by another user's process: ours is gone
+            os._exit(1)
+
+
+def make_augmenter(noise_regions: dict, noise_split: str) -> Any:
+    """The ``speechlib.augment.Augmenter`` of the stored copies: noise from ``noise_split``'s own regions only."""
+    from speechlib import augment
+
+    regions = noise_regions.get(noise_split, [])
+    return augment.Augmenter(noise=augment.NoiseBank(regions) if regions else None)
 
 
 def _augmenter(noise_split: str) -> Any:
-    """The augmenter of a split (built once per worker), drawing noise from that split's regions only."""
-    from speechlib import augment
-
+    """The augmenter of a split, built once per worker (its noise is read on first use)."""
     cache = _STATE["augmenters"]
     if noise_split not in cache:
-        regions = _STATE["noise_regions"].get(noise_split, [])
-        cache[noise_split] = augment.Augmenter(noise=augment.NoiseBank(regions) if regions else None)
+        cache[noise_split] = make_augmenter(_STATE["noise_regions"], noise_split)
     return cache[noise_split]
 
 
@@ -304,7 +324,7 @@ def featurize(
             max_workers=workers,
             mp_context=_mp_context(),
             initializer=_init_worker,
-            initargs=(kind, params, seed, noise_regions),
+            initargs=(kind, params, seed, noise_regions, os.getpid()),
         )
     else:
         _init_worker(kind, params, seed, noise_regions)
@@ -324,7 +344,10 @@ def featurize(
                     )
                 status = "already complete"
             else:
-                writer = store.new_split(name, manifest_path=manifest, augment=copies, manifest_rows=total)
+                augmenter = make_augmenter(noise_regions, _noise_split(name)).to_dict() if copies else None
+                writer = store.new_split(
+                    name, manifest_path=manifest, augment=copies, augmenter=augmenter, manifest_rows=total
+                )
                 if int(store.info(name).get("augment", 0)) != copies:
                     raise StoreError(
                         f"split {name!r} of {out} was started with --augment {store.info(name).get('augment')}: "

@@ -218,7 +218,7 @@ class FeatureStore:
             return store
         path.parent.mkdir(parents=True, exist_ok=True)
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update(
+        root.update_attributes(  # one write (attrs.update() would write once per key)
             _jsonable(
                 {
                     "format": STORE_FORMAT,
@@ -442,11 +442,12 @@ class FeatureStore:
         """
         self._require_write()
         sha = file_sha256(manifest_path) if manifest_path is not None else ""
-        if split in self.root and overwrite:
-            del self.root[split]
-            shutil.rmtree(self.path / split, ignore_errors=True)
         if split in self.root:
             old = self.root[split].attrs.asdict()
+            # Nothing committed yet (possibly killed while setting up): start the split afresh.
+            if overwrite or (not old.get("complete", False) and not old.get("rows_committed", 0)):
+                shutil.rmtree(self.path / split)
+        if split in self.root:
             if old.get("source_manifest_sha256", "") != sha:
                 raise StoreError(
                     f"split {split!r} of {self.path} was made from another manifest "
@@ -455,7 +456,20 @@ class FeatureStore:
             if old.get("complete", False):
                 raise StoreError(f"split {split!r} of {self.path} is already complete; use append() to add rows")
             return SplitWriter(self, split)
-        group = self.root.create_group(split)
+        group = self.root.create_group(
+            split,
+            attributes=_jsonable(
+                {
+                    "rows_committed": 0,
+                    "manifest_rows_done": 0,
+                    "skipped": [],
+                    "source_manifest": str(manifest_path or ""),
+                    "source_manifest_sha256": sha,
+                    **attrs,
+                    "complete": False,
+                }
+            ),
+        )
         shape = tuple(self.feature_shape)
         rows = chunk_rows or chunk_rows_for(shape)
         group.create_array(
@@ -467,19 +481,6 @@ class FeatureStore:
         group.create_array("augment", shape=(0,), dtype="int16", fill_value=0, **small)
         if manifest_path is not None:
             shutil.copyfile(manifest_path, self.path / split / MANIFEST_FILE)
-        group.attrs.update(
-            _jsonable(
-                {
-                    "rows_committed": 0,
-                    "manifest_rows_done": 0,
-                    "skipped": [],
-                    "source_manifest": str(manifest_path or ""),
-                    "source_manifest_sha256": sha,
-                    **attrs,
-                    "complete": False,
-                }
-            )
-        )
         return SplitWriter(self, split)
 
     def append(self, split: str) -> SplitWriter:
@@ -616,8 +617,9 @@ class SplitWriter:
         self.rows_committed = stop
         self.manifest_rows_done += n if manifest_rows is None else manifest_rows
         self.skipped.extend(_jsonable(list(skipped)))
-        # The commit: one atomic write of the group's attributes, after the data.
-        self.group.attrs.update(
+        # The commit: one atomic write of the group's attributes, after the data. (Not attrs.update(),
+        # which zarr performs as one write per key: a kill in between would leave them inconsistent.)
+        self.group.update_attributes(
             {
                 "rows_committed": self.rows_committed,
                 "manifest_rows_done": self.manifest_rows_done,
@@ -628,8 +630,8 @@ class SplitWriter:
 
     def finish(self, **attrs: Any) -> None:
         """Record final attributes, then the completion marker (written last)."""
-        self.group.attrs.update(_jsonable(attrs))
-        self.group.attrs["complete"] = True
+        self.group.update_attributes(_jsonable(attrs))
+        self.group.update_attributes({"complete": True})
 
 
 class BatchReader:
