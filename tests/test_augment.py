@@ -27,10 +27,12 @@ def noise() -> np.ndarray:
     return np.random.default_rng(7).uniform(-0.3, 0.3, 3 * CLIP_SAMPLES).astype(np.float32)
 
 
-def _snr_db(clean: np.ndarray, mixed: np.ndarray) -> float:
-    """SNR of a mix: the clean part (scaled, in case the whole mix was scaled down) against the rest."""
-    scale = float(np.dot(mixed, clean) / np.dot(clean, clean))
-    return 20 * np.log10(augment.rms(scale * clean) / augment.rms(mixed - scale * clean))
+def _snr_db(clean: np.ndarray, noise: np.ndarray, mixed: np.ndarray) -> float:
+    """SNR of a mix ``s * (clean + c * noise)``: solve for s and c, then compare the two parts."""
+    basis = np.stack([clean, noise[: len(clean)]], axis=1).astype(np.float64)
+    (a, b), *_ = np.linalg.lstsq(basis, mixed.astype(np.float64), rcond=None)
+    np.testing.assert_allclose(basis @ [a, b], mixed, atol=1e-5)  # nothing else was added
+    return 20 * np.log10(augment.rms(a * clean) / augment.rms(b * noise[: len(clean)]))
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 0.0, 3.0, 10.0, 20.0, 40.0])
@@ -38,7 +40,7 @@ def test_mix_noise_exact_snr(clip: np.ndarray, noise: np.ndarray, snr_db: float)
     mixed = augment.mix_noise(clip, noise, snr_db=snr_db)
     assert mixed.shape == clip.shape and mixed.dtype == np.float32
     assert np.abs(mixed).max() <= 1.0
-    assert abs(_snr_db(clip, mixed) - snr_db) < 0.5
+    assert abs(_snr_db(clip, noise, mixed) - snr_db) < 0.5
 
 
 def test_mix_noise_loud_mix_is_scaled_not_clipped(noise: np.ndarray) -> None:
@@ -47,7 +49,7 @@ def test_mix_noise_loud_mix_is_scaled_not_clipped(noise: np.ndarray) -> None:
     mixed = augment.mix_noise(loud, noise, snr_db=0.0)
     assert np.abs(mixed).max() == pytest.approx(1.0, abs=1e-6)
     assert float(np.dot(mixed, loud) / np.dot(loud, loud)) < 1.0  # the whole mix was scaled down
-    assert abs(_snr_db(loud, mixed)) < 0.5
+    assert abs(_snr_db(loud, noise, mixed)) < 0.5
 
 
 def test_mix_noise_silence_and_short_noise(clip: np.ndarray, noise: np.ndarray) -> None:
@@ -225,3 +227,22 @@ def test_spec_augment_random_widths_bounded_deterministic_batched() -> None:
     mean_filled = augment.spec_augment(X[0], rng=0, fixed_width=True)  # default fill: the mean
     assert np.isclose(mean_filled, X[0].mean()).any()
     assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+def test_real_speech_and_noise(shared_data: Path) -> None:
+    from speechlib import audio
+
+    clips = sorted((shared_data / "speech_commands_v0.01_sample").glob("*/*.wav"))[::15]
+    noise_files = sorted((shared_data / "_background_noise_").glob("*.wav"))
+    if not clips or not noise_files:
+        pytest.skip("real clips or background noise missing in the shared data")
+    bank = augment.NoiseBank([{"path": str(p), "start": 0, "stop": 5 * SAMPLE_RATE} for p in noise_files])
+    augmenter = augment.Augmenter(noise=bank, noise_prob=1.0)
+    rng = np.random.default_rng(0)
+    for path in clips:
+        x = audio.fix_length(audio.load(path))
+        noise = bank.sample(rng)
+        for snr_db in (0.0, 10.0):
+            assert abs(_snr_db(x, noise, augment.mix_noise(x, noise, snr_db=snr_db)) - snr_db) < 0.5
+        y = augmenter(x, rng=rng)
+        assert y.shape == x.shape and y.dtype == np.float32 and np.abs(y).max() <= 1.0
