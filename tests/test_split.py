@@ -263,6 +263,21 @@ def test_counts_table(tmp_path: Path) -> None:
     assert table.to_dict() == {name: {k: v for k, v in info["counts"][name].items() if v} for name in config.SPLITS}
 
 
+def test_noise_regions_table(tmp_path: Path) -> None:
+    clips = [(f"{i:08x}", "yes", 0) for i in range(10)]
+    frames = [10 * config.SAMPLE_RATE, 20 * config.SAMPLE_RATE]
+    info = split.make_split(clip_table(clips, frames), tmp_path / "split", silence_per_split=2, verbose=False)
+    table = split.noise_regions_table(info["noise_regions"])
+    assert len(table) == 2 * len(config.SPLITS)
+    assert table["split"].tolist() == list(config.SPLITS) * 2  # recording by recording, splits in order
+    first = table[table["recording"] == f"{config.BACKGROUND_NOISE_DIR}/noise_0.wav"]
+    assert first["start"].tolist() == [0, 8 * config.SAMPLE_RATE, 9 * config.SAMPLE_RATE]
+    assert first["stop_s"].tolist() == [8.0, 9.0, 10.0]
+    assert table.groupby("recording")["seconds"].sum().tolist() == [10.0, 20.0]  # the regions tile each recording
+    empty = split.noise_regions_table({name: [] for name in config.SPLITS})
+    assert empty.empty and list(empty.columns) == list(table.columns)
+
+
 # --- tasks ------------------------------------------------------------------------------------
 
 

@@ -40,7 +40,8 @@ Public API
 - :func:`load_manifest`, :func:`load_info` — read what :func:`make_split` wrote.
 - :func:`check_speakers_disjoint`, :func:`check_files_disjoint`,
   :func:`check_noise_regions_disjoint` — leakage checks, raising
-  :class:`LeakageError`; :func:`counts_table` — label x split counts.
+  :class:`LeakageError`; :func:`counts_table` — label x split counts;
+  :func:`noise_regions_table` — the noise regions of ``split.json`` as a table.
 - :func:`task_labels` — the label list of a task.
 - :func:`random_split` — the *wrong* way (shuffle and slice), kept to show
   the leakage it causes.
@@ -508,6 +509,47 @@ def counts_table(manifests: Mapping[str, pd.DataFrame] | pd.DataFrame) -> pd.Dat
     table = table.reindex(index=order, columns=columns, fill_value=0).astype(int)
     table.index.name, table.columns.name = "label", "split"
     return table
+
+
+def noise_regions_table(
+    noise_regions: Mapping[str, list[dict]], *, sample_rate: int = config.SAMPLE_RATE
+) -> pd.DataFrame:
+    """The noise regions of a split (``split.json``'s ``noise_regions``) as a table, one row per recording and split.
+
+    Parameters
+    ----------
+    noise_regions : dict of str to list of dict
+        ``{split: [{"relpath", "path", "start", "stop"}, ...]}``, start and stop in samples
+        (``load_info(out_dir)["noise_regions"]``).
+    sample_rate : int, Hz
+        Rate of the recordings, to express the regions in seconds.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``recording`` (relpath), ``split``, ``start``, ``stop`` (int, samples, [start, stop)),
+        ``start_s``, ``stop_s``, ``seconds`` (float, s); sorted by recording, then split in
+        ``config.SPLITS`` order. Empty (same columns) when there are no regions.
+    """
+    order = {name: i for i, name in enumerate(config.SPLITS)}
+    rows = [
+        {"recording": r["relpath"], "split": name, "start": int(r["start"]), "stop": int(r["stop"])}
+        for name, regions in noise_regions.items()
+        for r in regions
+    ]
+    table = pd.DataFrame(rows, columns=["recording", "split", "start", "stop"]).astype({"start": int, "stop": int})
+    table = table.assign(
+        start_s=table["start"] / sample_rate,
+        stop_s=table["stop"] / sample_rate,
+        seconds=(table["stop"] - table["start"]) / sample_rate,
+    )
+    rank = table["split"].map(lambda name: order.get(name, len(order)))
+    return (
+        table.assign(_rank=rank)
+        .sort_values(["recording", "_rank"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
 
 
 def _run_checks(manifests: Mapping[str, pd.DataFrame], noise_regions: Mapping[str, list[dict]]) -> list[dict]:
