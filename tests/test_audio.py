@@ -191,3 +191,17 @@ def test_real_clips(shared_data: Path) -> None:
         assert y.dtype == np.float32 and 0 < y.shape[0] <= CLIP_SAMPLES
         assert 0 < np.abs(y).max() <= 1.0
         assert audio.fix_length(y).shape == (CLIP_SAMPLES,)
+
+
+def test_load_from_bytes_equals_load_from_file(tmp_path) -> None:
+    """Content already in memory (a Spark binaryFile row) decodes exactly like the file."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "stereo_44k.wav"
+    sf.write(path, rng.uniform(-0.5, 0.5, (44_100, 2)).astype(np.float32), 44_100, subtype="PCM_16")
+    from_file = audio.load(path)
+    from_bytes = audio.load(path.read_bytes(), name="yes/stereo_44k.wav")
+    np.testing.assert_array_equal(from_file, from_bytes)
+    with pytest.raises(audio.AudioError, match=r"yes/empty.wav: the file is empty"):
+        audio.load(b"", name="yes/empty.wav")
+    with pytest.raises(audio.AudioError, match=r"yes/junk.wav: cannot decode audio"):
+        audio.load(b"not a wav file at all", name="yes/junk.wav")

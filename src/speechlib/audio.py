@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,11 +48,12 @@ def _error(path: Path | str, problem: str) -> AudioError:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | bytes,
     *,
     sample_rate: int = SAMPLE_RATE,
     offset: int = 0,
     num_samples: int = 0,
+    name: str | None = None,
 ) -> np.ndarray:
     """Read an audio file as a mono float32 waveform at ``sample_rate``.
 
@@ -62,8 +64,9 @@ def load(
 
     Parameters
     ----------
-    path : str or Path
-        The audio file.
+    path : str, Path or bytes
+        The audio file, or its content already in memory (for example a
+        Spark ``binaryFile`` row).
     sample_rate : int, Hz
         Rate of the returned waveform (default ``SAMPLE_RATE``, 16 kHz).
     offset : int, samples
@@ -73,6 +76,9 @@ def load(
         How many samples to read, counted at ``sample_rate``; 0 reads to the
         end of the file. A window that runs past the end of the file is
         returned shorter (pad it with :func:`fix_length`).
+    name : str, optional
+        The file's name in error messages (default: ``path``; give it when
+        ``path`` is bytes).
 
     Returns
     -------
@@ -84,13 +90,20 @@ def load(
         The file is missing, unreadable, not audio, empty, holds non-finite
         samples, or ``offset`` lies past its end. The message names the file.
     """
-    path = Path(path)
+    if isinstance(path, bytes | bytearray):
+        source: Path | io.BytesIO = io.BytesIO(path)
+        path = name or "<audio bytes>"
+        if not source.getbuffer().nbytes:
+            raise _error(path, "the file is empty (0 bytes)")
+    else:
+        path = source = Path(path)
+        if not path.is_file():
+            raise _error(name or path, "file not found" if not path.exists() else "not a regular file")
+        path = name or path
     if offset < 0 or num_samples < 0:
         raise ValueError(f"{path}: offset ({offset}) and num_samples ({num_samples}) must be >= 0")
-    if not path.is_file():
-        raise _error(path, "file not found" if not path.exists() else "not a regular file")
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(source) as f:
             file_rate, file_frames = f.samplerate, f.frames
             if file_rate == sample_rate:
                 start, frames = offset, num_samples

@@ -127,7 +127,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -307,35 +306,6 @@ def _is_file_row(frame: pd.DataFrame) -> pd.Series:
 # --- The UDF -------------------------------------------------------------------------------------
 
 
-def _decode(content: bytes, name: str) -> np.ndarray:
-    """Decode the bytes of an audio file into a mono float32 waveform at SAMPLE_RATE, like :func:`audio.load`.
-
-    16 kHz files (all of Speech Commands) are decoded in memory. Any other
-    rate goes through :func:`speechlib.audio.load` on a temporary file, so
-    there is one resampling implementation.
-    """
-    import soundfile as sf
-
-    if not content:
-        raise audio.AudioError(f"{name}: the file is empty. Replace or remove the file.")
-    try:
-        data, rate = sf.read(io.BytesIO(content), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
-        raise audio.AudioError(f"{name}: cannot decode audio ({exc}). Replace or remove the file.") from exc
-    if rate != config.SAMPLE_RATE:
-        with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-            tmp.write(content)
-            tmp.flush()
-            return audio.load(tmp.name)
-    if data.shape[0] == 0:
-        raise audio.AudioError(f"{name}: the file holds no audio samples (empty). Replace or remove the file.")
-    waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(waveform).all():
-        raise audio.AudioError(f"{name}: the audio holds NaN or infinite samples. Replace or remove the file.")
-    np.clip(waveform, -1.0, 1.0, out=waveform)
-    return np.ascontiguousarray(waveform, dtype=np.float32)
-
-
 def _waveform(row: Any, noise_dir: str | None) -> np.ndarray:
     """The 1-s waveform of one joined row: decoded bytes for a file, audio.load_row for silence."""
     if row["_file"]:
@@ -344,7 +314,7 @@ def _waveform(row: Any, noise_dir: str | None) -> np.ndarray:
                 f"{row['relpath']}: not found under the dataset root (listed in the manifest, "
                 "missing from the binaryFile read). Check --data-root, or re-run `speechlib split`."
             )
-        waveform = _decode(row["content"], row["relpath"])
+        waveform = audio.load(row["content"], name=row["relpath"])
     else:
         fields = {k: row[k] for k in ("path", "source", "offset", "num_samples")}
         if noise_dir and fields["path"] and fields["source"] != audio.DIGITAL_SILENCE:
