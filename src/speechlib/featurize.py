@@ -76,7 +76,10 @@ _STATE: dict[str, Any] = {}  # per worker process: kind, params, seed, noise reg
 def _init_worker(kind: str, params: dict, seed: int, noise_regions: dict, main_pid: int | None = None) -> None:
     _STATE.clear()
     _STATE.update(kind=kind, params=params, seed=seed, noise_regions=noise_regions, augmenters={})
-    if main_pid is not None:
+    if main_pid is not None:  # a pool worker: one BLAS thread (the pool already uses every core); exit with main
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
+        threadpool_limits(1)
         threading.Thread(target=_exit_with, args=(main_pid,), daemon=True).start()
 
 
@@ -292,7 +295,10 @@ def featurize(
     shape = features.output_shape(kind, **params)
     out = Path(out) if out is not None else default_out(split_dir, kind)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    command = f"speechlib featurize --split-dir {split_dir} --features {kind} --out {out}"
+    command = f"speechlib featurize --split-dir {split_dir} --features {kind}"
+    command += f" --preset {params['preset']}" if params.get("preset") else ""
+    command += f" --augment {augment}" if augment else ""
+    command += f" --out {out}"
     store = FeatureStore.create(
         out,
         kind=kind,
