@@ -249,7 +249,8 @@ def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame
         desc="scanning",
         unit="file",
         leave=False,
-        disable=True if len(files) < PROGRESS_MIN_FILES else None,
+        # tqdm's disable=None still draws a widget in Jupyter: decide on the terminal ourselves.
+        disable=len(files) < PROGRESS_MIN_FILES or not (sys.stderr and sys.stderr.isatty()),
     )
     batches = [files[start : start + SCAN_BATCH] for start in range(0, len(files), SCAN_BATCH)]
     rows = []
