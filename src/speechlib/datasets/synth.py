@@ -680,10 +680,11 @@ a download. It copies the layout of Speech Commands v0.01 exactly: one folder pe
 - Speech: espeak-ng {info["espeak_ng"]} (through the PyPI package espeakng-loader), at 22,050 Hz,
   resampled to 16 kHz with soxr.
 - Each speaker (an 8-hex-digit id derived from the seed) is a stable combination of an English
-  accent ({accents}), one of {len(MALE_VARIANTS) + len(FEMALE_VARIANTS)} espeak-ng voice variants,
-  a base pitch, a pitch range, a speaking rate, a vocal-tract length (resampling), a microphone
-  (high-pass, low-pass, peaking EQ, tilt), a small room (synthetic reverb), a noise floor and a
-  loudness. Each repetition jitters rate, pitch and range a little.
+  accent, one of {len(MALE_VARIANTS) + len(FEMALE_VARIANTS)} espeak-ng voice variants, a base pitch,
+  a pitch range, a speaking rate, a vocal-tract length (resampling), a microphone (high-pass,
+  low-pass, peaking EQ, tilt), a small room (synthetic reverb), a noise floor and a loudness.
+  Each repetition jitters rate, pitch and range a little.
+- Accents (espeak-ng languages): {accents}.
 - Clips: trimmed word, placed at a random position in one second (about 12% of the clips are
   shorter, as in the real data), random loudness (peaks from {_MIN_PEAK_DB:g} to {_MAX_PEAK_DB:g} dBFS),
   noise floor 20-50 dB below the speech.
@@ -704,8 +705,10 @@ then point the course at it with `SPEECHLIB_DATA=data/raw/speech_commands_v0.01`
 ## Credit and license
 
 The layout, the word list, the file naming and the split rule are those of Speech Commands:
-{_CREDIT} The synthetic audio in this folder is released under the same license
-(CC BY 4.0); see LICENSE.
+
+> {_CREDIT}
+
+The synthetic audio in this folder is released under the same license (CC BY 4.0); see LICENSE.
 """
 
 
@@ -740,6 +743,14 @@ def _params(small: bool, seed: int) -> dict:
     return {"generator": "speechlib.datasets.synthesize", "format": SYNTH_FORMAT, "seed": seed, "small": small}
 
 
+def _describe(params: dict | None) -> str:
+    """``params`` as a person reads them: 'seed 1234, small size, generator format 1'."""
+    if not isinstance(params, dict):
+        return "unknown settings"
+    size = "small" if params.get("small") else "default"
+    return f"seed {params.get('seed')}, {size} size, generator format {params.get('format')}"
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -758,9 +769,9 @@ def synthesize(
         The dataset folder. Created when missing; it must be empty, or a folder
         that this function started (it then completes it).
     small : bool, default False
-        Small mode: 20 speakers, a few hundred clips and 20 s noise recordings
-        (a few seconds to make) instead of 250 speakers, ~10,000 clips and 60 s
-        recordings (about a minute on two cores).
+        Small mode: 20 speakers, ~450 clips and 20 s noise recordings (~18 MB,
+        about 5 s of CPU time) instead of 250 speakers, ~9,800 clips and 60 s
+        recordings (~310 MB, about 45 s of CPU time, spread over the workers).
     seed : int, default config.SEED
         Seed of every random choice (speaker ids, voices, clips, noise); >= 0.
     workers : int, optional
@@ -800,16 +811,16 @@ def synthesize(
         if marker.get("params") == params:
             return out
         raise FileExistsError(
-            f"{out} already holds a complete synthetic dataset made with {marker.get('params')}, not {params}; "
-            "choose another --out (or delete that folder first)"
+            f"{out} already holds a complete synthetic dataset made with {_describe(marker.get('params'))}, "
+            f"not {_describe(params)}; choose another --out (or delete that folder first)"
         )
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a folder; choose another --out")
     progress = _read_json(out / PROGRESS)
     if progress is not None and progress.get("params") != params:
         raise FileExistsError(
-            f"{out} holds an unfinished synthetic dataset made with {progress.get('params')}, not {params}; "
-            "run again with those parameters to complete it, or choose another --out"
+            f"{out} holds an unfinished synthetic dataset made with {_describe(progress.get('params'))}, "
+            f"not {_describe(params)}; run again with those settings to complete it, or choose another --out"
         )
     if progress is None and out.is_dir() and any(out.iterdir()):
         raise FileExistsError(
