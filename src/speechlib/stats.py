@@ -198,7 +198,7 @@ def _batches(table: pd.DataFrame, batch_size: int) -> Iterable[list[dict]]:
 def _bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="clip", disable=not progress, leave=False)
+    return tqdm(total=total, desc=desc, unit="clip", disable=not progress)  # the finished bar stays: count, rate
 
 
 def _check_table(table: pd.DataFrame) -> None:
