@@ -1,0 +1,222 @@
+"""Tests for the raw-TensorFlow model (speechlib.tfmodel) and train_tensorflow.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from speechlib import models, tfmodel  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "train_tensorflow.py"
+SMALL_SHAPE = (25, 12)  # a small log-mel input: keeps the unit tests fast
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_tensorflow", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _copy_keras_weights(keras_model, model: tfmodel.DSCNN) -> None:
+    """Give the tf.Module the Keras model's weights, layer by layer (by the Keras layer names)."""
+
+    def layer(name):
+        return [w.numpy() for w in keras_model.get_layer(name).weights]
+
+    def set_bn(bn, name):
+        beta, mean, variance = layer(name)
+        bn.beta.assign(beta)
+        bn.moving_mean.assign(mean)
+        bn.moving_variance.assign(variance)
+
+    kernel, bias = layer("conv_1")
+    model.conv_1["kernel"].assign(kernel)
+    model.conv_1["bias"].assign(bias)
+    set_bn(model.conv_1_bn, "conv_1_bn")
+    for i, block in enumerate(model.blocks, start=1):
+        kernel, bias = layer(f"conv_ds_{i}_dw")
+        block["dw_kernel"].assign(kernel)
+        block["dw_bias"].assign(bias)
+        set_bn(block["dw_bn"], f"conv_ds_{i}_dw_bn")
+        kernel, bias = layer(f"conv_ds_{i}_pw")
+        block["pw_kernel"].assign(kernel)
+        block["pw_bias"].assign(bias)
+        set_bn(block["pw_bn"], f"conv_ds_{i}_pw_bn")
+    kernel, bias = layer("logits")
+    model.logits_kernel.assign(kernel)
+    model.logits_bias.assign(bias)
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_s", "ds_cnn_m", "ds_cnn_l"])
+def test_parameter_count_equals_keras(name):
+    keras_model = models.build(name)
+    model = tfmodel.DSCNN(size=name.rsplit("_", 1)[-1])
+    assert model.count_params(trainable_only=True) == models.count_params(keras_model, trainable_only=True)
+    assert model.count_params() == models.count_params(keras_model)
+    assert sorted(tuple(v.shape) for v in model.trainable_variables) == sorted(
+        tuple(w.shape) for w in keras_model.trainable_weights
+    )
+
+
+def test_same_weights_give_the_keras_model_outputs():
+    """Layer for layer the same network: with Keras' weights, the tf.Module computes Keras' logits."""
+    keras_model = models.build("ds_cnn_m", input_shape=SMALL_SHAPE)
+    rng = np.random.default_rng(0)
+    for w in keras_model.weights:  # non-trivial biases and batch-norm statistics too
+        value = rng.normal(0.0, 0.1, w.shape)
+        if "moving_variance" in w.path:
+            value = 0.5 + np.abs(value)
+        w.assign(value.astype(np.float32))
+    model = tfmodel.DSCNN(input_shape=SMALL_SHAPE, size="m")
+    _copy_keras_weights(keras_model, model)
+    x = rng.normal(size=(4, *SMALL_SHAPE)).astype(np.float32)
+    np.testing.assert_allclose(model(x, training=False).numpy(), keras_model(x, training=False).numpy(), atol=1e-4)
+
+
+def test_batch_norm_statistics_are_learned_and_used_in_inference():
+    model = tfmodel.DSCNN(input_shape=SMALL_SHAPE, size="s", seed=1)
+    optimizer = tfmodel.Adam(model.trainable_variables, lr=1e-2)
+    step = tfmodel.make_train_step(model, optimizer)
+    rng = np.random.default_rng(0)
+    x = (3.0 + 2.0 * rng.normal(size=(32, *SMALL_SHAPE))).astype(np.float32)  # far from mean 0, variance 1
+    y = rng.integers(0, 12, 32).astype(np.int32)
+    before = model.conv_1_bn.moving_mean.numpy().copy(), model.conv_1_bn.moving_variance.numpy().copy()
+    for _ in range(3):
+        step(x, y)
+    assert int(optimizer.iterations) == 3  # one optimizer step per batch
+    assert not np.allclose(model.conv_1_bn.moving_mean.numpy(), before[0])
+    assert not np.allclose(model.conv_1_bn.moving_variance.numpy(), before[1])
+    # Inference uses the moving statistics: a clip's logits do not depend on the rest of its batch ...
+    alone = model(x[:1], training=False).numpy()
+    together = model(x, training=False).numpy()[:1]
+    np.testing.assert_allclose(alone, together, rtol=1e-4, atol=1e-4)
+    # ... whereas training mode normalises with the batch's own statistics.
+    assert not np.allclose(model(x[:2], training=True).numpy()[:1], model(x, training=True).numpy()[:1], atol=1e-4)
+    # and inference mode changes no statistic
+    mean = model.conv_1_bn.moving_mean.numpy().copy()
+    model(x, training=False)
+    np.testing.assert_array_equal(model.conv_1_bn.moving_mean.numpy(), mean)
+
+
+def test_loss_is_cross_entropy_of_logits_weighted_by_class():
+    logits = tf.constant([[2.0, 0.0], [0.0, 1.0]])
+    y = tf.constant([0, 0])
+    plain = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits).numpy()
+    assert float(tfmodel.weighted_loss(logits, y)) == pytest.approx(plain.mean(), rel=1e-6)
+    weighted = tfmodel.weighted_loss(logits, y, tf.constant([3.0, 1.0]))
+    assert float(weighted) == pytest.approx(3.0 * plain.mean(), rel=1e-6)
+
+
+def test_adam_matches_keras_adam():
+    import keras
+
+    w0 = np.array([0.5, -1.0, 2.0], np.float32)
+    grads = [np.array([0.1, -0.2, 0.3], np.float32), np.array([-0.4, 0.5, 0.0], np.float32)]
+    mine = tf.Variable(w0)
+    adam = tfmodel.Adam([mine], lr=0.01)
+    theirs = keras.Variable(w0)
+    reference = keras.optimizers.Adam(learning_rate=0.01)
+    for g in grads:
+        adam.apply_gradients([tf.constant(g)], [mine])
+        reference.apply_gradients([(tf.constant(g), theirs)])
+    np.testing.assert_allclose(mine.numpy(), np.asarray(theirs), rtol=1e-5)
+
+
+def test_saved_model_reloads_and_serves_the_same_predictions(tmp_path):
+    from speechlib import features
+
+    model = tfmodel.DSCNN(size="s", seed=3)  # the default (101, 40) log-mel: the waveform signature needs it
+    rng = np.random.default_rng(0)
+    step = tfmodel.make_train_step(model, tfmodel.Adam(model.trainable_variables))
+    step(rng.normal(size=(8, 101, 40)).astype(np.float32), rng.integers(0, 12, 8).astype(np.int32))
+    params = features.resolve_params("logmel")
+    norm = {"mean": np.full(40, -5.0, np.float32), "std": np.full(40, 2.0, np.float32)}
+    labels = [f"class{i}" for i in range(12)]
+    path = tfmodel.export_saved_model(model, tmp_path / "sm", labels=labels, feature_params=params, normalization=norm)
+
+    waveforms = (0.3 * rng.uniform(-1, 1, size=(5, 16000))).astype(np.float32)
+    logmel = features.compute_batch(waveforms, "logmel", **params)
+    serving = tf.saved_model.load(str(path))
+    out = serving.signatures["serving_default"](features=tf.constant(logmel))
+    expected = model(features.normalize(logmel, norm), training=False).numpy()
+    np.testing.assert_allclose(out["logits"].numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out["label_id"].numpy(), expected.argmax(axis=1))
+    assert [s.decode() for s in out["label"].numpy()] == [labels[i] for i in expected.argmax(axis=1)]
+    check = tfmodel.check_saved_model(path, waveforms, feature_params=params)
+    assert check["max_abs_diff"] < 1e-3 and check["label_agreement"] == 1.0
+
+
+def test_script_on_random_data_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(SCRIPT), "--random_data", "--epochs", "1", "--model", "ds_cnn_s",
+           "--batch_size", "256", "--out", str(out), "--logdir", str(tmp_path / "logs")]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "ds_cnn_s" and metrics["epochs_run"] == 1
+    assert set(metrics["test"]["per_class"]) == set(metrics["test"]["labels"])
+    assert 0.0 <= metrics["cv"]["accuracy"] <= 1.0
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+    assert tfmodel.checkpoint_epoch(out) == 1 and tfmodel.checkpoint_step(out) == 2  # 512 rows / 256
+    assert list((tmp_path / "logs" / "tf_ds_cnn_s" / "train").glob("events.out.tfevents.*"))
+
+
+def test_script_help_lists_the_flags_of_train_keras():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    for flag in ("--path_to_data", "--random_data", "--model", "--epochs", "--batch_size", "--lr", "--seed",
+                 "--logdir", "--logrun", "--out", "--resume", "--small"):  # fmt: skip
+        assert flag in result.stdout
+
+
+@pytest.fixture(scope="module")
+def small_store(synthetic_small, tmp_path_factory):
+    """The feature store of the small synthetic dataset (split and featurized in a temporary home)."""
+    import os
+
+    from speechlib import pipeline
+
+    home = tmp_path_factory.mktemp("home")
+    saved = os.environ.get("SPEECHLIB_HOME")
+    os.environ["SPEECHLIB_HOME"] = str(home)
+    try:
+        prepared = pipeline.prepare(synthetic_small, small=True, workers=2, verbose=False)
+    finally:
+        if saved is None:
+            os.environ.pop("SPEECHLIB_HOME", None)
+        else:
+            os.environ["SPEECHLIB_HOME"] = saved
+    return prepared.store
+
+
+def test_script_on_a_small_store_resumes_from_its_checkpoint(small_store, tmp_path):
+    script = _load_script()
+    out = tmp_path / "run"
+    common = ["--path_to_data", str(small_store), "--model", "ds_cnn_s", "--batch_size", "512", "--out", str(out),
+              "--logdir", str(tmp_path / "logs")]  # fmt: skip
+    first = script.main(script.parse_args([*common, "--epochs", "1"]))
+    steps_per_epoch = first["steps"]
+    assert first["epochs_run"] == 1 and steps_per_epoch >= 1
+    assert first["waveform_export_check"]["label_agreement"] == 1.0
+    second = script.main(script.parse_args([*common, "--epochs", "2", "--resume"]))
+    # continued, not restarted: epoch 2 and the optimizer step count of two epochs
+    assert second["epochs_this_run"] == 1 and second["epochs_run"] == 2
+    assert tfmodel.checkpoint_epoch(out) == 2
+    assert second["steps"] == 2 * steps_per_epoch
+    log = (out / "training_log.csv").read_text().splitlines()
+    assert len(log) == 3 and log[1].startswith("0,") and log[2].startswith("1,")
+    assert second["test"]["num_samples"] > 0
+    reloaded = tf.saved_model.load(str(out / "saved_model"))
+    assert "waveform" in reloaded.signatures
