@@ -358,6 +358,14 @@ def checkpoint_epoch(out_dir: str | Path) -> int:
     return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
+def checkpoint_step(out_dir: str | Path) -> int:
+    """Optimizer steps done by the latest checkpoint in ``out_dir/checkpoints`` (0 when there is none)."""
+    latest = tf.train.latest_checkpoint(str(Path(out_dir) / CHECKPOINT_DIR))
+    if latest is None:
+        return 0
+    return int(tf.train.load_variable(latest, "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
 def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     if len(y) == 0:
         return float("nan")
@@ -591,3 +599,27 @@ def export_saved_model(
     signatures = {"serving_default": module.serve_features, "waveform": module.serve_waveform}
     tf.saved_model.save(module, str(path), signatures=signatures)
     return path
+
+
+def check_saved_model(path: str | Path, waveforms: np.ndarray, *, feature_params: dict) -> dict:
+    """Compare the SavedModel's ``waveform`` signature with the two-step path on the same clips.
+
+    Two-step: ``speechlib.features.compute_batch`` (numpy log-mel), then the
+    ``serving_default`` signature. Returns ``max_abs_diff`` (largest
+    difference of a probability), ``label_agreement`` (share of equal
+    predicted labels) and ``num_clips``.
+    """
+    from speechlib import features
+
+    serving = tf.saved_model.load(str(path))
+    waveforms = np.asarray(waveforms, np.float32)
+    logmel = features.compute_batch(waveforms, "logmel", **feature_params)
+    two_step = serving.signatures["serving_default"](features=tf.constant(logmel))
+    one_step = serving.signatures["waveform"](waveform=tf.constant(waveforms))
+    diff = np.abs(two_step["probabilities"].numpy() - one_step["probabilities"].numpy())
+    same = two_step["label_id"].numpy() == one_step["label_id"].numpy()
+    return {
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "label_agreement": float(same.mean()) if same.size else 1.0,
+        "num_clips": len(waveforms),
+    }
