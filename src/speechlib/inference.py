@@ -361,12 +361,16 @@ def _logmel_layer_class() -> type:
             self.params = p
             self.n_fft, self.win_length, self.hop_length = int(p["n_fft"]), int(p["win_length"]), int(p["hop_length"])
             fmax = p["sample_rate"] / 2 if p["fmax"] is None else p["fmax"]
-            # The same constants as the numpy path (private helpers of features: one implementation).
-            self._window = np.asarray(features._window(self.win_length), np.float32)
-            self._basis = np.asarray(
-                features._mel_basis(int(p["sample_rate"]), self.n_fft, int(p["n_mels"]), float(p["fmin"]), float(fmax)),
-                np.float32,
+            # The constants of speechlib.features: a periodic Hann window and librosa's mel basis
+            # (Slaney scale and norm), as numpy arrays; tests check the two paths agree.
+            import librosa
+            import scipy.signal
+
+            self._window = scipy.signal.get_window("hann", self.win_length, fftbins=True).astype(np.float32)
+            basis = librosa.filters.mel(
+                sr=int(p["sample_rate"]), n_fft=self.n_fft, n_mels=int(p["n_mels"]), fmin=float(p["fmin"]), fmax=fmax
             )
+            self._basis = np.ascontiguousarray(basis.T, dtype=np.float32)  # (n_fft // 2 + 1, n_mels)
             self.mean = None if mean is None else [float(v) for v in np.asarray(mean).ravel()]
             self.std = None if std is None else [float(v) for v in np.asarray(std).ravel()]
 
@@ -468,3 +472,155 @@ def check_waveform_model(
     agree = float((one_step.argmax(1) == two_step.argmax(1)).mean()) if len(waveforms) else 1.0
     ok = bool(diff <= tolerance and agree == 1.0)
     return {"n": len(waveforms), "max_abs_diff": diff, "argmax_agreement": agree, "ok": ok}
+
+
+# --- Whole folders: evaluation and the Kaggle submission -----------------------------------------
+
+SUBMISSION_FALLBACK = config.SILENCE_LABEL  # label written for a file that cannot be read (see write_submission)
+FOLDER_CHUNK = 1024  # files read and predicted per step: bounds memory on folders of any size
+
+
+def label_for(word: str, kind: str, labels: Sequence[str]) -> str | None:
+    """The model label of a scanned file, or None when the model has no label for it.
+
+    A ``silence`` file (the test set's ``_silence_`` folder) -> ``silence``;
+    a word the model knows -> itself; any other word -> ``unknown`` when the
+    model has that class (the test set's ``_unknown_`` words included).
+    """
+    if kind == "silence":
+        return config.SILENCE_LABEL if config.SILENCE_LABEL in labels else None
+    if word in labels and word not in (config.SILENCE_LABEL, config.UNKNOWN_LABEL):
+        return word
+    return config.UNKNOWN_LABEL if config.UNKNOWN_LABEL in labels else None
+
+
+def _predict_paths(predictor: Predictor, paths: Sequence[str], *, top_k: int, progress: bool, desc: str):
+    """Yield :meth:`Predictor.predict_files` results chunk by chunk, with a tqdm bar."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(paths), desc=desc, unit="file", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(paths), FOLDER_CHUNK):
+            chunk = paths[start : start + FOLDER_CHUNK]
+            yield from predictor.predict_files(chunk, top_k=top_k)
+            bar.update(len(chunk))
+
+
+def evaluate_folder(
+    model_path: str | Path, data: str | Path, out_dir: str | Path | None = None, *, progress: bool = True
+) -> dict:
+    """Evaluate a saved model on every clip of a dataset folder, whatever its split.
+
+    The folder is read with ``speechlib.datasets.scan`` (Speech Commands,
+    the official test-set layout or one folder per class). Labels are mapped
+    to the model's (:func:`label_for`). Files the scanner marks as errors,
+    and files that fail to load, are reported and skipped; background-noise
+    recordings are not clips and are left out.
+
+    Writes into ``out_dir`` (default ``<model folder>/evaluate_<data folder name>``):
+    ``metrics.json`` (``speechlib.evaluate.classification_metrics`` plus
+    ``skipped`` files with reasons, ``model``, ``data``), ``predictions.csv``
+    (path, label, predicted, probability) and ``confusion_matrix.png``.
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``, with ``out_dir`` added.
+    """
+    import pandas as pd
+
+    from speechlib import datasets, evaluate
+
+    predictor = Predictor.load(model_path)
+    labels = predictor.labels
+    data = Path(data)
+    table = datasets.scan(data)
+    out_dir = Path(out_dir) if out_dir is not None else predictor.bundle.path.parent / f"evaluate_{data.resolve().name}"
+    skipped = [
+        {"path": r.path, "reason": r.reason} for r in table.itertuples() if r.status == "error" and r.kind != "other"
+    ]
+    clips = table[(table["status"] != "error") & table["kind"].isin(["clip", "silence"])].copy()
+    clips["label"] = [label_for(w, k, labels) for w, k in zip(clips["word"], clips["kind"], strict=True)]
+    no_label = clips["label"].isna()
+    skipped += [{"path": p, "reason": "no label of the model for this word"} for p in clips.loc[no_label, "path"]]
+    clips = clips[~no_label]
+    if clips.empty:
+        raise FileNotFoundError(
+            f"{data}: no readable clips with a label of the model; check it with `speechlib data check {data}`"
+        )
+    rows = []
+    for result, label in zip(
+        _predict_paths(predictor, clips["path"].tolist(), top_k=1, progress=progress, desc="evaluate"),
+        clips["label"],
+        strict=True,
+    ):
+        if not result["ok"]:
+            skipped.append({"path": result["path"], "reason": result["error"]})
+            continue
+        rows.append(
+            {"path": result["path"], "label": label, "predicted": result["label"], "probability": result["probability"]}
+        )
+    predictions = pd.DataFrame(rows, columns=["path", "label", "predicted", "probability"])
+    metrics = evaluate.classification_metrics(predictions["label"], predictions["predicted"], labels)
+    metrics.update(model=str(predictor.bundle.path), data=str(data.resolve()), skipped=skipped)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    evaluate.save_metrics(out_dir / "metrics.json", metrics)
+    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    try:
+        from speechlib import plot
+
+        figure = plot.confusion_matrix(np.asarray(metrics["confusion_matrix"]), labels)
+        plot.save(figure, out_dir / "confusion_matrix.png")
+    except (ImportError, AttributeError) as err:  # the plotting module is optional for evaluation
+        print(f"note: no confusion_matrix.png ({err})")
+    return {**metrics, "out_dir": str(out_dir)}
+
+
+def write_submission(
+    model_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    fallback: str = SUBMISSION_FALLBACK,
+    progress: bool = True,
+) -> dict:
+    """Write a Kaggle submission (``fname,label``) for every ``.wav`` under ``data``, streaming.
+
+    Files are read and predicted ``FOLDER_CHUNK`` at a time and their rows
+    written at once, so memory does not grow with the number of files
+    (Kaggle's test set has 158,538). ``fname`` is the path relative to
+    ``data`` (the bare file name for Kaggle's flat ``test/audio`` folder).
+
+    Kaggle scores one row per file, so a file that cannot be read still gets
+    a row: ``fallback`` (``silence``: an unreadable or empty file holds no
+    word, and silence is the label that claims none). Such files are listed
+    in the returned report.
+
+    Returns
+    -------
+    dict
+        ``rows`` (int), ``failed`` (list of {"fname", "reason"}), ``out`` (str).
+    """
+    import csv
+
+    predictor = Predictor.load(model_path)
+    if fallback not in predictor.labels:
+        raise ValueError(f"fallback label {fallback!r} is not a label of the model {predictor.labels}")
+    data = Path(data)
+    if not data.is_dir():
+        raise FileNotFoundError(f"{data} is not a folder: pass the folder of test clips (e.g. test/audio)")
+    paths = sorted(str(p) for p in data.rglob("*") if p.suffix.lower() in config.AUDIO_SUFFIXES and p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"{data}: no .wav files found")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    failed, rows = [], 0
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["fname", "label"])
+        for result in _predict_paths(predictor, paths, top_k=1, progress=progress, desc="submission"):
+            fname = Path(result["path"]).relative_to(data).as_posix()
+            if not result["ok"]:
+                failed.append({"fname": fname, "reason": result["error"]})
+            writer.writerow([fname, result["label"] if result["ok"] else fallback])
+            rows += 1
+    return {"rows": rows, "failed": failed, "out": str(out)}
