@@ -325,6 +325,113 @@ def _run_spark_featurize(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+# --- evaluate / predict / submit (a trained model) ---------------------------
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="accuracy, per-class report and confusion matrix of a saved model on a dataset folder",
+        description=(
+            "Evaluate a model saved by train_keras.py on every clip of a dataset folder, whatever its split "
+            "(Speech Commands, the official test-set layout, or one folder per class). Words map to the model's "
+            "labels: commands to themselves, other words and _unknown_ to unknown, _silence_ to silence. "
+            "Unreadable files are reported and skipped. Writes metrics.json, predictions.csv and "
+            "confusion_matrix.png."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) from train_keras.py")
+    parser.add_argument("--data", type=Path, required=True, help="the dataset folder")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <model folder>/evaluate_<data>)"
+    )
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from speechlib import evaluate, inference
+
+    try:
+        metrics = inference.evaluate_folder(args.model, args.data, args.out)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    print(evaluate.per_class_table(metrics).round(3).to_string())
+    for entry in metrics["skipped"]:
+        print(f"skipped {entry['path']}: {entry['reason']}", file=sys.stderr)
+    print(
+        f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} clips "
+        f"({len(metrics['skipped'])} skipped); written to {metrics['out_dir']}"
+    )
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "predict",
+        help="top-k labels with probabilities for wav files",
+        description=(
+            "Print the most probable labels of each file, computed as in training (load, pad to 1 s around "
+            "the centre, features, normalisation, model). Unreadable files are reported; the exit code is 1 "
+            "when any file failed, and the others are still printed."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) from train_keras.py")
+    parser.add_argument("files", nargs="+", type=Path, help="audio files (.wav)")
+    parser.add_argument("--top-k", type=int, default=3, help="labels per file (default 3)")
+    parser.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from speechlib import inference
+
+    try:
+        results = inference.Predictor.load(args.model).predict_files(args.files, top_k=args.top_k)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    failed = 0
+    for result in results:
+        if result["ok"]:
+            print(f"{result['path']}: " + ", ".join(f"{label} {p:.3f}" for label, p in result["top"]))
+        else:
+            failed += 1
+            print(f"{result['path']}: error: {result['error']}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(results)} files could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_submit(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "submit",
+        help="a Kaggle submission CSV (fname,label) for a folder of test clips",
+        description=(
+            "Predict every .wav under --data, streaming in batches with a progress bar (memory does not "
+            "grow with the number of files), and write fname,label rows. Kaggle needs one row per file: an "
+            "unreadable file is listed on stderr and gets the label 'silence' (it holds no word)."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) from train_keras.py")
+    parser.add_argument("--data", type=Path, required=True, help="folder of test clips, e.g. test/audio")
+    parser.add_argument("--out", type=Path, default=Path("submission.csv"), help="CSV file (default submission.csv)")
+    parser.set_defaults(func=_run_submit)
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    from speechlib import inference
+
+    try:
+        report = inference.write_submission(args.model, args.data, args.out)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    for entry in report["failed"]:
+        print(
+            f"unreadable, labelled {inference.SUBMISSION_FALLBACK}: {entry['fname']}: {entry['reason']}",
+            file=sys.stderr,
+        )
+    print(f"{report['rows']} rows written to {report['out']} ({len(report['failed'])} unreadable files)")
+    return 0
+
+
 # --- the parser --------------------------------------------------------------
 
 
@@ -341,7 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = [_add_data, _add_course, _add_split, _add_spark_featurize, _add_featurize]
+_SUBCOMMANDS = [
+    _add_data,
+    _add_course,
+    _add_split,
+    _add_spark_featurize,
+    _add_featurize,
+    _add_evaluate,
+    _add_predict,
+    _add_submit,
+]
 
 
 def main(argv: list[str] | None = None) -> int:
