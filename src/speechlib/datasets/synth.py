@@ -54,6 +54,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -61,7 +62,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 from scipy import signal
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from speechlib import __version__, config, hashsplit
 
@@ -851,7 +852,9 @@ def synthesize(
             tasks.append(("speaker", (str(out), speaker, plan[speaker.id], todo, seed)))
     total = sum(1 if kind == "noise" else len(args[3]) for kind, args in tasks)
     workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
-    with tqdm(total=total, desc=f"synthesizing {out.name}", unit="file", disable=total == 0) as bar:
+    # A progress bar on a terminal only (in Jupyter, tqdm would leave an empty widget in the outputs).
+    show = total > 0 and bool(sys.stderr) and sys.stderr.isatty()
+    with tqdm(total=total, desc=f"synthesizing {out.name}", unit="file", disable=not show) as bar:
         if workers == 1:
             for task in tasks:
                 bar.update(_run(task))
