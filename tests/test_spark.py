@@ -237,3 +237,42 @@ def test_paths_and_uris():
     assert spark_mod._uri_path("s3a://bucket/data") == "/data"
     assert spark_mod._to_uri("hdfs:///data") == "hdfs:///data"
     assert spark_mod._to_uri("/tmp/x").startswith("file:///")
+
+
+def test_predict_applies_bundle_normalization(spark, featurized, tmp_path):
+    """A train_keras.py bundle expects normalised features: Spark's predictions equal the local Predictor's."""
+    keras = pytest.importorskip("keras")
+    from speechlib import inference
+    from speechlib import spark as spark_mod
+
+    out, _ = featurized
+    shape = features.output_shape("logmel")
+    X_train, _, _ = spark_mod.load_parquet(out, "train")
+    stats = features.fit_normalizer(X_train)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(len(LABELS))])  # logits
+    bundle = inference.save_bundle(
+        model, tmp_path / "bundle", kind="logmel", params=features.default_params("logmel"),
+        normalization=stats, labels=LABELS,
+    )  # fmt: skip
+    assert spark_mod.bundle_normalization(tmp_path / "bundle") is not None
+    assert spark_mod.bundle_normalization(tmp_path / "tiny.keras") is None  # no sidecar: features as stored
+
+    frame = spark.read.parquet(str(out)).where("split = 'test'").coalesce(1)
+    got = spark_mod.predict(frame, tmp_path / "bundle", batch_size=8, spark=spark).toPandas().sort_values("row")
+    X_test, _, manifest = spark_mod.load_parquet(out, "test")
+    expected = np.asarray(keras.ops.softmax(model.predict(features.normalize(X_test, stats), verbose=0)), np.float32)
+    assert got["row"].tolist() == manifest["row"].tolist()
+    np.testing.assert_array_equal(got["prediction"].to_numpy(), expected.argmax(axis=1))
+    np.testing.assert_allclose(np.stack(got["probabilities"].to_numpy()), expected, atol=1e-5)
+    raw = spark_mod.predict(frame, bundle.path, batch_size=8, spark=spark, normalization=None).toPandas()
+    assert not np.allclose(np.stack(raw.sort_values("row")["probabilities"].to_numpy()), expected, atol=1e-3)
+
+
+def test_to_store_fits_normalization(featurized, tmp_path):
+    from speechlib import spark as spark_mod
+
+    out, _ = featurized
+    store = spark_mod.to_store(out, tmp_path / "store")
+    X, _, _ = spark_mod.load_parquet(out, "train")
+    np.testing.assert_allclose(store.normalization["mean"], features.fit_normalizer(X)["mean"], rtol=1e-5)

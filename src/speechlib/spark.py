@@ -14,7 +14,8 @@ Public API
 - :func:`featurize` — split folder -> Parquet features; returns a report dict.
 - :func:`load_parquet` — Parquet -> ``(X, y, manifest)``, the same arrays as the feature store.
 - :func:`to_store` — Parquet -> a :class:`speechlib.store.FeatureStore` (for train_keras.py / notebook 4).
-- :func:`predict` — label ids and probabilities of a saved Keras model, on Spark.
+- :func:`predict` — label ids and probabilities of a saved Keras model (or model bundle), on Spark.
+- :func:`bundle_normalization` — the normalisation a model bundle expects (applied by :func:`predict`).
 - :func:`main` — the command line (``python -m speechlib.spark``, ``spark-submit .../spark_job.py``).
 
 Output layout and schema
@@ -117,6 +118,10 @@ standalone cluster is ``--master spark://host:7077``.
 Distributed inference with a saved model::
 
     python -m speechlib.spark predict --features-dir OUT --model model.keras --out preds.parquet
+
+A model bundle of ``train_keras.py`` (``model.keras`` with ``model.json``
+beside it) expects normalised features: :func:`predict` reads the bundle's
+per-band mean and std and applies them on the executors before the model.
 """
 
 from __future__ import annotations
@@ -140,6 +145,7 @@ from speechlib import __version__, audio, config, features
 
 __all__ = [
     "FEATURE_SCHEMA_DDL",
+    "bundle_normalization",
     "featurize",
     "load_parquet",
     "main",
@@ -613,13 +619,15 @@ def to_store(out: str | os.PathLike, store_path: str | os.PathLike, *, overwrite
             X, y, rows=manifest["row"].to_numpy(), manifest_rows=len(manifest) + len(skipped), skipped=skipped
         )
         writer.finish(source="spark", manifest_rows=len(manifest) + len(skipped))
+    if "train" in report["by_split"] and store.num_rows("train"):
+        store.fit_normalization("train")  # as `speechlib featurize` does: train_keras.py needs the statistics
     return store
 
 
 # --- Distributed inference -------------------------------------------------------------------------------
 
 
-def make_predict_fn(model_path: str, feature_shape: tuple[int, ...]):
+def make_predict_fn(model_path: str, feature_shape: tuple[int, ...], normalization: dict | None = None):
     """A ``make_predict_fn`` for ``predict_batch_udf``: loads the Keras model once per Python worker.
 
     Parameters
@@ -629,11 +637,20 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...]):
         the executor's copy (``SparkFiles.get``) is used, else the path itself.
     feature_shape : tuple of int
         Shape of one input row, e.g. ``(101, 40)``; the flat feature arrays are reshaped to it.
+    normalization : dict, optional
+        ``mean`` and ``std`` per band (a model bundle's ``normalization``): the
+        features are normalised with :func:`speechlib.features.normalize`
+        before the model sees them, as in training. ``None``: used as stored.
     """
+    stats = None
+    if normalization is not None:
+        stats = {key: np.asarray(normalization[key], dtype=np.float32).tolist() for key in ("mean", "std")}
 
     def make():
         import keras
         from pyspark import SparkFiles
+
+        import speechlib.models  # noqa: F401  (registers the custom layers of speechlib's models)
 
         local = model_path
         try:
@@ -646,6 +663,8 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...]):
 
         def predict(inputs: np.ndarray) -> dict[str, np.ndarray]:
             x = np.asarray(inputs, dtype=np.float32).reshape(-1, *feature_shape)
+            if stats is not None:
+                x = features.normalize(x, stats)
             scores = np.asarray(model.predict(x, verbose=0, batch_size=len(x)), dtype=np.float64)
             probs = scores
             looks_like_probs = np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
@@ -659,7 +678,39 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...]):
     return make
 
 
-def predict(parquet_or_df, model_path: str | os.PathLike, *, batch_size: int = 256, spark=None, feature_shape=None):
+def bundle_normalization(model_path: str | os.PathLike) -> dict | None:
+    """The normalisation of a model bundle (``model.json`` beside ``model.keras``), or ``None``.
+
+    A model saved by ``train_keras.py`` / :func:`speechlib.inference.save_bundle`
+    expects features normalised with the train split's per-band mean and std;
+    a plain ``.keras`` file without the sidecar takes its input as stored.
+    """
+    from speechlib import inference
+
+    text = str(model_path)
+    if _has_scheme(text) and not text.startswith("file:"):
+        return None  # a model on HDFS / S3: pass normalization= explicitly
+    path = Path(_uri_path(text)) if _has_scheme(text) else Path(text)
+    if path.is_dir() or path.suffix != ".keras":
+        path = path / inference.MODEL_FILE
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    if meta.get("format") != inference.BUNDLE_FORMAT:
+        return None
+    return meta.get("normalization")
+
+
+def predict(
+    parquet_or_df,
+    model_path: str | os.PathLike,
+    *,
+    batch_size: int = 256,
+    spark=None,
+    feature_shape=None,
+    normalization: dict | str | None = "auto",
+):
     """Predict with a saved Keras model on Spark (``pyspark.ml.functions.predict_batch_udf``).
 
     Parameters
@@ -676,6 +727,11 @@ def predict(parquet_or_df, model_path: str | os.PathLike, *, batch_size: int = 2
     spark : SparkSession, optional
     feature_shape : tuple of int, optional
         Default: the ``shape`` of the first row.
+    normalization : dict, "auto" or None
+        Per-band ``mean`` and ``std`` applied to the features before the
+        model. ``"auto"`` (default): the bundle's normalisation when
+        ``model_path`` is a bundle (``model.json`` beside it, as written by
+        ``train_keras.py``), else none. ``None``: the features as stored.
 
     Returns
     -------
@@ -697,14 +753,20 @@ def predict(parquet_or_df, model_path: str | os.PathLike, *, batch_size: int = 2
         if first is None:
             raise ValueError("no rows with features to predict on")
         feature_shape = tuple(first["shape"])
+    if isinstance(normalization, str):
+        if normalization != "auto":
+            raise ValueError(f"normalization must be a dict, 'auto' or None, not {normalization!r}")
+        normalization = bundle_normalization(model_path)
     model_uri = str(model_path) if _has_scheme(str(model_path)) else str(Path(model_path).resolve())
+    if not _has_scheme(model_uri) and Path(model_uri).is_dir():
+        model_uri = str(Path(model_uri) / "model.keras")  # a bundle folder
     try:
         spark.sparkContext.addFile(model_uri)
     except Exception as exc:  # already shipped under this name (same session): the executors have it
         if "already" not in str(exc).lower() and "overwrit" not in str(exc).lower():
             raise
     udf = predict_batch_udf(
-        make_predict_fn(model_uri, tuple(int(d) for d in feature_shape)),
+        make_predict_fn(model_uri, tuple(int(d) for d in feature_shape), normalization),
         return_type=StructType(
             [StructField("prediction", IntegerType()), StructField("probabilities", ArrayType(FloatType()))]
         ),
