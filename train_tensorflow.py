@@ -1,14 +1,17 @@
 """Train the final keyword-spotting model in raw TensorFlow: tf.Module, tf.data, tf.function, GradientTape.
 
-Writes into --out (default <work dir>/models/<logrun>, logrun tf_<model>):
-checkpoints/ (for --resume), best/ (best cv epoch), saved_model/, training_log.csv,
-metrics.json (cv and test). The same model (DS-CNN, ``speechlib.models.ds_cnn``, layer for layer and
+The same model (DS-CNN, ``speechlib.models.ds_cnn``, layer for layer and
 parameter for parameter), the same data, class weights and learning-rate
 schedule as ``train_keras.py``, written without Keras' ``fit``: the model is
 a ``tf.Module`` of ``tf.Variable`` s (``speechlib.tfmodel.DSCNN``), batch norm
 keeps moving statistics for inference, one Adam step per batch in a
 ``tf.function``, TensorBoard scalars with ``tf.summary``, resumable
 ``tf.train.Checkpoint`` s and a SavedModel export with serving signatures.
+Adam is written with tf ops in speechlib.tfmodel (it follows keras.optimizers.Adam).
+
+Writes into --out (default <work dir>/models/<logrun>, logrun tf_<model>):
+checkpoints/ (for --resume), best/ (best cv epoch), saved_model/, training_log.csv,
+metrics.json (cv and test, per class); TensorBoard logs into <logdir>/<logrun>.
 
 Examples
 --------
