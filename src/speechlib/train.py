@@ -25,7 +25,9 @@ each epoch) would throw away most unknown clips in any one epoch and needs
 random access across the whole store, while the store is read chunk by chunk
 to keep memory bounded; weighting keeps the streaming reader and uses all of
 the data. The fixed cut of an ordered list that broke the original course's
-training cannot happen: every row is read every epoch, in a new order.
+training cannot happen: every row is read every epoch, in a new order, and
+the whole training split is shuffled together (up to ``SHUFFLE_BYTES``),
+because stores are written in label order.
 
 Callbacks (:func:`callbacks`)
 -----------------------------
@@ -85,6 +87,7 @@ BACKUP_DIR = "backup"  # the last epoch's state, for --resume
 LOG_FILE = "training_log.csv"  # one row per epoch
 WARMUP_EPOCHS = 1  # linear learning-rate warm-up before the cosine decay: large lr on a fresh BN net diverges
 PATIENCE = 5  # epochs without a better cv accuracy before early stopping
+SHUFFLE_BYTES = 2**30  # decoded training rows held for shuffling: the whole split up to 1 GiB (v0.01: ~0.8 GiB)
 RANDOM_SIZES = {"train": 512, "cv": 128, "test": 128}  # rows of --random_data
 
 
@@ -215,6 +218,26 @@ class _SpecAugmentBatches:
         return self.augment(X, rng=self.rng)
 
 
+def _shuffle_window(fs: Any, split: str) -> int:
+    """Chunks mixed per shuffling window: the whole split when it fits in ``SHUFFLE_BYTES``.
+
+    Stores are written in manifest order, which is sorted by label: a window
+    of a few chunks holds only two or three classes, and batches drawn from
+    it make training swing from class to class (and batch-norm statistics
+    with it). Mixing the whole split gives every batch every class.
+    """
+    X, _ = fs.open_split(split)
+    chunks = -(-X.shape[0] // X.chunks[0])
+    chunk_bytes = X.chunks[0] * int(np.prod(X.shape[1:])) * X.dtype.itemsize
+    window = int(max(1, min(chunks, SHUFFLE_BYTES // max(chunk_bytes, 1))))
+    if window < chunks:
+        print(
+            f"note: {split} of {fs.path} is larger than {SHUFFLE_BYTES / 2**30:.0f} GiB: shuffling within windows "
+            f"of {window} of its {chunks} chunks (batches hold fewer classes than a full shuffle)"
+        )
+    return window
+
+
 def load_data(
     store_path: str | Path,
     *,
@@ -263,6 +286,7 @@ def load_data(
             batch_size=batch_size,
             shuffle=True,
             seed=seed,
+            window_chunks=_shuffle_window(fs, train_name),
             normalize=True,
             transform=_SpecAugmentBatches(seed) if spec_augment else None,
         ),
