@@ -1,0 +1,107 @@
+"""Render the benchmark results in bench/results/*.json as the README's results table.
+
+Every figure in the README's "Results" section comes from a JSON file that a
+benchmark in this folder wrote; this script only formats them, so the README
+can never show a number that no command measured.
+
+Usage::
+
+    python bench/featurize.py && python bench/spark_featurize.py && python bench/train.py
+    python bench/report.py            # prints Markdown to paste into README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _machine(result: dict) -> str:
+    machine = result.get("machine", {})
+    cores = machine.get("cores") or machine.get("cpu_count")
+    load = result.get("load_average_1min", {}).get("before") or (machine.get("load_average") or [None])[0]
+    text = f"{cores} cores, {machine.get('cpu_model', '?')}"
+    return text + (f", 1-min load {load:.1f} at start" if load is not None else "")
+
+
+def featurize_rows(result: dict) -> list[str]:
+    f, b, r, s = result["featurizer"], result["baselines"], result["ratios"], result["store"]
+    t = result["targets"]
+    return [
+        f"| log-mel featurizer, {f['workers']} workers, {result['files']:,} files | {_fmt(f['files_per_s'])} files/s "
+        f"| ≥ {t['files_per_s']:,} files/s | `{result['command']}` |",
+        f"| — against the original Spark per-file loop ({_fmt(b['spark_loop']['files_per_s'])} files/s) "
+        f"| {_fmt(r['vs_spark_loop'], 2)}x | ≥ {t['speedup_vs_spark_loop']:g}x | same run |",
+        f"| — against the original course loop ({_fmt(b['course_loop']['files_per_s'])} files/s) "
+        f"| {_fmt(r['vs_course_loop'], 2)}x | – | same run |",
+        f"| peak memory of the featurizer (all processes) | {_fmt(f['peak_rss_mb'], 0)} MB "
+        f"| < {t['peak_rss_mb']:,} MB | same run |",
+        f"| feature store: compression, write, read | {s['compression_ratio']:.2f}x, "
+        f"{_fmt(s['write_mb_per_s'])} MB/s, {_fmt(s['read_mb_per_s'])} MB/s | – | same run |",
+    ]
+
+
+def spark_rows(result: dict) -> list[str]:
+    res, ratios, targets = result["results"], result["ratios"], result["targets"]
+    return [
+        f"| Spark local[2] log-mel, {result['clips']:,} clips | {_fmt(res['spark_logmel']['files_per_s'])} files/s "
+        f"| – | `{result['command']}` |",
+        f"| — against the local featurizer ({_fmt(res['local_featurizer']['files_per_s'])} files/s) "
+        f"| {_fmt(ratios['spark_logmel_vs_local_featurizer'], 2)}x "
+        f"| ≥ {targets['spark_logmel_vs_local_featurizer']:g}x | same run |",
+        f"| — against the original binaryFiles + RDD map ({_fmt(res['original_binaryfiles_rdd']['files_per_s'])} "
+        f"files/s) | {_fmt(ratios['spark_logmel_vs_original'], 2)}x | ≥ {targets['spark_logmel_vs_original']:g}x "
+        "| same run |",
+    ]
+
+
+def train_rows(result: dict) -> list[str]:
+    final, course = result["training"]["final"], result["training"]["course"]
+    inference = result.get("inference", {})
+    command = result["command"] if result["command"].startswith("python") else f"python bench/{result['command']}"
+    rows = [
+        f"| training, {final['model']} ({final['params']:,} params) | {_fmt(final['samples_per_s'])} samples/s "
+        f"| – | `{command}` |",
+        f"| — against the course's raw-waveform CNN ({course['params']:,} params, "
+        f"{_fmt(course['samples_per_s'])} samples/s) | {_fmt(result['speedup_per_sample'], 1)}x per sample "
+        f"| ≥ {result['target_speedup']:g}x | same run |",
+    ]
+    if inference.get("ms_per_clip_wav_to_label") is not None:
+        rows.append(
+            f"| inference, wav to label, batch 1, one core | {_fmt(inference['ms_per_clip_wav_to_label'], 2)} ms/clip "
+            "| – | same run |"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    print("| measure | result | target | command |")
+    print("|---|---|---|---|")
+    machines = []
+    for name, rows in (("featurize", featurize_rows), ("spark_featurize", spark_rows), ("train", train_rows)):
+        result = _load(name)
+        if result is None:
+            print(f"| {name} | not measured yet | – | `python bench/{name}.py` |")
+            continue
+        print("\n".join(rows(result)))
+        machines.append(f"{name}: {_machine(result)}")
+    print()
+    print("Machines: " + "; ".join(machines) + ".")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
