@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from speechlib import config
+from speechlib.train import DEFAULT_MODEL  # the fallback when notebook 3 has chosen no model
 
-DEFAULT_MODEL = "ds_cnn_m"  # DS-CNN (Hello Edge), 137 k parameters; notebook 3's comparison may change it
 DEFAULT_EPOCHS = 20  # with early stopping (patience 5) on cv accuracy
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 3e-3  # peak of the warm-up + cosine schedule (Adam)

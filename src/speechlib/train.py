@@ -64,6 +64,7 @@ from speechlib import config
 __all__ = [
     "BACKUP_DIR",
     "BEST_FILE",
+    "DEFAULT_MODEL",
     "LOG_FILE",
     "Data",
     "best_model",
@@ -82,6 +83,7 @@ __all__ = [
     "tensorboard_available",
 ]
 
+DEFAULT_MODEL = "ds_cnn_m"  # DS-CNN (Hello Edge), 137 k parameters: trained when notebook 3 has chosen none
 BEST_FILE = "best.keras"  # the best model on cv, written by ModelCheckpoint
 BACKUP_DIR = "backup"  # the last epoch's state, for --resume
 LOG_FILE = "training_log.csv"  # one row per epoch
