@@ -430,6 +430,28 @@ def _epoch_timer():
     return EpochTimer()
 
 
+def _csv_log(path: Path):
+    """A CSV log that appends and closes the file every epoch, so a killed run keeps every finished epoch.
+
+    (Keras' CSVLogger keeps its file open and its rows may not reach the disk before a kill.)
+    """
+    import csv
+
+    import keras
+
+    class EpochCSV(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"epoch": epoch, **{k: float(v) for k, v in sorted((logs or {}).items())}}
+            new = not path.is_file() or path.stat().st_size == 0
+            with open(path, "a", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+
+    return EpochCSV()
+
+
 def read_log(out_dir: str | Path):
     """The CSV log of a run (one row per epoch, resumed runs appended) as a DataFrame."""
     import pandas as pd
@@ -486,7 +508,7 @@ def callbacks(
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
         ),
-        keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=resume),
+        _csv_log(out_dir / LOG_FILE),
     ]
     if logdir is not None:
         if tensorboard_available():
