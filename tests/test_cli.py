@@ -110,3 +110,13 @@ def test_constants_are_consistent() -> None:
     assert set(config.COMMANDS) <= set(config.WORDS_V001)
     # 101 centred frames of 10 ms for a one-second clip
     assert 1 + config.CLIP_SAMPLES // config.HOP_LENGTH == 101
+
+
+def test_data_synth_into_a_foreign_folder_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A non-empty folder that synth did not make is refused without a traceback, and left as it was."""
+    (tmp_path / "notes.txt").write_text("mine")
+    code = cli.main(["data", "synth", "--small", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("speechlib: error:") and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

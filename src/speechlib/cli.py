@@ -100,7 +100,11 @@ def _run_data_synth(args: argparse.Namespace) -> int:
     from speechlib import datasets
 
     out = args.out or config.synthetic_dir(args.small)
-    datasets.synthesize(out, small=args.small, seed=args.seed, workers=args.workers)
+    try:
+        path = datasets.synthesize(out, small=args.small, seed=args.seed, workers=args.workers)
+    except (FileExistsError, ValueError) as err:  # a folder made with other settings, or bad sizes
+        raise UserError(str(err)) from None
+    print(f"dataset ready: {path}\ncheck it with: speechlib data check {path}")
     return 0
 
 
