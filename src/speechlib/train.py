@@ -83,7 +83,7 @@ __all__ = [
     "tensorboard_available",
 ]
 
-DEFAULT_MODEL = "ds_cnn_m"  # DS-CNN (Hello Edge), 137 k parameters: trained when notebook 3 has chosen none
+DEFAULT_MODEL = "cnn2d"  # notebook 3's choice: experiments.read_final_model(), bench/results/model_experiments.csv
 BEST_FILE = "best.keras"  # the best model on cv, written by ModelCheckpoint
 BACKUP_DIR = "backup"  # the last epoch's state, for --resume
 LOG_FILE = "training_log.csv"  # one row per epoch
