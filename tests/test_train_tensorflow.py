@@ -58,15 +58,64 @@ def _copy_keras_weights(keras_model, model: tfmodel.DSCNN) -> None:
     model.logits_bias.assign(bias)
 
 
-@pytest.mark.parametrize("name", ["ds_cnn_s", "ds_cnn_m", "ds_cnn_l"])
+def _copy_keras_cnn2d_weights(keras_model, model: tfmodel.CNN2D) -> None:
+    """Give the tf.Module the weights of ``models.cnn2d``: its two Conv2D and two Dense layers, in order."""
+    import keras
+
+    convs = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Conv2D)]
+    denses = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Dense)]
+    assert len(convs) == 2 and len(denses) == 2
+    pairs = [(model.conv_1_kernel, model.conv_1_bias), (model.conv_2_kernel, model.conv_2_bias),
+             (model.dense_kernel, model.dense_bias), (model.logits_kernel, model.logits_bias)]  # fmt: skip
+    for (kernel, bias), layer in zip(pairs, convs + denses, strict=True):
+        kernel.assign(layer.kernel.numpy())
+        bias.assign(layer.bias.numpy())
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l"])
 def test_parameter_count_equals_keras(name):
     keras_model = models.build(name)
-    model = tfmodel.DSCNN(size=name.rsplit("_", 1)[-1])
+    model = tfmodel.build(name)
     assert model.count_params(trainable_only=True) == models.count_params(keras_model, trainable_only=True)
     assert model.count_params() == models.count_params(keras_model)
     assert sorted(tuple(v.shape) for v in model.trainable_variables) == sorted(
         tuple(w.shape) for w in keras_model.trainable_weights
     )
+
+
+def test_cnn2d_is_the_final_models_size():
+    model = tfmodel.build("cnn2d")
+    assert isinstance(model, tfmodel.CNN2D)
+    assert model.count_params() == model.count_params(trainable_only=True) == 1_626_124  # no statistics
+    assert model.input_shape == models.LOGMEL_SHAPE and model.num_classes == 12
+    with pytest.raises(ValueError, match="no raw-TensorFlow version"):
+        tfmodel.build("res8")
+
+
+@pytest.mark.parametrize("input_shape", [models.LOGMEL_SHAPE, SMALL_SHAPE])  # resized down, and up
+def test_cnn2d_with_keras_weights_gives_the_keras_outputs(input_shape):
+    """Resize, valid convolutions, pooling, flatten order and dense layers all as Keras computes them."""
+    keras_model = models.build("cnn2d", input_shape=input_shape)
+    rng = np.random.default_rng(1)
+    for w in keras_model.weights:  # non-zero biases too
+        w.assign(rng.normal(0.0, 0.1, w.shape).astype(np.float32))
+    model = tfmodel.CNN2D(input_shape=input_shape)
+    _copy_keras_cnn2d_weights(keras_model, model)
+    x = rng.normal(size=(4, *input_shape)).astype(np.float32)
+    expected = keras_model(x, training=False).numpy()
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-4)
+    # dropout only in training: a training call differs, inference calls repeat exactly
+    assert not np.allclose(model(x, training=True).numpy(), expected, atol=1e-4)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), model(x, training=False).numpy())
+
+
+def test_the_script_trains_the_library_default_model():
+    from speechlib import train
+
+    script = _load_script()
+    assert script.DEFAULT_MODEL == train.DEFAULT_MODEL and script.DEFAULT_MODEL in script.MODELS
+    assert script.MODELS == tfmodel.MODELS
+    assert set(tfmodel.MODELS) <= set(models.MODELS)
 
 
 def test_same_weights_give_the_keras_model_outputs():
@@ -133,10 +182,11 @@ def test_adam_matches_keras_adam():
     np.testing.assert_allclose(mine.numpy(), np.asarray(theirs), rtol=1e-5)
 
 
-def test_saved_model_reloads_and_serves_the_same_predictions(tmp_path):
+@pytest.mark.parametrize("name", ["cnn2d", "ds_cnn_s"])
+def test_saved_model_reloads_and_serves_the_same_predictions(tmp_path, name):
     from speechlib import features
 
-    model = tfmodel.DSCNN(size="s", seed=3)  # the default (101, 40) log-mel: the waveform signature needs it
+    model = tfmodel.build(name, seed=3)  # the default (101, 40) log-mel: the waveform signature needs it
     rng = np.random.default_rng(0)
     step = tfmodel.make_train_step(model, tfmodel.Adam(model.trainable_variables))
     step(rng.normal(size=(8, 101, 40)).astype(np.float32), rng.integers(0, 12, 8).astype(np.int32))
@@ -204,10 +254,13 @@ def small_store(synthetic_small, tmp_path_factory):
 def test_script_on_a_small_store_resumes_from_its_checkpoint(small_store, tmp_path):
     script = _load_script()
     out = tmp_path / "run"
-    common = ["--path_to_data", str(small_store), "--model", "ds_cnn_s", "--batch_size", "512", "--out", str(out),
+    common = ["--path_to_data", str(small_store), "--batch_size", "512", "--out", str(out),
               "--logdir", str(tmp_path / "logs")]  # fmt: skip
-    first = script.main(script.parse_args([*common, "--epochs", "1"]))
+    first = script.main(script.parse_args([*common, "--epochs", "1"]))  # no --model: the default, cnn2d
     steps_per_epoch = first["steps"]
+    assert first["model"] == script.DEFAULT_MODEL and first["params"] == models.count_params(
+        models.build(script.DEFAULT_MODEL), trainable_only=True
+    )
     assert first["epochs_run"] == 1 and steps_per_epoch >= 1
     assert first["waveform_export_check"]["label_agreement"] == 1.0
     second = script.main(script.parse_args([*common, "--epochs", "2", "--resume"]))

@@ -1,10 +1,11 @@
-"""The final model in raw TensorFlow: DS-CNN as a ``tf.Module``, Adam, train step, SavedModel.
+"""The final model in raw TensorFlow: CNN2D and DS-CNN as ``tf.Module`` s, Adam, train step, SavedModel.
 
-The Keras model of ``speechlib.models.ds_cnn`` written out with ``tf.Variable``
-and ``tf.nn`` ops, layer for layer (same shapes, same parameter count, same
-initialisation rule), for ``train_tensorflow.py`` and for readers who want to
-see what Keras does for them. It fixes the bugs of the original course's raw
-TensorFlow script:
+The Keras models of ``speechlib.models.cnn2d`` (the final model chosen by
+notebook 3, ``speechlib.train.DEFAULT_MODEL``) and ``speechlib.models.ds_cnn``
+written out with ``tf.Variable`` and ``tf.nn`` ops, layer for layer (same
+shapes, same parameter count, same initialisation rule), for
+``train_tensorflow.py`` and for readers who want to see what Keras does for
+them. It fixes the bugs of the original course's raw TensorFlow script:
 
 - batch norm keeps moving mean/variance variables, updated with momentum in
   training (``training=True``) and used in inference (``training=False``), so
@@ -17,8 +18,9 @@ TensorFlow script:
 
 Public API
 ----------
-:class:`DSCNN`
-    The model (``model(x, training=False) -> logits``).
+:class:`CNN2D`, :class:`DSCNN`
+    The models (``model(x, training=False) -> logits``); :func:`build` makes one
+    by its ``speechlib.models`` name (:data:`MODELS`).
 :class:`BatchNorm`, :class:`Adam`
     The two stateful pieces, written with tf ops.
 :func:`make_train_step`, :func:`predict_logits`, :func:`weighted_loss`
@@ -43,6 +45,9 @@ import tensorflow as tf
 
 from speechlib.config import CLIP_SAMPLES, SEED
 from speechlib.models import DS_CNN_SIZES, LOGMEL_SHAPE
+
+#: The ``speechlib.models`` names written out here in raw TensorFlow.
+MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l")
 
 
 def glorot_uniform(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +101,117 @@ class BatchNorm(tf.Module):
         return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
 
 
-class DSCNN(tf.Module):
+class _Module(tf.Module):
+    """What both models share: a variable table and the parameter count."""
+
+    input_shape: tuple[int, int]
+    num_classes: int
+
+    def summary(self) -> str:
+        """A table of the variables (name, shape, count) and the totals, like ``keras.Model.summary``."""
+        lines = [f"{self.name}: input (batch, {self.input_shape[0]}, {self.input_shape[1]}) -> logits "
+                 f"(batch, {self.num_classes})"]  # fmt: skip
+        for v in self.variables:
+            kind = "" if v.trainable else " (statistic)"
+            lines.append(f"  {v.name:<40} {v.shape!s:<20} {int(np.prod(v.shape)):>9,}{kind}")
+        total, trainable = self.count_params(), self.count_params(trainable_only=True)
+        lines.append(f"  total {total:,} weights: {trainable:,} trainable, {total - trainable:,} batch-norm statistics")
+        return "\n".join(lines)
+
+    def count_params(self, *, trainable_only: bool = False) -> int:
+        """Number of weights (as ``speechlib.models.count_params`` counts a Keras model)."""
+        variables = self.trainable_variables if trainable_only else self.variables
+        return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+class CNN2D(_Module):
+    """The simple 2-D CNN of the TensorFlow tutorial "Simple audio recognition", in raw TensorFlow.
+
+    The layer plan of ``speechlib.models.cnn2d``: bilinear resize to 32 x 32
+    (``tf.image.resize``, no antialiasing: what ``keras.layers.Resizing``
+    calls) -> Conv2D 3x3 + bias -> ReLU -> Conv2D 3x3 + bias -> ReLU ("valid"
+    padding) -> 2x2 max pooling -> dropout -> flatten -> dense + ReLU ->
+    dropout -> dense logits. Dropout only when ``training=True``. About 1.63 M
+    parameters for 12 classes, whatever the input size.
+
+    Parameters
+    ----------
+    input_shape : (frames, bins)
+        Log-mel input without the batch axis, e.g. (101, 40).
+    num_classes : int
+    resize : (int, int) or None
+        Size the input is resized to (None: kept).
+    filters : (int, int)
+        Channels of the two convolutions.
+    dense_units : int
+    dropout : (float, float)
+        Rates after the pooling and after the hidden dense layer.
+    seed : int
+        Seed of the initial weights (Glorot uniform kernels, zero biases, as Keras).
+
+    Examples
+    --------
+    >>> model = CNN2D()  # doctest: +SKIP
+    >>> logits = model(tf.zeros([8, 101, 40]), training=False)  # (8, 12)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        input_shape: Sequence[int] = LOGMEL_SHAPE,
+        num_classes: int = 12,
+        resize: tuple[int, int] | None = (32, 32),
+        filters: tuple[int, int] = (32, 64),
+        dense_units: int = 128,
+        dropout: tuple[float, float] = (0.25, 0.5),
+        seed: int = SEED,
+        name: str | None = None,
+    ):
+        super().__init__(name=name or "cnn2d")
+        if len(input_shape) != 2:
+            raise ValueError(f"CNN2D takes (frames, bins) log-mel features; got input_shape={tuple(input_shape)}")
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.num_classes = int(num_classes)
+        self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
+        self.dropout = (float(dropout[0]), float(dropout[1]))
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        height, width = self.resize or self.input_shape
+        height, width = (height - 4) // 2, (width - 4) // 2  # two valid 3x3 convolutions, then 2x2 pooling
+        if height < 1 or width < 1:
+            raise ValueError(f"CNN2D needs an input of at least 6 x 6 after resizing; got {self.resize or input_shape}")
+        shapes = {
+            "conv_1_kernel": [3, 3, 1, filters[0]],
+            "conv_2_kernel": [3, 3, filters[0], filters[1]],
+            "dense_kernel": [height * width * filters[1], dense_units],
+            "logits_kernel": [dense_units, self.num_classes],
+        }
+        self.conv_1_kernel, self.conv_2_kernel, self.dense_kernel, self.logits_kernel = (
+            tf.Variable(glorot_uniform(shape, rng), name=key) for key, shape in shapes.items()
+        )
+        self.conv_1_bias = tf.Variable(tf.zeros([filters[0]]), name="conv_1_bias")
+        self.conv_2_bias = tf.Variable(tf.zeros([filters[1]]), name="conv_2_bias")
+        self.dense_bias = tf.Variable(tf.zeros([dense_units]), name="dense_bias")
+        self.logits_bias = tf.Variable(tf.zeros([self.num_classes]), name="logits_bias")
+
+    def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Logits, shape (batch, num_classes), float32, of log-mel ``x`` (batch, frames, bins)."""
+        x = tf.expand_dims(tf.convert_to_tensor(x, tf.float32), -1)  # NHWC, one channel
+        if self.resize is not None:
+            x = tf.image.resize(x, self.resize, method="bilinear", antialias=False)
+        x = tf.nn.relu(tf.nn.conv2d(x, self.conv_1_kernel, strides=1, padding="VALID") + self.conv_1_bias)
+        x = tf.nn.relu(tf.nn.conv2d(x, self.conv_2_kernel, strides=1, padding="VALID") + self.conv_2_bias)
+        x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+        if training and self.dropout[0]:
+            x = tf.nn.dropout(x, rate=self.dropout[0])
+        x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])  # flatten (height, width, channels), as keras Flatten
+        x = tf.nn.relu(tf.matmul(x, self.dense_kernel) + self.dense_bias)
+        if training and self.dropout[1]:
+            x = tf.nn.dropout(x, rate=self.dropout[1])
+        return tf.matmul(x, self.logits_kernel) + self.logits_bias
+
+
+class DSCNN(_Module):
     """DS-CNN (Zhang et al. 2017, "Hello Edge") in raw TensorFlow.
 
     The layer plan of ``speechlib.models.ds_cnn``: Conv2D (kt x kf, stride) +
@@ -194,21 +309,23 @@ class DSCNN(tf.Module):
         x = tf.reduce_mean(x, axis=[1, 2])  # global average pooling
         return tf.matmul(x, self.logits_kernel) + self.logits_bias
 
-    def summary(self) -> str:
-        """A table of the variables (name, shape, count) and the totals, like ``keras.Model.summary``."""
-        lines = [f"{self.name}: input (batch, {self.input_shape[0]}, {self.input_shape[1]}) -> logits "
-                 f"(batch, {self.num_classes})"]  # fmt: skip
-        for v in self.variables:
-            kind = "" if v.trainable else " (statistic)"
-            lines.append(f"  {v.name:<40} {v.shape!s:<20} {int(np.prod(v.shape)):>9,}{kind}")
-        total, trainable = self.count_params(), self.count_params(trainable_only=True)
-        lines.append(f"  total {total:,} weights: {trainable:,} trainable, {total - trainable:,} batch-norm statistics")
-        return "\n".join(lines)
 
-    def count_params(self, *, trainable_only: bool = False) -> int:
-        """Number of weights (as ``speechlib.models.count_params`` counts a Keras model)."""
-        variables = self.trainable_variables if trainable_only else self.variables
-        return int(sum(int(np.prod(v.shape)) for v in variables))
+Model = CNN2D | DSCNN
+
+
+def build(name: str, *, input_shape: Sequence[int] = LOGMEL_SHAPE, num_classes: int = 12, seed: int = SEED) -> Model:
+    """The raw-TensorFlow model registered as ``name`` in ``speechlib.models`` (one of :data:`MODELS`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not one of :data:`MODELS`.
+    """
+    if name == "cnn2d":
+        return CNN2D(input_shape=input_shape, num_classes=num_classes, seed=seed)
+    if name in MODELS:  # ds_cnn_<size>
+        return DSCNN(input_shape=input_shape, num_classes=num_classes, size=name.rsplit("_", 1)[-1], seed=seed)
+    raise ValueError(f"no raw-TensorFlow version of model {name!r}: choose one of {', '.join(MODELS)}")
 
 
 class Adam(tf.Module):
@@ -282,11 +399,11 @@ def lr_schedule(*, lr: float, steps_per_epoch: int, epochs: int):
     )
 
 
-def make_train_step(model: DSCNN, optimizer: Adam, class_weights: np.ndarray | None = None, schedule=None):
+def make_train_step(model: Model, optimizer: Adam, class_weights: np.ndarray | None = None, schedule=None):
     """A ``tf.function`` ``step(x, y) -> (loss, num_correct)`` doing one optimizer step on one batch.
 
-    The batch norms run with ``training=True`` (batch statistics; moving
-    statistics updated); the loss is :func:`weighted_loss` of the logits.
+    The model runs with ``training=True`` (dropout on; batch norms use batch
+    statistics and update their moving statistics); the loss is :func:`weighted_loss` of the logits.
     ``schedule(step) -> lr`` (e.g. :func:`lr_schedule`) sets ``optimizer.lr`` before each step.
     """
     weights = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
@@ -308,7 +425,7 @@ def make_train_step(model: DSCNN, optimizer: Adam, class_weights: np.ndarray | N
     return step
 
 
-def predict_logits(model: DSCNN, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(model: Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     """Inference-mode logits over a dataset of ``(x, y)`` batches.
 
     Returns
@@ -373,7 +490,7 @@ def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit(
-    model: DSCNN,
+    model: Model,
     data: Any,
     *,
     epochs: int,
@@ -403,7 +520,7 @@ def fit(
 
     Parameters
     ----------
-    model : DSCNN
+    model : CNN2D or DSCNN
     data : speechlib.train.Data
         From ``speechlib.train.load_data`` (with ``initial_epoch=checkpoint_epoch(out_dir)``
         when resuming) or ``speechlib.train.random_data``.
@@ -516,7 +633,7 @@ def fit(
     return rows
 
 
-def evaluate_split(model: DSCNN, data: Any, split: str) -> dict:
+def evaluate_split(model: Model, data: Any, split: str) -> dict:
     """``speechlib.evaluate.classification_metrics`` of ``model`` (inference mode) on a split of ``data``."""
     from speechlib import evaluate
 
@@ -545,7 +662,7 @@ class ServingModule(tf.Module):
         raw-waveform export).
     """
 
-    def __init__(self, model: DSCNN, *, labels: Sequence[str], feature_params: dict, normalization: dict | None):
+    def __init__(self, model: Model, *, labels: Sequence[str], feature_params: dict, normalization: dict | None):
         super().__init__(name="speechlib_tf")
         self.model = model
         bins = model.input_shape[1]
@@ -587,7 +704,7 @@ def _logmel_layer(params: dict) -> Any:
 
 
 def export_saved_model(
-    model: DSCNN, path: str | Path, *, labels: Sequence[str], feature_params: dict, normalization: dict | None
+    model: Model, path: str | Path, *, labels: Sequence[str], feature_params: dict, normalization: dict | None
 ) -> Path:
     """Save ``model`` as a SavedModel with the signatures of :class:`ServingModule`.
 
