@@ -1,9 +1,11 @@
 """Train the final keyword-spotting model in raw TensorFlow: tf.Module, tf.data, tf.function, GradientTape.
 
-The same model (DS-CNN, ``speechlib.models.ds_cnn``, layer for layer and
-parameter for parameter), the same data, class weights and learning-rate
-schedule as ``train_keras.py``, written without Keras' ``fit``: the model is
-a ``tf.Module`` of ``tf.Variable`` s (``speechlib.tfmodel.DSCNN``), batch norm
+The same model as ``train_keras.py`` (by default ``speechlib.train.DEFAULT_MODEL``,
+the CNN of notebook 3, ``speechlib.models.cnn2d``; or a DS-CNN size), layer for
+layer and parameter for parameter, the same data, class weights and
+learning-rate schedule, written without Keras' ``fit``: the model is a
+``tf.Module`` of ``tf.Variable`` s (``speechlib.tfmodel.CNN2D`` /
+``speechlib.tfmodel.DSCNN``), dropout only in training, batch norm (DS-CNN)
 keeps moving statistics for inference, one Adam step per batch in a
 ``tf.function``, TensorBoard scalars with ``tf.summary``, resumable
 ``tf.train.Checkpoint`` s and a SavedModel export with serving signatures.
@@ -39,7 +41,7 @@ Watch training (scalars loss, accuracy, learning rate)::
 Use the exported model::
 
     import tensorflow as tf
-    serving = tf.saved_model.load("data/work/synthetic/models/tf_ds_cnn_m/saved_model")
+    serving = tf.saved_model.load("data/work/synthetic/models/tf_cnn2d/saved_model")
     serving.signatures["serving_default"](features=logmel)["label"]  # log-mel (N, 101, 40)
     serving.signatures["waveform"](waveform=clips)["label"]  # raw 16 kHz audio (N, 16000)
 """
@@ -52,9 +54,9 @@ import time
 from pathlib import Path
 
 from speechlib import config
+from speechlib.train import DEFAULT_MODEL  # the final model of notebook 3, as in train_keras.py
 
-MODELS = ("ds_cnn_s", "ds_cnn_m", "ds_cnn_l")  # the DS-CNN sizes speechlib.tfmodel writes out in raw TensorFlow
-DEFAULT_MODEL = "ds_cnn_m"  # the final model of notebook 3, as in train_keras.py
+MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l")  # those speechlib.tfmodel writes out (tfmodel.MODELS)
 DEFAULT_EPOCHS = 20  # with early stopping (patience 5) on cv accuracy
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 3e-3  # peak of the warm-up + cosine schedule (Adam)
@@ -74,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="train on random inputs of the right shape (debugging; no data needed)",
     )
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS, help=f"DS-CNN size (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS, help=f"model (default {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}")
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR})")
@@ -114,8 +116,7 @@ def main(args: argparse.Namespace) -> dict:
             store, batch_size=args.batch_size, seed=args.seed, spec_augment=not args.no_spec_augment, initial_epoch=done
         )
 
-    size = args.model.rsplit("_", 1)[-1]
-    model = tfmodel.DSCNN(input_shape=data.feature_shape, num_classes=data.num_classes, size=size, seed=args.seed)
+    model = tfmodel.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes, seed=args.seed)
     print(model.summary())
     print(data.describe())
     print(f"output: {out}\nTensorBoard: tensorboard --logdir {logdir.parent}")
