@@ -2,8 +2,9 @@
 
 Measures, in one run and on the same machine:
 
-- training samples per second of the final model (Keras, ``ds_cnn_m`` by
-  default, log-mel input (101, 40)) and of the original course's final model
+- training samples per second of the final model (Keras,
+  ``speechlib.train.DEFAULT_MODEL`` by default: ``cnn2d``, the model notebook 3
+  chose; log-mel input (101, 40)) and of the original course's final model
   (``models.build("course_cnn1d")`` at full width: 28.4 M parameters on the
   raw 16 kHz waveform), each compiled with Adam and the from-logits loss,
   warmed up, then timed with ``fit`` over batches of random inputs of the
@@ -27,7 +28,7 @@ Examples
 
     python bench/train.py                     # 8 timed batches of 32 per model
     python bench/train.py --quick             # 2 timed batches: a smoke test
-    python bench/train.py --epochs 3 --batches 16 --metrics data/work/synthetic/models/ds_cnn_m/metrics.json
+    python bench/train.py --epochs 3 --batches 16 --metrics data/work/synthetic/models/cnn2d/metrics.json
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import numpy as np
 import soundfile as sf
 
 from speechlib import __version__, config
+from speechlib.train import DEFAULT_MODEL  # the final model (notebook 3's choice), as train_keras.py trains it
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "train.json"
@@ -185,7 +187,9 @@ def accuracy_of(path: str | None) -> dict | None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="ds_cnn_m", help="the final model (speechlib.models name)")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"the final model (speechlib.models name; default {DEFAULT_MODEL})"
+    )
     parser.add_argument("--batch_size", type=int, default=32, help="training batch size of both models")
     parser.add_argument("--batches", type=int, default=8, help="batches per timed pass")
     parser.add_argument("--epochs", type=int, default=1, help="timed passes over the batches (median reported)")
