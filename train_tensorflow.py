@@ -53,40 +53,15 @@ import json
 import time
 from pathlib import Path
 
-from speechlib import config
-from speechlib.train import DEFAULT_MODEL  # the final model of notebook 3, as in train_keras.py
+from speechlib import config, train
 
 MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l")  # those speechlib.tfmodel writes out (tfmodel.MODELS)
-DEFAULT_EPOCHS = 20  # with early stopping (patience 5) on cv accuracy
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_LR = 3e-3  # peak of the warm-up + cosine schedule (Adam)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line arguments: those of train_keras.py (see --help)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--path_to_data",
-        type=Path,
-        default=None,
-        help="a feature store (speechlib featurize); default: prepare the embedded dataset",
-    )
-    parser.add_argument(
-        "--random_data",
-        action="store_true",
-        help="train on random inputs of the right shape (debugging; no data needed)",
-    )
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS, help=f"model (default {DEFAULT_MODEL})")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
-    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}")
-    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR})")
-    parser.add_argument("--seed", type=int, default=config.SEED, help=f"training seed (default {config.SEED})")
-    parser.add_argument("--logdir", type=Path, default=None, help="TensorBoard folder (default <work dir>/logs)")
-    parser.add_argument("--logrun", default=None, help="name of this run (default tf_<model>)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default <work dir>/models/<logrun>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    parser.add_argument("--small", action="store_true", help="small mode: a few hundred clips (SPEECHLIB_SMALL=1)")
-    parser.add_argument("--no_spec_augment", action="store_true", help="train without SpecAugment")
+    train.add_arguments(parser, models=MODELS, logrun_default="tf_<model>")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         parser.error("--epochs and --batch_size must be at least 1 and --lr positive")

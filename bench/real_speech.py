@@ -54,7 +54,7 @@ import sys
 import time
 from pathlib import Path
 
-from speechlib import __version__, config
+from speechlib import __version__, config, train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "real_speech.json"
@@ -65,8 +65,8 @@ VARIANTS = ("real", "real+synthetic", "synthetic")
 DEFAULT_EPOCHS = 40  # real-only: ~2.4 k clips per epoch (early stopping, patience 5, on real cv)
 DEFAULT_COMBINED_EPOCHS = 15  # real+synthetic: ~10.4 k clips per epoch
 DEFAULT_SYNTHETIC_EPOCHS = 20  # only when no synthetic-only bundle exists (train_keras.py's default)
-DEFAULT_BATCH_SIZE = 64  # as train_keras.py
-DEFAULT_LR = 3e-3  # as train_keras.py: peak of the warm-up + cosine schedule
+DEFAULT_BATCH_SIZE = train.DEFAULT_BATCH_SIZE  # as train_keras.py
+DEFAULT_LR = train.DEFAULT_LR  # as train_keras.py: peak of the warm-up + cosine schedule
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,23 +40,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from speechlib import config
+from speechlib import config, split
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results" / "spark_featurize.json"
-MANIFEST_COLUMNS = [
-    "path",
-    "relpath",
-    "label",
-    "label_id",
-    "word",
-    "speaker",
-    "split",
-    "offset",
-    "num_samples",
-    "source",
-]
+MANIFEST_COLUMNS = split.MANIFEST_COLUMNS
 ORIGINAL_N_FFT = 2048  # the original Spark project's STFT
 ORIGINAL_HOP = 321
 

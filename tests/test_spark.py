@@ -21,23 +21,13 @@ pytest.importorskip("pyspark")
 sf = pytest.importorskip("soundfile")
 
 from speechlib import audio, config, features  # noqa: E402
+from speechlib import split as split_mod  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
 LABELS = config.KAGGLE12_LABELS
 WORDS = ["yes", "no", "up", "bed"]  # "bed" is an unknown word
-MANIFEST_COLUMNS = [
-    "path",
-    "relpath",
-    "label",
-    "label_id",
-    "word",
-    "speaker",
-    "split",
-    "offset",
-    "num_samples",
-    "source",
-]
+MANIFEST_COLUMNS = split_mod.MANIFEST_COLUMNS
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +112,6 @@ def _local_features(row) -> np.ndarray:
 
 def test_features_equal_local_featurizer(featurized, dataset):
     from speechlib import spark as spark_mod
-    from speechlib import split as split_mod
 
     out, report = featurized
     assert report["error"] == 0

@@ -48,6 +48,7 @@ import pandas as pd
 from speechlib import config
 from speechlib import evaluate as _evaluate
 from speechlib import models as _models
+from speechlib import train as _train
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -62,7 +63,7 @@ __all__ = [
     "save_final_model",
 ]
 
-DEFAULT_LR = 3e-3  # peak learning rate of the warm-up + cosine schedule, as train_keras.py
+DEFAULT_LR = _train.DEFAULT_LR  # peak learning rate of the warm-up + cosine schedule, as train_keras.py
 DEFAULT_BATCH_SIZE = 32  # 240 sample clips -> 8 steps per epoch
 FINAL_MODEL_FILE = "final_model.json"  # in <work dir>/experiments/
 

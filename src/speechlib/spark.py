@@ -142,6 +142,7 @@ import numpy as np
 import pandas as pd
 
 from speechlib import __version__, audio, config, features
+from speechlib import split as split_mod
 
 __all__ = [
     "FEATURE_SCHEMA_DDL",
@@ -165,18 +166,7 @@ FEATURE_SCHEMA_DDL = (
     "split string, offset long, num_samples long, source string, "
     "features array<float>, shape array<int>, status string, error string"
 )
-_MANIFEST_COLUMNS = [
-    "path",
-    "relpath",
-    "label",
-    "label_id",
-    "word",
-    "speaker",
-    "split",
-    "offset",
-    "num_samples",
-    "source",
-]
+_MANIFEST_COLUMNS = split_mod.MANIFEST_COLUMNS
 
 
 # --- The session -----------------------------------------------------------------------------
@@ -270,7 +260,6 @@ def _write_text(spark, uri: str, text: str) -> None:
 
 def _read_manifests(split_dir: str, splits: list[str] | None, spark) -> tuple[pd.DataFrame, dict, dict[str, str]]:
     """The split manifests as one table (with ``row`` = index in its manifest), split.json, and the CSV texts."""
-    from speechlib import split as split_mod
 
     if _has_scheme(split_dir) and not split_dir.startswith("file:"):
         # Manifests on HDFS / S3: read the small files through Spark.

@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "LOG_FILE",
     "Data",
+    "add_arguments",
     "best_model",
     "callbacks",
     "class_weights",
@@ -84,6 +86,56 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "cnn2d"  # notebook 3's choice: experiments.read_final_model(), bench/results/model_experiments.csv
+DEFAULT_EPOCHS = 20  # the scripts' maximum, with early stopping (patience 5) on cv accuracy
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LR = 3e-3  # peak of the warm-up + cosine schedule (Adam)
+
+
+def add_arguments(parser: Any, *, models: Sequence[str] | None = None, logrun_default: str = "the model name") -> Any:
+    """Add the training flags shared by ``train_keras.py`` and ``train_tensorflow.py`` to ``parser``.
+
+    One definition keeps the two scripts' interfaces identical.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    models : sequence of str, optional
+        The ``--model`` choices (None: any name of :data:`speechlib.models.MODELS`).
+    logrun_default : str
+        What ``--logrun`` defaults to, for the help text.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser``, with the flags added.
+    """
+    parser.add_argument(
+        "--path_to_data",
+        type=Path,
+        default=None,
+        help="a feature store (speechlib featurize); default: prepare the embedded dataset",
+    )
+    parser.add_argument(
+        "--random_data",
+        action="store_true",
+        help="train on random inputs of the right shape (debugging; no data needed)",
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, choices=models, help=f"the model to train (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR})")
+    parser.add_argument("--seed", type=int, default=config.SEED, help=f"training seed (default {config.SEED})")
+    parser.add_argument("--logdir", type=Path, default=None, help="TensorBoard folder (default <work dir>/logs)")
+    parser.add_argument("--logrun", default=None, help=f"name of this run (default {logrun_default})")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default <work dir>/models/<logrun>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--small", action="store_true", help="small mode: a few hundred clips (SPEECHLIB_SMALL=1)")
+    parser.add_argument("--no_spec_augment", action="store_true", help="train without SpecAugment")
+    return parser
+
+
 BEST_FILE = "best.keras"  # the best model on cv, written by ModelCheckpoint
 BACKUP_DIR = "backup"  # the last epoch's state, for --resume
 LOG_FILE = "training_log.csv"  # one row per epoch
