@@ -86,18 +86,63 @@ def train_rows(result: dict) -> list[str]:
     return rows
 
 
+def real_speech_rows(result: dict) -> list[str]:
+    names = {"real": "real training part only", "real+synthetic": "real + synthetic", "synthetic": "synthetic only"}
+    rows = []
+    for key, variant in result["variants"].items():
+        low, high = variant["test_accuracy_ci95"]
+        rows.append(
+            f"| real-speech check, {result['model']} trained on {names.get(key, key)}: 12-class accuracy on the real "
+            f"test part ({variant['test']['num_samples']} clips) | {variant['test_accuracy']:.3f} "
+            f"(95% CI {low:.3f}-{high:.3f}) | ≥ {result['target_accuracy']:g} | "
+            + (f"`{result['command']}`" if not rows else "same run")
+            + " |"
+        )
+    return rows
+
+
+def final_model_metrics() -> dict | None:
+    """metrics.json of the final model trained on the synthetic default (train_keras.py or notebook 4)."""
+    from speechlib import config, train
+
+    path = config.work_dir(config.synthetic_dir(small=False), small=False) / "models" / train.DEFAULT_MODEL
+    path = path / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def synthetic_test_rows(result: dict) -> list[str]:
+    test = result["test"]
+    correct = round(test["accuracy"] * test["num_samples"])
+    made_by = result.get("created_by", "train_keras.py")
+    command = "python train_keras.py" if made_by.endswith("train_keras.py") else f"`speechlib course run` ({made_by})"
+    return [
+        f"| final model {result['model']} ({result['params']:,} params), synthetic default's test split: accuracy "
+        f"| {100 * test['accuracy']:.2f}% ({correct:,}/{test['num_samples']:,}; macro F1 {test['macro_f1']:.3f}; "
+        f"{result['epochs_run']} epochs, best {result['best_epoch']}) | ≥ 95% | {command} |"
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     print("| measure | result | target | command |")
     print("|---|---|---|---|")
     machines = []
-    for name, rows in (("featurize", featurize_rows), ("spark_featurize", spark_rows), ("train", train_rows)):
-        result = _load(name)
+    benchmarks = (
+        ("featurize", featurize_rows),
+        ("spark_featurize", spark_rows),
+        ("train", train_rows),
+        ("real_speech", real_speech_rows),
+        ("synthetic_test", synthetic_test_rows),
+    )
+    for name, rows in benchmarks:
+        result = final_model_metrics() if name == "synthetic_test" else _load(name)
         if result is None:
-            print(f"| {name} | not measured yet | – | `python bench/{name}.py` |")
+            command = "python train_keras.py" if name == "synthetic_test" else f"python bench/{name}.py"
+            print(f"| {name} | not measured yet | – | `{command}` |")
             continue
         print("\n".join(rows(result)))
-        machines.append(f"{name}: {_machine(result)}")
+        if "machine" in result:
+            machines.append(f"{name}: {_machine(result)}")
     print()
     print("Machines: " + "; ".join(machines) + ".")
     return 0
