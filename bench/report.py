@@ -117,7 +117,7 @@ def synthetic_test_rows(result: dict) -> list[str]:
     command = "python train_keras.py" if made_by.endswith("train_keras.py") else f"`speechlib course run` ({made_by})"
     return [
         f"| final model {result['model']} ({result['params']:,} params), synthetic default's test split: accuracy "
-        f"| {100 * test['accuracy']:.2f}% ({correct:,}/{test['num_samples']:,}; macro F1 {test['macro_f1']:.3f}; "
+        f"| {100 * test['accuracy']:.3f}% ({correct:,}/{test['num_samples']:,}; macro F1 {test['macro_f1']:.3f}; "
         f"{result['epochs_run']} epochs, best {result['best_epoch']}) | ≥ 95% | {command} |"
     ]
 
