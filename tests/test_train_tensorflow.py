@@ -12,7 +12,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from speechlib import models, tfmodel  # noqa: E402
+from speechlib import models, tfmodel, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "train_tensorflow.py"
@@ -110,10 +110,10 @@ def test_cnn2d_with_keras_weights_gives_the_keras_outputs(input_shape):
 
 
 def test_the_script_trains_the_library_default_model():
-    from speechlib import train
 
     script = _load_script()
-    assert script.DEFAULT_MODEL == train.DEFAULT_MODEL and script.DEFAULT_MODEL in script.MODELS
+    args = script.parse_args([])
+    assert args.model == train.DEFAULT_MODEL and args.model in script.MODELS
     assert script.MODELS == tfmodel.MODELS
     assert set(tfmodel.MODELS) <= set(models.MODELS)
 
@@ -258,8 +258,8 @@ def test_script_on_a_small_store_resumes_from_its_checkpoint(small_store, tmp_pa
               "--logdir", str(tmp_path / "logs")]  # fmt: skip
     first = script.main(script.parse_args([*common, "--epochs", "1"]))  # no --model: the default, cnn2d
     steps_per_epoch = first["steps"]
-    assert first["model"] == script.DEFAULT_MODEL and first["params"] == models.count_params(
-        models.build(script.DEFAULT_MODEL), trainable_only=True
+    assert first["model"] == train.DEFAULT_MODEL and first["params"] == models.count_params(
+        models.build(train.DEFAULT_MODEL), trainable_only=True
     )
     assert first["epochs_run"] == 1 and steps_per_epoch >= 1
     assert first["waveform_export_check"]["label_agreement"] == 1.0
