@@ -265,3 +265,32 @@ def test_to_store_fits_normalization(featurized, tmp_path):
     store = spark_mod.to_store(out, tmp_path / "store")
     X, _, _ = spark_mod.load_parquet(out, "train")
     np.testing.assert_allclose(store.normalization["mean"], features.fit_normalizer(X)["mean"], rtol=1e-5)
+
+
+def test_official_test_set_layout_folders_are_read(spark, tmp_path):
+    """_unknown_ and _silence_ start with "_", which Hadoop's listing hides: their clips must still be read."""
+    import soundfile as sf
+
+    from speechlib import spark as spark_mod
+
+    root = tmp_path / "test_set"
+    rng = np.random.default_rng(0)
+    names = ["yes/0a0b0c0d_nohash_0.wav", "_unknown_/bed_0a0b0c0e_nohash_0.wav.wav", "_silence_/1.wav"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / name, rng.uniform(-0.1, 0.1, config.CLIP_SAMPLES), config.SAMPLE_RATE, subtype="PCM_16")
+    rows = [
+        [str(root / rel), rel, label, LABELS.index(label), word, "", "train", 0, 0, ""]
+        for rel, label, word in zip(names, ["yes", "unknown", "silence"], ["yes", "bed", ""], strict=True)
+    ]
+    split_dir = tmp_path / "split"
+    split_dir.mkdir()
+    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(split_dir / "train.csv", index=False)
+    info = {"task": "kaggle12", "labels": LABELS, "dataset": str(root), "noise_regions": {}}
+    (split_dir / "split.json").write_text(json.dumps(info))
+    report = spark_mod.featurize(split_dir, tmp_path / "out", spark=spark, splits=["train"], partitions=2)
+    assert report["error"] == 0 and report["ok"] == 3, report["errors"]
+    X, _, manifest = spark_mod.load_parquet(tmp_path / "out", "train")
+    assert sorted(manifest["relpath"]) == sorted(names)
+    local = [features.compute(audio.fix_length(audio.load(root / rel))) for rel in manifest["relpath"]]
+    assert np.abs(X - np.stack(local)).max() <= 1e-5

@@ -420,12 +420,20 @@ def featurize(
     manifest["_file"] = _is_file_row(manifest)
     manifest["_key"] = np.where(manifest["_file"], manifest["relpath"], None)
 
-    # Every *.wav under the root, with its path relative to the root as the join key.
+    # Every *.wav under the root, with its path relative to the root as the join key. Hadoop's file
+    # listing skips names that start with "_" or "." (as it does _SUCCESS files), so the official
+    # test-set layout's _unknown_ and _silence_ folders are named as roots of their own.
+    hidden = sorted(
+        {key.split("/", 1)[0] for key in manifest.loc[manifest["_file"], "relpath"] if "/" in key}
+        - {config.BACKGROUND_NOISE_DIR}
+    )
+    hidden = [folder for folder in hidden if folder.startswith(("_", "."))]
+    roots = [_to_uri(root)] + [_to_uri(root.rstrip("/") + "/" + folder) for folder in hidden]
     files = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .option("pathGlobFilter", "*.wav")
-        .load(_to_uri(root))
+        .load(roots)
         .select(
             F.regexp_replace(
                 F.regexp_replace(F.col("path"), r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", ""),
