@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from speechlib import models as _models
+from speechlib._json import jsonable as _jsonable
 
 
 def _as_ids(y: Sequence, labels: Sequence[str], what: str) -> np.ndarray:
@@ -136,22 +137,6 @@ def confusion_matrix(
     p = _as_ids(y_pred, labels, "y_pred")
     cm = metrics.confusion_matrix(t, p, labels=list(range(len(labels))), normalize=normalize)
     return pd.DataFrame(cm, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.DataFrame):
-        return _jsonable(value.to_dict(orient="split"))
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def save_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from speechlib import __version__, config
+from speechlib._json import jsonable as _jsonable
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -68,20 +69,6 @@ MODEL_FILE = "model.keras"  # default file name of a bundle's model inside a fol
 WAVEFORM_FILE = "model_waveform.keras"  # default file name of the raw-waveform export
 PAD_POSITION = "center"  # how clips shorter or longer than CLIP_SAMPLES are fitted, in training and inference
 AGREEMENT_TOLERANCE = 1e-3  # max |p_waveform - p_two_step| accepted by check_waveform_model
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _sidecar(model_path: Path) -> Path:

@@ -61,6 +61,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from speechlib import __version__, config
+from speechlib._json import jsonable as _jsonable
 
 STORE_FORMAT = "speechlib-feature-store"
 STORE_FORMAT_VERSION = 1
@@ -113,21 +114,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(2**20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples to JSON types for zarr attributes."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 class FeatureStore:
