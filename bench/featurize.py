@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when run)
 
 from speechlib import __version__, config
 
@@ -61,12 +62,7 @@ TARGET_PEAK_BYTES = 1.5 * 2**30
 
 def machine() -> dict:
     """Cores, CPU model, memory and library versions of this machine."""
-    model = ""
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     import librosa
     import zarr

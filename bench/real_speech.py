@@ -54,6 +54,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when run)
+
 from speechlib import __version__, config, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,12 +125,7 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
-    model = ""
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     memory = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when run)
 
 from speechlib import config, split
 
@@ -48,16 +49,6 @@ RESULTS = REPO / "bench" / "results" / "spark_featurize.json"
 MANIFEST_COLUMNS = split.MANIFEST_COLUMNS
 ORIGINAL_N_FFT = 2048  # the original Spark project's STFT
 ORIGINAL_HOP = 321
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _find_data(data: Path | None) -> Path:
@@ -205,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"spark_logmel_vs_local_featurizer": 0.7, "spark_logmel_vs_original": 3.0},
         "machine": {
             "cpu_count": os.cpu_count(),
-            "cpu_model": _cpu_model(),
+            "cpu_model": cpu_model(),
             "loadavg_at_end": list(os.getloadavg()),
             "python": platform.python_version(),
             "platform": platform.platform(),

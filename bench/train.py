@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when run)
 
 from speechlib import __version__, config
 from speechlib.train import DEFAULT_MODEL  # the final model (notebook 3's choice), as train_keras.py trains it
@@ -61,12 +62,7 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
-    model = ""
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     return {
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
