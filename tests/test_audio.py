@@ -87,22 +87,85 @@ def test_offset_window_resampled(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(None, "not found"), (b"", "decode"), (b"hello, not a wav file", "decode"), ("truncated", "")],
+    [
+        (None, "file not found"),
+        (b"", "empty file (0 bytes)"),
+        (b"hello, not a wav file", "not a RIFF/WAV file: it starts with b'hell' (looks like text)"),
+        ("truncated", "truncated: header says 32,000 bytes of audio, file has 0"),
+    ],
 )
 def test_audio_error_names_the_file(tmp_path: Path, content: bytes | str | None, problem: str) -> None:
     path = tmp_path / "bad file.wav"
     if content == "truncated":
         sf.write(path, _tone(CLIP_SAMPLES, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
-        path.write_bytes(path.read_bytes()[:40])  # header only, no samples
+        path.write_bytes(path.read_bytes()[:44])  # header only, no samples
     elif content is not None:
         path.write_bytes(content)
     with pytest.raises(audio.AudioError) as info:
         audio.load(path)
     message = str(info.value)
-    assert str(path) in message
-    assert problem in message
-    assert "speechlib data check" in message
+    assert message.startswith(f"{path}: ")
+    assert problem in message and info.value.reason in message
+    assert "remove it" in info.value.reason or "check the path" in info.value.reason  # says what to do
     assert isinstance(info.value, ValueError)
+    with pytest.raises(audio.AudioError) as again:
+        audio.inspect(path)
+    assert again.value.reason == info.value.reason  # one verdict
+
+
+def test_bad_files_same_verdict_from_inspect_load_and_bytes(tmp_path: Path) -> None:
+    """inspect(), load() and load(bytes) give the same sentence; soundfile's BytesIO repr never leaks."""
+    good = tmp_path / "good.wav"
+    sf.write(good, _tone(CLIP_SAMPLES, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    cases = {
+        "lie.wav": good.read_bytes()[:-1000],  # the data chunk claims 1000 more bytes than the file holds
+        "mp3.wav": b"ID3\x04\x00\x00" + bytes(range(256)) * 8,
+        "ogg.wav": b"OggS\x00\x02" + bytes(200),
+        "text.wav": b"this is not audio, just some text\n",
+        "riff_junk.wav": b"RIFF\x24\x00\x00\x00WAVEjunk" + bytes(40),
+    }
+    nan = np.zeros(CLIP_SAMPLES, np.float32)
+    nan[100] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, SAMPLE_RATE, subtype="FLOAT")
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    for name in [*cases, "nan.wav"]:
+        path = tmp_path / name
+        with pytest.raises(audio.AudioError) as from_inspect:
+            audio.inspect(path)
+        with pytest.raises(audio.AudioError) as from_file:
+            audio.load(path)
+        with pytest.raises(audio.AudioError) as from_bytes:
+            audio.load(path.read_bytes(), name=f"yes/{name}")
+        assert from_inspect.value.reason == from_file.value.reason == from_bytes.value.reason, name
+        assert str(from_bytes.value) == f"yes/{name}: {from_file.value.reason}"
+        assert "BytesIO" not in str(from_bytes.value) and str(tmp_path) not in from_bytes.value.reason
+    with pytest.raises(audio.AudioError, match="NaN or infinite samples"):
+        audio.inspect(tmp_path / "nan.wav")
+    with pytest.raises(audio.AudioError, match="looks like an Ogg file"):
+        audio.load(tmp_path / "ogg.wav")
+    # A file not named .wav may be any format soundfile reads.
+    flac = tmp_path / "clip.flac"
+    sf.write(flac, _tone(CLIP_SAMPLES, SAMPLE_RATE), SAMPLE_RATE, format="FLAC")
+    assert audio.inspect(flac).frames == CLIP_SAMPLES
+
+
+def test_entries_that_are_not_files(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "dir.wav").mkdir()
+    (tmp_path / "broken.wav").symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(audio.AudioError, match="a folder, not an audio file"):
+        audio.load(tmp_path / "dir.wav")
+    with pytest.raises(audio.AudioError, match=r"broken symbolic link \(its target .*gone.wav does not exist\)"):
+        audio.inspect(tmp_path / "broken.wav")
+    locked = tmp_path / "locked.wav"
+    sf.write(locked, _tone(100, SAMPLE_RATE), SAMPLE_RATE)
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(audio, "_open_binary", denied)
+    with pytest.raises(audio.AudioError, match=r"cannot read: permission denied; fix its permissions"):
+        audio.load(locked)
 
 
 def test_offset_past_end_is_an_error(tmp_path: Path) -> None:
@@ -201,7 +264,9 @@ def test_load_from_bytes_equals_load_from_file(tmp_path) -> None:
     from_file = audio.load(path)
     from_bytes = audio.load(path.read_bytes(), name="yes/stereo_44k.wav")
     np.testing.assert_array_equal(from_file, from_bytes)
-    with pytest.raises(audio.AudioError, match=r"yes/empty.wav: the file is empty"):
+    with pytest.raises(audio.AudioError, match=r"yes/empty.wav: empty file \(0 bytes\)"):
         audio.load(b"", name="yes/empty.wav")
-    with pytest.raises(audio.AudioError, match=r"yes/junk.wav: cannot decode audio"):
+    with pytest.raises(audio.AudioError, match=r"yes/junk.wav: not a RIFF/WAV file"):
         audio.load(b"not a wav file at all", name="yes/junk.wav")
+    with pytest.raises(audio.AudioError, match=r"^<audio bytes>: unreadable WAV: Format not recognised;"):
+        audio.load(b"not a wav file at all")  # no name: any format soundfile reads, and none matched
