@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from speechlib import config
+from speechlib import audio, config
 from speechlib.cli import main
 
 # The package re-exports the function `scan`, which hides the module of the same name.
@@ -116,6 +116,22 @@ BAD_INPUTS = {
         "(looks like text)",
     ),
     "yes/ffffffff_nohash_2.wav": (lambda p: write_wav(p, seconds=0.0), "error", "no audio (0 frames)"),
+    "yes/ffffffff_nohash_3.wav": (
+        lambda p: p.write_bytes(b"OggS\x00\x02" + bytes(200)),
+        "error",
+        "not a RIFF/WAV file: it starts with b'OggS' (looks like an Ogg file)",
+    ),
+    "yes/ffffffff_nohash_4.wav": (
+        lambda p: sf.write(p, np.full(800, np.nan, np.float32), config.SAMPLE_RATE, subtype="FLOAT"),
+        "error",
+        "NaN or infinite samples",
+    ),
+    "yes/ffffffff_nohash_5.wav": (lambda p: p.mkdir(), "error", "a folder, not an audio file"),
+    "yes/ffffffff_nohash_6.wav": (
+        lambda p: p.symlink_to(p.parent / "gone.wav"),
+        "error",
+        "broken symbolic link (its target ",
+    ),
     "yes/notes.txt": (
         lambda p: p.write_text("notes\n"),
         "error",
@@ -211,10 +227,10 @@ def test_permission_error_is_reported_even_as_root(tmp_path, monkeypatch):
     """The same path as a chmod 000 file, simulated so that it also runs where root reads anything."""
     root = make_dataset(tmp_path / "speech")
 
-    def denied(path, size):
+    def denied(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(scanmod, "_riff_problem", denied)
+    monkeypatch.setattr(audio, "_open_binary", denied)  # the one place every command opens an audio file
     table = scanmod.scan(root)
     clips = table[table["kind"] == "clip"]
     assert (clips["status"] == "error").all()

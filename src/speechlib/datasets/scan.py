@@ -1,9 +1,11 @@
 """Scan any Speech Commands folder into a table, and say whether it is usable.
 
 :func:`scan` walks a dataset folder and returns one row per file: where it
-is, which word and speaker it holds, its audio format read from the header
-(``soundfile.info``, never decoding the audio), and a status with a reason a
-person can act on. :func:`check` prints a summary of that table and returns
+is, which word and speaker it holds, its audio format read from the header,
+and a status with a reason a person can act on. The verdict on each file is
+:func:`speechlib.audio.inspect`'s, the one every other command gives (header
+and chunk sizes; only float files are decoded, to find NaN or infinite
+samples). :func:`check` prints a summary of that table and returns
 an exit code; :func:`detect_layout` names the folder's layout.
 
 Three layouts are recognised:
@@ -40,7 +42,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import struct
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,10 +50,9 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 from tqdm.auto import tqdm
 
-from speechlib import config
+from speechlib import audio, config
 
 COLUMNS = [
     "path",
@@ -95,21 +95,7 @@ SUBTYPE_NAMES = {
     "ULAW": "8-bit mu-law",
     "ALAW": "8-bit A-law",
 }
-# First bytes of common non-WAV files, to say what a misnamed file probably is.
-MAGIC = [
-    (b"ID3", "an MP3"),
-    (b"\xff\xfb", "an MP3"),
-    (b"\xff\xf3", "an MP3"),
-    (b"\xff\xf2", "an MP3"),
-    (b"fLaC", "a FLAC file"),
-    (b"OggS", "an Ogg file"),
-    (b"FORM", "an AIFF file"),
-    (b"\x1aE\xdf\xa3", "a WebM/Matroska file"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"7z\xbc\xaf", "a 7z archive"),
-]
-CONVERT_HINT = "convert it to 16 kHz mono 16-bit WAV or remove it"
+MAGIC, CONVERT_HINT = audio.MAGIC, audio.CONVERT_HINT  # one list of magic bytes, in speechlib.audio
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -202,8 +188,11 @@ def _subdirs(folder: Path) -> list[str]:
 def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame:
     """Read every file of a dataset folder into a table, one row per file.
 
-    Only headers are read (``soundfile.info`` and the RIFF chunk sizes, to
-    detect truncated files); audio is never decoded, and no file is modified.
+    Each file gets :func:`speechlib.audio.inspect`'s verdict: headers and RIFF
+    chunk sizes are read (to detect truncated files and header lies); only
+    float files are decoded, to find NaN or infinite samples. No file is
+    modified. A folder named like a WAV file inside a class folder, a broken
+    symbolic link or another non-regular entry is a row with an error.
 
     Parameters
     ----------
@@ -275,6 +264,10 @@ def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
         rel_dir = Path(dirpath).relative_to(folder).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         top = prefix.split("/", 1)[0]
+        if prefix:  # a folder named like a WAV file inside a class folder is an entry (an error), not a class
+            entries = [d for d in dirnames if _is_audio_name(d)]
+            dirnames[:] = [d for d in dirnames if not _is_audio_name(d)]
+            filenames = [*filenames, *entries]
         for name in filenames:
             if name.startswith("."):
                 continue
@@ -352,50 +345,29 @@ def _scan_file(path: Path, relpath: str, layout: str) -> dict:
         if len(parts) > 2:
             warnings.append(f"nested in a subfolder of {folder}/; expected {folder}/<file>.wav (labelled {folder})")
 
-    # What the file is: size, RIFF header, soundfile's view of it.
+    # What the file is: speechlib.audio's verdict, the one every command gives.
     try:
-        size = path.stat().st_size
-    except OSError as err:
-        errors.append(f"cannot read: {err.strerror or err}; check that the file exists and is readable")
-        return _finish(row, errors, warnings)
-    if size == 0:
-        errors.append("empty file (0 bytes); download it again or remove it")
-        return _finish(row, errors, warnings)
-    try:
-        problem = _riff_problem(path, size)
-    except PermissionError:
-        errors.append("cannot read: permission denied; fix its permissions (chmod a+r) or remove it")
-        return _finish(row, errors, warnings)
-    except OSError as err:
-        errors.append(f"cannot read: {err.strerror or err}; copy the file again or remove it")
-        return _finish(row, errors, warnings)
-    if problem:
-        errors.append(problem)
-        return _finish(row, errors, warnings)
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError) as err:  # soundfile.LibsndfileError is a RuntimeError
-        errors.append(f"unreadable WAV: {err}; {CONVERT_HINT}")
+        info = audio.inspect(path)
+    except audio.AudioError as err:
+        errors.append(err.reason)
         return _finish(row, errors, warnings)
     row.update(
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        frames=int(info.frames),
-        duration=float(info.frames) / info.samplerate if info.samplerate else 0.0,
-        subtype=str(info.subtype),
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        frames=info.frames,
+        duration=info.duration,
+        subtype=info.subtype,
     )
 
     # Readable: is it what the dataset's format promises?
-    if info.frames == 0:
-        errors.append("no audio (0 frames); remove it")
     if info.channels != 1:
         warnings.append(f"{info.channels} channels; speechlib mixes to mono")
-    if info.samplerate != config.SAMPLE_RATE:
-        warnings.append(f"{info.samplerate} Hz; resampled to {config.SAMPLE_RATE} Hz")
+    if info.sample_rate != config.SAMPLE_RATE:
+        warnings.append(f"{info.sample_rate} Hz; resampled to {config.SAMPLE_RATE} Hz")
     if info.subtype != config.SAMPLE_SUBTYPE:
         what = SUBTYPE_NAMES.get(info.subtype, info.subtype_info or info.subtype)
         warnings.append(f"{what} samples ({info.subtype}); converted on load, the dataset's format is 16-bit PCM")
-    if row["kind"] == "clip" and info.samplerate and info.frames > math.ceil(config.CLIP_SECONDS * info.samplerate):
+    if row["kind"] == "clip" and info.sample_rate and info.frames > math.ceil(config.CLIP_SECONDS * info.sample_rate):
         warnings.append(
             f"longer than {config.CLIP_SECONDS:g} s ({row['duration']:.2f} s); cut to {config.CLIP_SECONDS:g} s on load"
         )
@@ -406,58 +378,6 @@ def _finish(row: dict, errors: list[str], warnings: list[str]) -> dict:
     row["status"] = "error" if errors else "warn" if warnings else "ok"
     row["reason"] = " | ".join(errors + warnings)
     return row
-
-
-def _riff_problem(path: Path, size: int) -> str:
-    """Why a file is not a complete RIFF/WAVE file, from its chunk headers; ``""`` when it is.
-
-    This is a check of the chunk sizes against the file size, not a WAV reader:
-    soundfile reads the audio format. A file whose ``data`` chunk claims more
-    bytes than the file holds is truncated (soundfile would still report frames).
-    """
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
-            what = _guess_content(head + f.read(52))
-            return f"not a RIFF/WAV file: it starts with {head[:4]!r} ({what}); {CONVERT_HINT}"
-        if len(head) < 12 or head[8:12] != b"WAVE":
-            return f"not a RIFF/WAV file: a RIFF file of type {head[8:12]!r}, not WAVE; {CONVERT_HINT}"
-        if head[:4] == b"RF64":  # 64-bit sizes live in a ds64 chunk: leave those files to soundfile
-            return ""
-        endian = "<" if head[:4] == b"RIFF" else ">"
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                break
-            (chunk_size,) = struct.unpack(endian + "I", chunk[4:])
-            if chunk[:4] == b"data":
-                have = size - (pos + 8)
-                if chunk_size != 0xFFFFFFFF and chunk_size > have:  # 0xFFFFFFFF: size unknown (streamed)
-                    return (
-                        f"truncated: header says {chunk_size:,} bytes of audio, file has {have:,}; "
-                        "download or copy it again, or remove it"
-                    )
-                return ""
-            pos += 8 + chunk_size + (chunk_size & 1)
-    return (
-        f"truncated: the file ends ({size:,} bytes) before its audio data begins; "
-        "download or copy it again, or remove it"
-    )
-
-
-def _guess_content(head: bytes) -> str:
-    for magic, what in MAGIC:
-        if head.startswith(magic):
-            return f"looks like {what}"
-    if head[4:8] == b"ftyp":
-        return "looks like an MP4/M4A file"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "unknown content"
-    return "looks like text" if all(c.isprintable() or c.isspace() for c in text) else "unknown content"
 
 
 # --- check ----------------------------------------------------------------------------------------
