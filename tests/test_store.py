@@ -172,3 +172,44 @@ def test_bcolz_export_import_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(X2, X[:n])
         np.testing.assert_array_equal(y2, y[:n])
     assert isinstance(imported.manifest("cv"), pd.DataFrame)
+
+
+def _someones_files(folder: Path) -> dict[str, bytes]:
+    """A folder of someone's files (a copy of a dataset and a thesis): what must survive."""
+    files = {"thesis.tex": b"\\chapter{Results}\n", "data/yes/0a7c2a8d_nohash_0.wav": b"RIFF....WAVE"}
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return files
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_create_refuses_a_folder_that_is_not_a_store(tmp_path: Path, overwrite: bool) -> None:
+    folder = tmp_path / "thesis"
+    files = _someones_files(folder)
+    with pytest.raises(store.StoreError, match=r"thesis is a folder that is not a speechlib feature store"):
+        store.FeatureStore.create(
+            folder, kind="test", params={"p": 1}, labels=LABELS, feature_shape=SHAPE, overwrite=overwrite
+        )
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == set(files)
+    assert all((folder / name).read_bytes() == content for name, content in files.items())
+    with pytest.raises(store.StoreError, match="is a file"):
+        new_store(folder / "thesis.tex")
+
+
+def test_overwrite_removes_only_the_store(tmp_path: Path) -> None:
+    X, y = make_data(20)
+    fs = new_store(tmp_path / "fs")
+    write_split(fs, "train", X, y)
+    (tmp_path / "fs" / "notes.txt").write_text("mine\n")  # a file someone put beside the store's groups
+    fresh = store.FeatureStore.create(
+        tmp_path / "fs", kind="test", params={"p": 1}, labels=LABELS, feature_shape=SHAPE, overwrite=True
+    )
+    assert fresh.all_splits() == []
+    assert (tmp_path / "fs" / "notes.txt").read_text() == "mine\n"
+    assert store.is_store(tmp_path / "fs") and not store.is_store(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert new_store(empty).all_splits() == []  # an empty folder is fine
+    with pytest.raises(store.StoreError, match="not a speechlib feature store"):
+        store.remove_store(tmp_path)

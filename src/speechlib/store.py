@@ -107,6 +107,56 @@ def chunk_rows_for(row_shape: Sequence[int], *, itemsize: int = 4, target_bytes:
     return int(np.clip(rows, 16, 4096))
 
 
+def is_store(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding a speechlib feature store (a zarr group with its ``format``)."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        attributes = json.loads(meta.read_text(encoding="utf-8")).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return isinstance(attributes, dict) and attributes.get("format") == STORE_FORMAT
+
+
+def check_store_target(path: str | Path) -> None:
+    """Refuse a ``path`` a store must not be written into: a file, or a non-empty folder that is not a store.
+
+    A new path, an empty folder and an existing feature store are accepted.
+
+    Raises
+    ------
+    StoreError
+        The message names the folder and says what to do; nothing was changed.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path} is a file, not a feature store folder: choose a new or empty folder for --out")
+    if path.is_dir() and not is_store(path) and any(path.iterdir()):
+        raise StoreError(
+            f"{path} is a folder that is not a speechlib feature store and is not empty: nothing was written or "
+            "deleted there. Choose a new or empty folder for --out (--overwrite replaces only a feature store)"
+        )
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete a feature store: its ``zarr.json``, its split groups and ``report.json`` (nothing else).
+
+    Raises
+    ------
+    StoreError
+        ``path`` is not a feature store (nothing is deleted).
+    """
+    path = Path(path)
+    if not is_store(path):
+        raise StoreError(f"{path} is not a speechlib feature store: refusing to delete anything there")
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and (entry / "zarr.json").is_file():
+            shutil.rmtree(entry)  # a split group
+    for name in (REPORT_FILE, "zarr.json"):  # zarr.json last: an interrupted removal is still a store
+        (path / name).unlink(missing_ok=True)
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 hex digest of a file's bytes (used to tie a store to its source manifest)."""
     digest = hashlib.sha256()
@@ -179,21 +229,27 @@ class FeatureStore:
         feature_shape : sequence of int
             Shape of one row of X, e.g. ``(101, 40)``.
         overwrite : bool
-            Delete an existing store at ``path`` first.
+            Delete an existing store at ``path`` first: only what a store is made
+            of (its ``zarr.json``, split groups and ``report.json``); any other
+            file in the folder is left alone.
         **attrs
             More root attributes to record (JSON-serialisable).
 
         Raises
         ------
         StoreError
-            When a store exists at ``path`` with another kind, parameters or labels.
+            When a store exists at ``path`` with another kind, parameters or
+            labels, or ``path`` is a file or a non-empty folder that is not a
+            feature store (nothing is written or deleted then, even with
+            ``overwrite``).
         """
         path = Path(path)
         wanted = _jsonable(
             {"kind": kind, "params": dict(params), "labels": list(labels), "feature_shape": list(feature_shape)}
         )
-        if path.exists() and overwrite:
-            shutil.rmtree(path)
+        check_store_target(path)
+        if overwrite and is_store(path):
+            remove_store(path)
         if (path / "zarr.json").is_file():
             store = cls(path, mode="a")
             have = {key: store.root.attrs.get(key) for key in wanted}
@@ -204,10 +260,12 @@ class FeatureStore:
                     "choose another --out folder, or delete it (or pass overwrite=True / --overwrite) to start over"
                 )
             return store
-        path.parent.mkdir(parents=True, exist_ok=True)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.update_attributes(  # one write (attrs.update() would write once per key)
-            _jsonable(
+        path.mkdir(parents=True, exist_ok=True)
+        # create_group never deletes: it refuses a folder that already holds a zarr group.
+        zarr.create_group(
+            store=str(path),
+            zarr_format=3,
+            attributes=_jsonable(
                 {
                     "format": STORE_FORMAT,
                     "format_version": STORE_FORMAT_VERSION,
@@ -216,7 +274,7 @@ class FeatureStore:
                     "speechlib_version": __version__,
                     **attrs,
                 }
-            )
+            ),
         )
         return cls(path, mode="a")
 
