@@ -17,12 +17,20 @@ the split is written atomically, so it is either there or redone). Small
 mode (``SPEECHLIB_SMALL=1`` or ``small=True``) uses its own folders, so the
 two modes never mix.
 
+:func:`resolve` is what the training scripts' ``--path_to_data`` goes
+through: a feature store is checked and used as it is, a raw dataset folder
+(any layout :func:`speechlib.datasets.detect_layout` reads) is prepared with
+:func:`prepare`, and anything else is refused with an :class:`InputError`
+that says what the folder is and what to pass instead.
+
 Example
 -------
 >>> from speechlib import pipeline
 >>> prepared = pipeline.prepare(small=True)  # doctest: +SKIP
 >>> prepared.store  # doctest: +SKIP
 PosixPath('.../data/work/synthetic_small/features/logmel')
+>>> pipeline.resolve("~/data/speech_commands_v0.01")  # doctest: +SKIP
+PosixPath('.../data/work/speech_commands_v0.01/features/logmel')
 """
 
 from __future__ import annotations
@@ -33,7 +41,17 @@ from pathlib import Path
 
 from speechlib import config
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["TRAINING_SPLITS", "InputError", "Prepared", "check_store", "prepare", "resolve"]
+
+TRAINING_SPLITS = ("train", "cv", "test")  # the store splits a training run reads
+
+
+class InputError(ValueError):
+    """Input a person gave (a path, a flag, a run to resume) that cannot be used.
+
+    The message names the file or folder, what is wrong and what to do; the
+    training scripts print it as one line (no traceback) and exit with code 2.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,3 +177,149 @@ def prepare(
         if verbose:
             print(featurize.format_report(report))
     return Prepared(dataset=dataset_path, split_dir=split_dir, store=store, kind=kind, small=small)
+
+
+def check_store(store_path: str | os.PathLike, *, splits: tuple[str, ...] = TRAINING_SPLITS) -> Path:
+    """Check that a feature store can be trained on: ``splits`` complete and normalisation statistics fitted.
+
+    Parameters
+    ----------
+    store_path : path
+        A feature store folder (``speechlib featurize``).
+    splits : tuple of str
+        The splits that must be complete.
+
+    Returns
+    -------
+    Path
+        The store folder, resolved.
+
+    Raises
+    ------
+    InputError
+        Not a speechlib store, a split missing or unfinished (the message
+        names the ``speechlib featurize`` command that completes it), or no
+        statistics.
+    """
+    from speechlib.store import FeatureStore, IncompleteStoreError, StoreError
+
+    path = Path(store_path).expanduser().resolve()
+    try:
+        fs = FeatureStore(path)
+    except (FileNotFoundError, StoreError) as err:
+        raise InputError(str(err)) from err
+    command = fs.attrs.get("command") or f"speechlib featurize --split-dir SPLIT_DIR --out {path}"
+    present = fs.all_splits()
+    for name in splits:
+        if name in present:
+            try:
+                fs.open_split(name)
+            except IncompleteStoreError as err:  # its message names the command that resumes it
+                raise InputError(str(err)) from err
+    missing = [name for name in splits if name not in present]
+    if missing:
+        split_dir = fs.attrs.get("split_dir") or "SPLIT_DIR"
+        raise InputError(
+            f"feature store {path} has no {', '.join(missing)} split (it has {', '.join(present) or 'none'}); "
+            f"training needs {', '.join(splits)}: featurize them with `speechlib featurize --split-dir {split_dir} "
+            f"--splits {','.join(missing)} --out {path}`, or pass the dataset folder instead"
+        )
+    if fs.normalization is None:
+        raise InputError(
+            f"feature store {path} has no normalisation statistics (its train split was not finished): "
+            f"run `{command}` again to complete it"
+        )
+    return path
+
+
+def _not_a_dataset(path: Path) -> str:
+    """Why ``path`` (an existing folder) is neither a feature store nor a dataset, and what to pass instead."""
+    from speechlib.datasets.scan import UNKNOWN_LAYOUT, detect_layout
+
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    if not entries:
+        return f"{path} is an empty folder: pass a Speech Commands dataset folder or a feature store"
+    if (path / "split.json").is_file():
+        return (
+            f"{path} is a split folder (manifests, no features): featurize it with `speechlib featurize "
+            f"--split-dir {path} --out STORE` and pass STORE, or pass the dataset folder it was made from"
+        )
+    stores = sorted(p for p in path.glob("features/*") if (p / "zarr.json").is_file())
+    if stores:
+        return f"{path} is a work folder, not a dataset: pass its feature store, {stores[0]}"
+    inner = [p.name for p in sorted(entries) if p.is_dir() and detect_layout(p) != UNKNOWN_LAYOUT]
+    if inner:
+        return f"{path} holds datasets, not word folders: pass one of them ({', '.join(inner)})"
+    return (
+        f"{path} has no class folders with WAV files in them: pass a Speech Commands folder "
+        "(<folder>/<word>/<file>.wav, with _background_noise_/), the official test set "
+        "(_unknown_/, _silence_/), Kaggle's train/ or train/audio/, one folder per class, or a feature store"
+    )
+
+
+def resolve(
+    path: str | os.PathLike | None,
+    *,
+    small: bool | None = None,
+    kind: str = "logmel",
+    workers: int | None = None,
+    verbose: bool = True,
+) -> Path:
+    """The feature store to train on, from what a user passes as ``--path_to_data``.
+
+    Parameters
+    ----------
+    path : path or None
+        A feature store (used as it is, after :func:`check_store`); a raw
+        dataset folder in any layout the scanner reads (Speech Commands,
+        the official test set, Kaggle's ``train/audio``, one folder per class),
+        which is split and featurized into its work dir by :func:`prepare`
+        (each step skipped when done); or None: the default dataset
+        (``SPEECHLIB_DATA``, else the embedded synthetic one), prepared.
+    small : bool, optional
+        Small mode for a dataset that is prepared (default ``config.is_small()``).
+    kind : str
+        Feature kind of a store that is prepared.
+    workers : int, optional
+        Worker processes for preparing.
+    verbose : bool
+        Print the preparation steps.
+
+    Returns
+    -------
+    Path
+        A feature store with complete train, cv and test splits and statistics.
+
+    Raises
+    ------
+    InputError
+        ``path`` does not exist, is a file, an empty folder or no dataset; a
+        half-written store or one without cv/test; a dataset that cannot be
+        split or featurized. The message says what to do.
+    """
+    from speechlib.datasets.scan import UNKNOWN_LAYOUT, detect_layout
+    from speechlib.store import IncompleteStoreError
+
+    if path is not None:
+        given = Path(path).expanduser()
+        if not given.exists():
+            raise InputError(
+                f"{given} does not exist: pass a Speech Commands dataset folder or a feature store "
+                "(or leave --path_to_data out to use the default dataset)"
+            )
+        if not given.is_dir():
+            hint = f" (pass its folder, {given.parent})" if given.name == "zarr.json" else ""
+            raise InputError(f"{given} is a file: pass a dataset folder or a feature store folder{hint}")
+        given = given.resolve()
+        if (given / "zarr.json").is_file():
+            return check_store(given)
+        if detect_layout(given) == UNKNOWN_LAYOUT:
+            raise InputError(_not_a_dataset(given))
+    try:
+        prepared = prepare(None if path is None else given, small=small, kind=kind, workers=workers, verbose=verbose)
+    except (FileNotFoundError, NotADirectoryError, IncompleteStoreError, ValueError) as err:
+        # the dataset, split and featurize steps say which file or folder is wrong (LeakageError and
+        # StoreError are ValueErrors too)
+        where = "the default dataset" if path is None else str(given)
+        raise InputError(f"cannot prepare {where} for training: {err}") from err
+    return check_store(prepared.store)
