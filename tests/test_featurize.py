@@ -105,8 +105,8 @@ def test_corrupt_file_is_reported_and_every_other_clip_stored(tmp_path: Path) ->
     assert entry["processed"] + entry["skipped"] == entry["manifest_rows"]
     [skipped] = report["skipped"]
     assert skipped["row"] == 5 and "broken_nohash_0.wav" in skipped["path"]
-    assert "broken_nohash_0.wav" in skipped["reason"]
-    assert "broken_nohash_0.wav" in format_report(report)
+    assert skipped["reason"].startswith("truncated: the file ends (16 bytes) before its audio data begins;")
+    assert f"{skipped['path']}: {skipped['reason']}" in format_report(report)
     fs = store.FeatureStore(tmp_path / "fs")
     manifest = fs.manifest("train")
     assert len(manifest) == 25 and "yes/broken_nohash_0.wav" not in set(manifest["relpath"])
@@ -189,3 +189,19 @@ def test_cli_featurize_prints_the_report(split_dir: Path, tmp_path: Path, capsys
     assert "cv" in out and "6 processed" in out
     assert store.FeatureStore(split_dir.parent / "features" / "logmel").splits() == ["cv"]
     assert cli.main(["featurize", "--split-dir", str(tmp_path / "missing"), "--no-progress"]) == 2
+
+
+def test_out_folder_of_someones_files_survives(split_dir: Path, tmp_path: Path) -> None:
+    """`featurize --out` (with or without --overwrite) on a folder that is not a store: exit 2, nothing deleted."""
+    from speechlib.cli import main
+
+    thesis = tmp_path / "thesis"
+    (thesis / "chapters").mkdir(parents=True)
+    (thesis / "chapters" / "results.tex").write_text("\\chapter{Results}\n")
+    (thesis / "main.pdf").write_bytes(b"%PDF-1.5")
+    before = sorted(p.relative_to(thesis).as_posix() for p in thesis.rglob("*"))
+    for extra in ([], ["--overwrite"]):
+        code = main(["featurize", "--split-dir", str(split_dir), "--out", str(thesis), "--workers", "1", *extra])
+        assert code == 2
+        assert sorted(p.relative_to(thesis).as_posix() for p in thesis.rglob("*")) == before
+    assert (thesis / "chapters" / "results.tex").read_text() == "\\chapter{Results}\n"

@@ -134,8 +134,8 @@ def _featurize_chunk(task: tuple[str, int, list[dict], int]) -> dict:
         index = start + i
         try:
             waveform = audio.load_row(record)
-        except (ValueError, OSError) as err:  # audio.AudioError is a ValueError; the message names the file
-            skipped.append({"row": index, "path": record.get("path") or record.get("relpath", ""), "reason": str(err)})
+        except audio.AudioError as err:  # the verdict of speechlib.audio: the sentence `data check` prints too
+            skipped.append({"row": index, "path": record.get("path") or record.get("relpath", ""), "reason": err.reason})
             continue
         waveform = audio.fix_length(waveform)
         for k in range(copies + 1):
@@ -254,7 +254,8 @@ def featurize(
     seed : int
         Seed of the augmentation.
     overwrite : bool
-        Delete an existing store at ``out`` first instead of resuming it.
+        Delete an existing store at ``out`` first instead of resuming it (only
+        a feature store: a folder of other files is refused, with or without it).
 
     Returns
     -------
@@ -268,7 +269,8 @@ def featurize(
     FileNotFoundError
         ``split_dir`` lacks ``split.json`` or a requested manifest.
     speechlib.store.StoreError
-        ``out`` holds a store made with other settings or from other manifests.
+        ``out`` holds a store made with other settings or from other manifests,
+        or is a file or a non-empty folder that is not a feature store.
     """
     from tqdm.auto import tqdm
 
@@ -441,7 +443,7 @@ def format_report(report: dict, *, max_skipped: int = 20) -> str:
     skipped = report["skipped"]
     if skipped:
         lines.append(f"skipped files ({len(skipped)}):")
-        lines += [f"  {s['split']} row {s['row']}: {s['reason']}" for s in skipped[:max_skipped]]
+        lines += [f"  {s['split']} row {s['row']}, {s['path']}: {s['reason']}" for s in skipped[:max_skipped]]
         if len(skipped) > max_skipped:
             lines.append(f"  ... and {len(skipped) - max_skipped} more: see {Path(report['store']) / REPORT_FILE}")
     lines.append(f"normalisation statistics fitted on: {report['normalization_fit_on'] or 'none (no train split)'}")
