@@ -120,3 +120,26 @@ def test_data_synth_into_a_foreign_folder_is_a_clear_error(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert err.startswith("speechlib: error:") and "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_no_traceback_ever_reaches_the_user(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    """Bad input: one line, exit 2. An unexpected error: one line, exit 3 (SPEECHLIB_DEBUG=1 re-raises)."""
+    code = cli.main(["predict", "--model", str(tmp_path / "missing.keras"), str(tmp_path / "a.wav")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "missing.keras: no model file here" in err
+    report = tmp_path / "thesis.csv"
+    report.write_text("my,own\n1,2\n")
+    assert cli.main(["data", "check", str(tmp_path), "--report", str(report)]) == 2
+    assert report.read_text() == "my,own\n1,2\n" and "not a scan table" in capsys.readouterr().err
+
+    def bug(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(cli, "_run_data_check", bug)
+    assert cli.main(["data", "check", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("speechlib: internal error: TypeError: unsupported operand") and "Traceback" not in err
+    monkeypatch.setenv("SPEECHLIB_DEBUG", "1")
+    with pytest.raises(TypeError):
+        cli.main(["data", "check", str(tmp_path)])

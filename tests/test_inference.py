@@ -132,7 +132,7 @@ def test_predict_reports_the_corrupt_file_and_prints_the_rest(bundle_path, folde
     out, err = capsys.readouterr()
     assert code == 1
     assert str(good) in out and len(out.strip().splitlines()) == 1 and out.count(",") == 1
-    assert str(bad) in err and "error" in err
+    assert f"{bad}: error: truncated: the file ends (16 bytes) before its audio data begins;" in err
 
 
 def test_evaluate_writes_metrics_and_skips_the_corrupt_file(bundle_path, folder, tmp_path, capsys):
@@ -171,3 +171,41 @@ def test_load_bundle_without_sidecar_says_what_to_do(tmp_path, bundle_path):
     shutil.copy(bundle_path, tmp_path / "model.keras")
     with pytest.raises(FileNotFoundError, match="save_bundle"):
         inference.load_bundle(tmp_path / "model.keras")
+
+
+def test_submit_accounts_for_every_wav_entry(bundle_path, tmp_path, capsys):
+    """A broken symlink and a folder named x.wav get a row and a listed reason; the counts agree."""
+    import pandas as pd
+
+    data = tmp_path / "audio"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        sf.write(data / f"clip_{i}.wav", _clip(rng), config.SAMPLE_RATE, subtype="PCM_16")
+    (data / "gone.wav").symlink_to(data / "nowhere.wav")
+    (data / "x.wav").mkdir()
+    (data / "empty.wav").write_bytes(b"")
+    out = tmp_path / "sub.csv"
+    code = cli.main(["submit", "--model", str(bundle_path), "--data", str(data), "--out", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 0
+    table = pd.read_csv(out)
+    listed = [line for line in err.splitlines() if line.startswith("unreadable")]
+    assert len(table) == 6 == 3 + len(listed)
+    assert sorted(table["fname"]) == ["clip_0.wav", "clip_1.wav", "clip_2.wav", "empty.wav", "gone.wav", "x.wav"]
+    assert any("gone.wav: broken symbolic link" in line for line in listed)
+    assert any("x.wav: a folder, not an audio file" in line for line in listed)
+    assert any("empty.wav: empty file (0 bytes)" in line for line in listed)
+    assert "6 rows written" in printed and "3 predicted, 3 unreadable" in printed
+
+
+def test_submit_and_evaluate_refuse_to_replace_someones_files(bundle_path, folder, tmp_path):
+    thesis = tmp_path / "thesis.csv"
+    thesis.write_text("chapter,page\n1,3\n")
+    assert cli.main(["submit", "--model", str(bundle_path), "--data", str(folder), "--out", str(thesis)]) == 2
+    assert thesis.read_text() == "chapter,page\n1,3\n"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "draft.md").write_text("mine\n")
+    assert cli.main(["evaluate", "--model", str(bundle_path), "--data", str(folder), "--out", str(notes)]) == 2
+    assert sorted(p.name for p in notes.iterdir()) == ["draft.md"]

@@ -265,7 +265,11 @@ def _add_featurize(sub: argparse._SubParsersAction) -> None:
     featurize.add_argument(
         "--out", type=Path, default=None, help="the store folder (default: <split-dir>/../features/<kind>)"
     )
-    featurize.add_argument("--overwrite", action="store_true", help="delete an existing store at --out first")
+    featurize.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an existing feature store at --out first (only a store: any other folder is refused)",
+    )
     featurize.add_argument("--no-progress", action="store_true", help="no progress bar")
     featurize.set_defaults(func=_run_featurize)
 
@@ -309,7 +313,11 @@ def _add_spark_featurize(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--split-dir", required=True, help="folder of `speechlib split` (train.csv, ..., split.json)")
-    parser.add_argument("--out", required=True, help="output folder or URI (replaced only on success)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder or URI: new, empty, or an earlier output (replaced only on success)",
+    )
     parser.add_argument("--master", default=None, help="Spark master: local[*] (default), spark://host:7077, yarn")
     parser.add_argument("--features", default="logmel", help="feature kind: logmel (default), mfcc, stft, ...")
     parser.add_argument("--preset", default=None, help="named parameter set of the kind (e.g. spark for stft)")
@@ -341,7 +349,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             "(Speech Commands, the official test-set layout, or one folder per class). Words map to the model's "
             "labels: commands to themselves, other words and _unknown_ to unknown, _silence_ to silence. "
             "Unreadable files are reported and skipped. Writes metrics.json, predictions.csv and "
-            "confusion_matrix.png."
+            "confusion_matrix.png into --out, which must be new, empty or an earlier evaluation's folder."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) from train_keras.py")
@@ -398,7 +406,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"{result['path']}: " + ", ".join(f"{label} {p:.3f}" for label, p in result["top"]))
         else:
             failed += 1
-            print(f"{result['path']}: error: {result['error']}", file=sys.stderr)
+            print(f"{result['path']}: error: {result['reason']}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(results)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
@@ -411,7 +419,9 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
         description=(
             "Predict every .wav under --data, streaming in batches with a progress bar (memory does not "
             "grow with the number of files), and write fname,label rows. Kaggle needs one row per file: an "
-            "unreadable file is listed on stderr and gets the label 'silence' (it holds no word)."
+            "unreadable entry (an empty or broken file, a broken link, a folder named x.wav) is listed on stderr "
+            "with its reason and gets the label 'silence' (it holds no word). An existing --out is replaced only "
+            "when it is a submission (first line fname,label)."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) from train_keras.py")
@@ -432,7 +442,11 @@ def _run_submit(args: argparse.Namespace) -> int:
             f"unreadable, labelled {inference.SUBMISSION_FALLBACK}: {entry['fname']}: {entry['reason']}",
             file=sys.stderr,
         )
-    print(f"{report['rows']} rows written to {report['out']} ({len(report['failed'])} unreadable files)")
+    print(
+        f"{report['rows']} rows written to {report['out']} for {report['entries']} .wav entries: "
+        f"{report['predicted']} predicted, {len(report['failed'])} unreadable (labelled "
+        f"{inference.SUBMISSION_FALLBACK}, listed on stderr)"
+    )
     return 0
 
 
@@ -464,14 +478,28 @@ _SUBCOMMANDS = [
 ]
 
 
+def _is_known(err: BaseException) -> bool:
+    """An error with a message a person can act on: bad input, a file or folder problem, or speechlib's own."""
+    return isinstance(err, UserError | OSError | ValueError) or type(err).__module__.startswith("speechlib")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text if "\n" not in text or type(err).__name__ == "NotebookError" else " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``speechlib`` and ``python -m speechlib``; returns the exit code."""
+    """Entry point of ``speechlib`` and ``python -m speechlib``; returns the exit code.
+
+    Exit codes: 0 success; 1 a result that is not a success (``data check`` on
+    an unusable folder, ``predict`` with unreadable files); 2 bad input (a
+    file, folder or flag: one line naming it and what to do, never a
+    traceback); 3 an internal error (one line; ``SPEECHLIB_DEBUG=1`` shows the
+    traceback); 130 interrupted.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"speechlib: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("speechlib: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
@@ -479,6 +507,21 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of our output went away (``speechlib data check DIR | head``): stop quietly.
         sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit: give it somewhere to go
         return 141
+    except ImportError as err:  # an optional dependency (pyspark, tensorflow, ...) is missing
+        print(f"speechlib: error: {err}; install the project's requirements: pip install -r req.txt", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if os.environ.get("SPEECHLIB_DEBUG"):
+            raise
+        if _is_known(err):
+            print(f"speechlib: error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        print(
+            f"speechlib: internal error: {type(err).__name__}: {_one_line(err)}; this is a bug in speechlib, "
+            "please report it with the command you ran (SPEECHLIB_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

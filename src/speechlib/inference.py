@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -291,7 +292,9 @@ class Predictor:
         list of dict, one per path in order
             ``path`` (str), ``ok`` (bool), ``label`` (str, "" on error),
             ``probability`` (float), ``top`` (list of (label, probability)),
-            ``error`` (str, "" when ok: the reason, naming the file).
+            ``error`` (str, "" when ok: ``"<path>: <reason>"``), ``reason`` (str,
+            "" when ok: the sentence of :func:`speechlib.audio.inspect`, the
+            same that ``speechlib data check`` gives for that file).
         """
         from speechlib import audio
 
@@ -302,11 +305,12 @@ class Predictor:
             waveforms, good, entries = [], [], []
             for path in chunk:
                 entry = {"path": path, "ok": False, "label": "", "probability": 0.0, "top": [], "error": ""}
+                entry["reason"] = ""
                 try:
                     waveforms.append(audio.load(path, sample_rate=self.bundle.meta["sample_rate"]))
                     good.append(entry)
-                except (audio.AudioError, OSError, ValueError) as err:
-                    entry["error"] = str(err)
+                except audio.AudioError as err:  # every problem of a file: the same verdict as `data check`
+                    entry.update(error=str(err), reason=err.reason)
                 entries.append(entry)
             proba = self.predict_waveforms(waveforms)
             for entry, p in zip(good, proba, strict=True):
@@ -492,6 +496,55 @@ def _predict_paths(predictor: Predictor, paths: Sequence[str], *, top_k: int, pr
             bar.update(len(chunk))
 
 
+EVALUATE_FILES = ("metrics.json", "predictions.csv", "confusion_matrix.png")  # what evaluate_folder writes
+SUBMISSION_HEADER = ("fname", "label")
+
+
+def _check_evaluate_out(out_dir: Path) -> None:
+    """Refuse an evaluation folder that holds anything but an earlier evaluation's files."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file: pass a new or empty folder as --out for the evaluation")
+    if out_dir.is_dir():
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in EVALUATE_FILES)
+        if others:
+            raise FileExistsError(
+                f"{out_dir} holds files that `speechlib evaluate` did not write ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): nothing was written; pass a new or empty folder as --out"
+            )
+
+
+def wav_entries(data: Path) -> list[Path]:
+    """Every entry under ``data`` whose name ends in ``.wav``, sorted.
+
+    Files, symbolic links (broken ones too), and folders or other non-regular
+    entries so named (not descended into): each is a file the user expects a
+    verdict on. Hidden names (``.*``) are skipped.
+    """
+    found = []
+    for dirpath, dirnames, filenames in os.walk(data):
+        named = [d for d in dirnames if d.lower().endswith(config.AUDIO_SUFFIXES)]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in named)
+        found += [Path(dirpath, n) for n in [*filenames, *named] if n.lower().endswith(config.AUDIO_SUFFIXES)]
+    return sorted(p for p in found if not p.name.startswith("."))
+
+
+def _check_submission_out(out: Path) -> None:
+    """Refuse to replace anything but an earlier submission (a CSV whose header is ``fname,label``)."""
+    if out.is_dir():
+        raise FileExistsError(f"{out} is a folder: pass a file name for the submission, e.g. --out submission.csv")
+    if out.exists() or out.is_symlink():
+        try:
+            with open(out, encoding="utf-8", newline="") as f:
+                header = f.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            header = ""
+        if header != ",".join(SUBMISSION_HEADER):
+            raise FileExistsError(
+                f"{out} exists and is not a submission (its first line is not {','.join(SUBMISSION_HEADER)}): "
+                "nothing was written; pass another --out"
+            )
+
+
 def evaluate_folder(
     model_path: str | Path, data: str | Path, out_dir: str | Path | None = None, *, progress: bool = True
 ) -> dict:
@@ -503,7 +556,8 @@ def evaluate_folder(
     and files that fail to load, are reported and skipped; background-noise
     recordings are not clips and are left out.
 
-    Writes into ``out_dir`` (default ``<model folder>/evaluate_<data folder name>``):
+    Writes into ``out_dir`` (default ``<model folder>/evaluate_<data folder name>``),
+    which must be new, empty, or hold only these files from an earlier run:
     ``metrics.json`` (``speechlib.evaluate.classification_metrics`` plus
     ``skipped`` files with reasons, ``model``, ``data``), ``predictions.csv``
     (path, label, predicted, probability) and ``confusion_matrix.png``.
@@ -512,6 +566,11 @@ def evaluate_folder(
     -------
     dict
         The metrics written to ``metrics.json``, with ``out_dir`` added.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` is a file, or a folder holding other files (nothing is written).
     """
     import pandas as pd
 
@@ -520,8 +579,9 @@ def evaluate_folder(
     predictor = Predictor.load(model_path)
     labels = predictor.labels
     data = Path(data)
-    table = datasets.scan(data)
     out_dir = Path(out_dir) if out_dir is not None else predictor.bundle.path.parent / f"evaluate_{data.resolve().name}"
+    _check_evaluate_out(out_dir)
+    table = datasets.scan(data)
     skipped = [
         {"path": r.path, "reason": r.reason} for r in table.itertuples() if r.status == "error" and r.kind != "other"
     ]
@@ -577,37 +637,66 @@ def write_submission(
     (Kaggle's test set has 158,538). ``fname`` is the path relative to
     ``data`` (the bare file name for Kaggle's flat ``test/audio`` folder).
 
-    Kaggle scores one row per file, so a file that cannot be read still gets
-    a row: ``fallback`` (``silence``: an unreadable or empty file holds no
-    word, and silence is the label that claims none). Such files are listed
-    in the returned report.
+    Kaggle scores one row per file, so every ``.wav`` entry (:func:`wav_entries`:
+    broken symbolic links and folders named like a WAV file included) gets a
+    row: its prediction, or ``fallback`` (``silence``: an unreadable or empty
+    file holds no word, and silence is the label that claims none) for an
+    entry that cannot be read. Those are listed in the report with the sentence
+    of :func:`speechlib.audio.inspect`. ``out`` is written beside itself and
+    renamed into place; it may replace only an earlier submission.
 
     Returns
     -------
     dict
-        ``rows`` (int), ``failed`` (list of {"fname", "reason"}), ``out`` (str).
+        ``entries`` (int, ``.wav`` entries found), ``rows`` (int, rows written:
+        one per entry), ``predicted`` (int), ``failed`` (list of {"fname",
+        "reason"}), ``out`` (str). ``predicted + len(failed) == rows == entries``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data`` is not a folder, or holds no ``.wav`` entry.
+    FileExistsError
+        ``out`` is a folder, or a file that is not a submission.
     """
     import csv
+    import tempfile
 
-    predictor = Predictor.load(model_path)
-    if fallback not in predictor.labels:
-        raise ValueError(f"fallback label {fallback!r} is not a label of the model {predictor.labels}")
     data = Path(data)
     if not data.is_dir():
         raise FileNotFoundError(f"{data} is not a folder: pass the folder of test clips (e.g. test/audio)")
-    paths = sorted(str(p) for p in data.rglob("*") if p.suffix.lower() in config.AUDIO_SUFFIXES and p.is_file())
-    if not paths:
-        raise FileNotFoundError(f"{data}: no .wav files found")
     out = Path(out)
+    _check_submission_out(out)
+    predictor = Predictor.load(model_path)
+    if fallback not in predictor.labels:
+        raise ValueError(f"fallback label {fallback!r} is not a label of the model {predictor.labels}")
+    paths = [str(p) for p in wav_entries(data)]
+    if not paths:
+        raise FileNotFoundError(f"{data}: no .wav files found; pass the folder of test clips (e.g. test/audio)")
     out.parent.mkdir(parents=True, exist_ok=True)
     failed, rows = [], 0
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["fname", "label"])
-        for result in _predict_paths(predictor, paths, top_k=1, progress=progress, desc="submission"):
-            fname = Path(result["path"]).relative_to(data).as_posix()
-            if not result["ok"]:
-                failed.append({"fname": fname, "reason": result["error"]})
-            writer.writerow([fname, result["label"] if result["ok"] else fallback])
-            rows += 1
-    return {"rows": rows, "failed": failed, "out": str(out)}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(SUBMISSION_HEADER)
+            for result in _predict_paths(predictor, paths, top_k=1, progress=progress, desc="submission"):
+                fname = Path(result["path"]).relative_to(data).as_posix()
+                if not result["ok"]:
+                    failed.append({"fname": fname, "reason": result["reason"]})
+                writer.writerow([fname, result["label"] if result["ok"] else fallback])
+                rows += 1
+        tmp.chmod(0o666 & ~_umask())
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"entries": len(paths), "rows": rows, "predicted": rows - len(failed), "failed": failed, "out": str(out)}
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

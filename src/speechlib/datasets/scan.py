@@ -409,7 +409,8 @@ def check(
     strict : bool
         Also fail when any file has a warning or an error.
     report : path-like, optional
-        Write the full scan table (:func:`scan`) to this CSV file.
+        Write the full scan table (:func:`scan`) to this CSV file; an existing
+        file is replaced only when it is such a table (else ``FileExistsError``).
     file : text stream, optional
         Where to print (default: standard output).
 
@@ -421,6 +422,8 @@ def check(
         file with a problem. 1 otherwise.
     """
     out = file or sys.stdout
+    if report is not None:
+        _check_report_target(Path(report))
     table = scan(root)
     layout = detect_layout(table.attrs["root"])
 
@@ -516,6 +519,23 @@ def check(
         usable, why = False, f"--strict and {len(problems):,} files have problems"
     say(f"usable: {'yes' if usable else 'no'} ({why})")
     return 0 if usable else 1
+
+
+def _check_report_target(report: Path) -> None:
+    """Refuse to replace a file that is not an earlier scan table (whose header is ``COLUMNS``)."""
+    if report.is_dir():
+        raise FileExistsError(f"{report} is a folder: pass a file name for the report, e.g. --report scan.csv")
+    if report.exists():
+        try:
+            with open(report, encoding="utf-8") as f:
+                header = f.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            header = ""
+        if header != ",".join(COLUMNS):
+            raise FileExistsError(
+                f"{report} exists and is not a scan table of `speechlib data check`: nothing was written; "
+                "pass another --report file"
+            )
 
 
 def _usable(layout: str, good: pd.DataFrame, n_files: int) -> tuple[bool, str]:
