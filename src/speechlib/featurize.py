@@ -135,7 +135,8 @@ def _featurize_chunk(task: tuple[str, int, list[dict], int]) -> dict:
         try:
             waveform = audio.load_row(record)
         except audio.AudioError as err:  # the verdict of speechlib.audio: the sentence `data check` prints too
-            skipped.append({"row": index, "path": record.get("path") or record.get("relpath", ""), "reason": err.reason})
+            path = record.get("path") or record.get("relpath", "")
+            skipped.append({"row": index, "path": path, "reason": err.reason})
             continue
         waveform = audio.fix_length(waveform)
         for k in range(copies + 1):
