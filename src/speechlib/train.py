@@ -9,7 +9,9 @@ Data
     right shape (``--random_data``: debug a model or a script without data).
 Training
     :func:`set_seed` (the one place seeds are set), :func:`compile_model`,
-    :func:`callbacks`, :func:`fit`, :func:`read_log`.
+    :func:`callbacks`, :func:`fit`, :func:`read_log`; :func:`save_backup`,
+    :func:`load_backup`, :func:`resume_epoch` (exact resume); :func:`run_script`
+    (the scripts' exit codes).
 Evaluation
     :func:`predict_split`, :func:`evaluate_split` (``speechlib.evaluate`` metrics).
 
@@ -34,10 +36,23 @@ Callbacks (:func:`callbacks`)
 Early stopping on cv accuracy (best weights restored), a cosine learning-rate
 decay with a short warm-up (a function of the optimizer's step count, so a
 resumed run continues on the same curve), a checkpoint of the best model on
-cv (``best.keras``), a backup of the last epoch for ``--resume``
-(``backup/``, Keras' ``BackupAndRestore``: weights, optimizer state, epoch),
-TensorBoard logs in ``logdir/logrun`` and a CSV log (``training_log.csv``,
-one row per epoch with the seconds it took).
+cv (``best.keras``), TensorBoard logs in ``logdir/logrun``, a CSV log
+(``training_log.csv``, one row per epoch with the seconds it took), and a
+backup of the whole training state after every epoch for ``--resume``
+(``backup/state.npz``, :func:`save_backup`).
+
+Exact resume
+------------
+A run killed at any moment (even ``kill -9`` in the middle of an epoch or of
+a write) and resumed with ``resume=True`` ends with the weights and metrics
+of the run that was never stopped: the backup holds every variable of the
+model (dropout's seed-generator states included) and of the optimizer (step
+count, so the schedule, and moments), the early-stopping and checkpoint
+state and the CSV log's rows; the data of epoch ``e`` depends only on the
+seed and ``e`` (``load_data(initial_epoch=...)``). Every file is written to a
+temporary name and renamed (:func:`_atomic_write`), so a kill leaves the
+previous epoch's backup whole; an unreadable one is a :class:`ResumeError`
+that names the file and how to start over.
 
 Example
 -------
@@ -52,8 +67,13 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import random
 import shutil
+import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,13 +81,17 @@ from typing import Any
 import numpy as np
 
 from speechlib import config
+from speechlib.pipeline import InputError
 
 __all__ = [
     "BACKUP_DIR",
+    "BACKUP_FILE",
     "BEST_FILE",
     "DEFAULT_MODEL",
     "LOG_FILE",
+    "Backup",
     "Data",
+    "ResumeError",
     "add_arguments",
     "best_model",
     "callbacks",
@@ -76,11 +100,15 @@ __all__ = [
     "default_out",
     "evaluate_split",
     "fit",
+    "load_backup",
     "load_data",
     "predict_split",
     "random_data",
     "read_log",
+    "resume_epoch",
+    "run_script",
     "sample_waveforms",
+    "save_backup",
     "set_seed",
     "tensorboard_available",
 ]
@@ -109,35 +137,71 @@ def add_arguments(parser: Any, *, models: Sequence[str] | None = None, logrun_de
     argparse.ArgumentParser
         ``parser``, with the flags added.
     """
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--path_to_data",
         type=Path,
         default=None,
-        help="a feature store (speechlib featurize); default: prepare the embedded dataset",
+        help="a dataset folder (Speech Commands, the official test set, Kaggle's train/audio or one folder per class; "
+        "split and featurized into its work dir on the first run) or a feature store (speechlib featurize); "
+        "default: the embedded dataset (or SPEECHLIB_DATA)",
     )
-    parser.add_argument(
+    source.add_argument(
         "--random_data",
         action="store_true",
         help="train on random inputs of the right shape (debugging; no data needed)",
     )
+    if models is None:
+        from speechlib.models import INPUT_KIND
+
+        models = [name for name in INPUT_KIND if INPUT_KIND[name] == "logmel" and name not in SCIKIT_LEARN_MODELS]
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, choices=models, help=f"the model to train (default {DEFAULT_MODEL})"
     )
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
-    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}")
-    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR})")
+    parser.add_argument(
+        "--epochs", type=_positive(int), default=DEFAULT_EPOCHS, help=f"maximum epochs (default {DEFAULT_EPOCHS})"
+    )
+    parser.add_argument(
+        "--batch_size", type=_positive(int), default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}"
+    )
+    parser.add_argument(
+        "--lr", type=_positive(float), default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR})"
+    )
     parser.add_argument("--seed", type=int, default=config.SEED, help=f"training seed (default {config.SEED})")
     parser.add_argument("--logdir", type=Path, default=None, help="TensorBoard folder (default <work dir>/logs)")
     parser.add_argument("--logrun", default=None, help=f"name of this run (default {logrun_default})")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <work dir>/models/<logrun>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last epoch's backup in --out: the same run as if it had not stopped",
+    )
     parser.add_argument("--small", action="store_true", help="small mode: a few hundred clips (SPEECHLIB_SMALL=1)")
     parser.add_argument("--no_spec_augment", action="store_true", help="train without SpecAugment")
     return parser
 
 
-BEST_FILE = "best.keras"  # the best model on cv, written by ModelCheckpoint
-BACKUP_DIR = "backup"  # the last epoch's state, for --resume
+def _positive(kind: type) -> Any:
+    """An argparse ``type`` that accepts values of ``kind`` above 0 (argparse reports others: exit 2)."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be above 0")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+SCIKIT_LEARN_MODELS = ("majority", "logistic_regression", "random_forest", "mlp")  # models.MODELS not trained by fit
+BEST_FILE = "best.keras"  # the best model on cv, written by train.fit's ModelCheckpoint (atomically)
+BACKUP_DIR = "backup"  # the last epoch's whole training state, for --resume
+BACKUP_FILE = "state.npz"  # in BACKUP_DIR: one file, replaced atomically after every epoch
 LOG_FILE = "training_log.csv"  # one row per epoch
 WARMUP_EPOCHS = 1  # linear learning-rate warm-up before the cosine decay: large lr on a fresh BN net diverges
 PATIENCE = 5  # epochs without a better cv accuracy before early stopping
@@ -466,6 +530,298 @@ def compile_model(model: Any, *, lr: float, steps_per_epoch: int, epochs: int) -
     return model
 
 
+# ---------------------------------------------------------------------------
+# Exact resume: the whole training state in one file, written atomically
+# ---------------------------------------------------------------------------
+
+BACKUP_FORMAT = 1  # of backup/state.npz; a backup of another format is refused with a message
+
+
+class ResumeError(InputError):
+    """A backup that cannot be resumed from (unreadable, of another model or format); printed as one line."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, flush it to disk, then rename it to ``path``.
+
+    A kill at any moment leaves either the old file or the new one, never a
+    part of one. The temporary name keeps the suffix (Keras wants ``.keras``).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _log_row(epoch: int, logs: dict | None) -> dict:
+    """One row of the CSV log: the epoch and every value Keras logged for it."""
+    return {"epoch": int(epoch), **{k: float(v) for k, v in sorted((logs or {}).items())}}
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    """Rewrite the CSV log with ``rows`` (atomically)."""
+    import pandas as pd
+
+    _atomic_write(path, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+
+
+@dataclasses.dataclass
+class Backup:
+    """A training state read from ``backup/state.npz`` (:func:`load_backup`).
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    meta : dict
+        ``epoch`` (epochs done), ``stopped`` (early stopping ended the run),
+        ``rows`` (the CSV log up to that epoch), ``early_stopping`` and
+        ``checkpoint`` state, ``run`` (epochs, lr, steps per epoch, data),
+        the model's variable names and shapes, and the Python / numpy
+        random states.
+    arrays : dict of str to np.ndarray
+        ``model/<i>``, ``optimizer/<i>``, ``best/<i>`` (the early-stopping
+        best weights) and ``numpy_random``.
+    """
+
+    path: Path
+    meta: dict
+    arrays: dict
+
+    @property
+    def epoch(self) -> int:
+        """Epochs done."""
+        return int(self.meta["epoch"])
+
+    def values(self, group: str) -> list[np.ndarray]:
+        """The arrays of ``group`` (``"model"``, ``"optimizer"`` or ``"best"``), in order."""
+        return [self.arrays[f"{group}/{i}"] for i in range(int(self.meta["counts"][group]))]
+
+
+def _backup_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / BACKUP_DIR / BACKUP_FILE
+
+
+def load_backup(out_dir: str | Path, *, arrays: bool = True) -> Backup | None:
+    """The training state saved in ``out_dir/backup/state.npz``, or None when there is none.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run's output folder.
+    arrays : bool
+        Read the weights too (False: only the metadata, e.g. the epoch).
+
+    Raises
+    ------
+    speechlib.pipeline.InputError
+        (``ResumeError``) The file is truncated or corrupt, or written by an
+        older speechlib (Keras' ``latest.weights.h5``): the message names it
+        and says how to start over.
+    """
+    path = _backup_path(out_dir)
+    again = f"delete {path.parent} (or run without --resume) to train from the first epoch"
+    if not path.is_file():
+        older = sorted(path.parent.glob("*.weights.h5")) if path.parent.is_dir() else []
+        if older:
+            raise ResumeError(f"{older[0]} is a backup of an older speechlib, which cannot be resumed exactly: {again}")
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            values = {key: f[key] for key in f.files if key != "meta"} if arrays else {}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ResumeError(f"cannot resume from {path}: the file is truncated or corrupt ({err}); {again}") from err
+    if meta.get("format") != BACKUP_FORMAT:
+        raise ResumeError(f"{path} is a backup of format {meta.get('format')}, not {BACKUP_FORMAT}: {again}")
+    return Backup(path=path, meta=meta, arrays=values)
+
+
+def resume_epoch(out_dir: str | Path) -> int:
+    """Epochs done by the backup in ``out_dir`` (0 when there is none): the ``initial_epoch`` of the data."""
+    state = load_backup(out_dir, arrays=False)
+    return 0 if state is None else state.epoch
+
+
+def save_backup(out_dir: str | Path, model: Any, *, epoch: int, stopped: bool, rows: list[dict], callbacks_state: dict,
+                run: dict) -> Path:  # fmt: skip
+    """Save every piece of training state after ``epoch`` epochs, atomically, in ``out_dir/backup/state.npz``.
+
+    What a resumed run needs to continue exactly as an uninterrupted one:
+    all the model's variables (weights, batch-norm statistics and the state
+    of each dropout layer's ``SeedGenerator``), all the optimizer's (step
+    count, which drives the learning-rate schedule, and the moments), the
+    early-stopping state (best value, epoch and weights, wait count), the
+    best checkpoint's value, the CSV log's rows, and the Python and numpy
+    global random states. The data of an epoch is a function of the seed and
+    the epoch (``load_data(initial_epoch=...)``), so it is not saved.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    model : keras.Model
+        Compiled, its optimizer built.
+    epoch : int
+        Epochs done.
+    stopped : bool
+        Early stopping ended the run after this epoch.
+    rows : list of dict
+        The CSV log's rows so far.
+    callbacks_state : dict
+        ``early_stopping`` (wait, best, best_epoch, stopped_epoch, best_weights) and ``checkpoint`` (best).
+    run : dict
+        The settings of the run (epochs, lr, steps per epoch, data), compared on resume.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    path = _backup_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stopping = dict(callbacks_state["early_stopping"])
+    best_weights = stopping.pop("best_weights") or []
+    groups = {
+        "model": [np.asarray(v.numpy()) for v in model.variables],
+        "optimizer": [np.asarray(v.numpy()) for v in model.optimizer.variables],
+        "best": [np.asarray(w) for w in best_weights],
+    }
+    arrays = {f"{group}/{i}": value for group, values in groups.items() for i, value in enumerate(values)}
+    numpy_state = np.random.get_state()  # noqa: NPY002 - the global state keras.utils.set_random_seed seeds
+    arrays["numpy_random"] = numpy_state[1]
+    meta = {
+        "format": BACKUP_FORMAT,
+        "epoch": int(epoch),
+        "stopped": bool(stopped),
+        "rows": rows,
+        "early_stopping": stopping,
+        "checkpoint": callbacks_state["checkpoint"],
+        "run": run,
+        "counts": {group: len(values) for group, values in groups.items()},
+        "variables": [[v.path, list(v.shape)] for v in model.variables],
+        "python_random": random.getstate(),
+        "numpy_random": [numpy_state[0], *(float(x) for x in numpy_state[2:])],
+    }
+    arrays["meta"] = np.array(json.dumps(meta, default=float))
+    _atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    return path
+
+
+def _assign_all(variables: list, values: list[np.ndarray], what: str, path: Path) -> None:
+    """Give ``variables`` the saved ``values``; a count or shape mismatch is a :func:`ResumeError`."""
+    shapes = [tuple(v.shape) for v in variables]
+    saved = [tuple(a.shape) for a in values]
+    if shapes != saved:
+        raise ResumeError(
+            f"{path} holds the {what} of another model ({len(saved)} variables, not {len(shapes)} of these shapes): "
+            "resume with the --model and data of that run, or pass another --out"
+        )
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+def _restore(model: Any, state: Backup, *, checkpoint: Any, stopping: Any) -> None:
+    """Put every piece of the saved training state back (the inverse of :func:`save_backup`)."""
+    _assign_all(model.variables, state.values("model"), "model variables", state.path)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    _assign_all(model.optimizer.variables, state.values("optimizer"), "optimizer variables", state.path)
+    saved = state.meta["early_stopping"]
+    stopping.wait, stopping.best = int(saved["wait"]), saved["best"]
+    stopping.best_epoch, stopping.stopped_epoch = int(saved["best_epoch"]), int(saved["stopped_epoch"])
+    stopping.best_weights = state.values("best") or None
+    checkpoint.best = state.meta["checkpoint"]["best"]
+    version, internal, gauss = state.meta["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    name, pos, has_gauss, cached = state.meta["numpy_random"]
+    np.random.set_state((name, state.arrays["numpy_random"], int(pos), int(has_gauss), cached))  # noqa: NPY002
+
+
+def _best_checkpoint(path: Path, monitor: str = "val_accuracy"):
+    """The best model on ``monitor`` (higher is better) saved to ``path`` after each better epoch, atomically."""
+    import keras
+
+    class ModelCheckpoint(keras.callbacks.Callback):
+        """Saves the whole model to ``filepath`` when ``monitor`` beats ``best`` (a temporary file, then a rename)."""
+
+        def __init__(self):
+            super().__init__()
+            self.filepath, self.monitor, self.best = str(path), monitor, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            current = (logs or {}).get(self.monitor)
+            if current is not None and (self.best is None or float(current) > self.best):
+                self.best = float(current)
+                _atomic_write(path, self.model.save)
+
+    return ModelCheckpoint()
+
+
+def _backup_and_restore(out_dir: Path, state: Backup | None, *, checkpoint: Any, stopping: Any):
+    """The callback that restores ``state`` when training begins and saves the whole state after each epoch."""
+    import keras
+
+    class BackupAndRestore(keras.callbacks.Callback):
+        """Exact resume (:func:`save_backup`): replaces Keras' callback, which saves weights and epoch only."""
+
+        def __init__(self):
+            super().__init__()
+            self.path = _backup_path(out_dir)
+            self.state = state
+            self.initial_epoch = 0 if state is None else state.epoch
+            self.rows = [] if state is None else list(state.meta["rows"])
+            self.run: dict = {}
+
+        def on_train_begin(self, logs=None):
+            if self.state is not None:
+                _restore(self.model, self.state, checkpoint=checkpoint, stopping=stopping)
+                _write_log(out_dir / LOG_FILE, self.rows)  # the log as it was at the backup's epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.rows.append(_log_row(epoch, logs))
+            weights = stopping.best_weights
+            early_stopping = {
+                "wait": int(stopping.wait),
+                "best": None if stopping.best is None else float(stopping.best),
+                "best_epoch": int(stopping.best_epoch),
+                "stopped_epoch": int(stopping.stopped_epoch),
+                "best_weights": None if weights is None else list(weights),
+            }
+            save_backup(
+                out_dir, self.model, epoch=epoch + 1, stopped=bool(self.model.stop_training), rows=self.rows,
+                callbacks_state={"early_stopping": early_stopping, "checkpoint": {"best": checkpoint.best}},
+                run=self.run,
+            )  # fmt: skip
+
+    return BackupAndRestore()
+
+
+def run_script(main, args: Any, *, prog: str) -> int:
+    """Run a training script's ``main(args)``; return its exit code.
+
+    Bad input (:class:`speechlib.pipeline.InputError`, and the store's own
+    errors) is printed as one line, ``<prog>: error: <message>``, on stderr
+    with exit code 2, as argparse does for a bad flag; Ctrl-C prints how to
+    continue and exits with 130. Anything else is a bug and keeps its traceback.
+    """
+    from speechlib.store import IncompleteStoreError, StoreError
+
+    try:
+        main(args)
+    except (InputError, StoreError, IncompleteStoreError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _epoch_timer():
     import keras
 
@@ -493,7 +849,7 @@ def _csv_log(path: Path):
 
     class EpochCSV(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            row = {"epoch": epoch, **{k: float(v) for k, v in sorted((logs or {}).items())}}
+            row = _log_row(epoch, logs)
             new = not path.is_file() or path.stat().st_size == 0
             with open(path, "a", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, fieldnames=list(row))
@@ -526,40 +882,48 @@ def callbacks(
     Parameters
     ----------
     out_dir : str or Path
-        Where ``best.keras``, ``backup/`` and ``training_log.csv`` go.
+        Where ``best.keras``, ``backup/state.npz`` and ``training_log.csv`` go.
     logdir : str or Path, optional
         TensorBoard log folder (``<logdir>/<logrun>``); None: no TensorBoard.
     resume : bool
-        Keep the backup and append to the CSV log; otherwise both start afresh.
+        Restore the backup (and the CSV log as it was at that epoch); otherwise both start afresh.
     patience : int
         Epochs without a better cv accuracy before stopping.
+
+    Returns
+    -------
+    list of keras.callbacks.Callback
+        ``EpochTimer``, ``ModelCheckpoint``, ``EarlyStopping``, ``EpochCSV``,
+        ``TensorBoard`` (when installed) and last ``BackupAndRestore``, which
+        restores the others' state at the start of training and saves it after
+        every epoch; its ``initial_epoch`` is the epoch to pass to ``model.fit``.
+
+    Raises
+    ------
+    speechlib.pipeline.InputError
+        ``out_dir`` is a file; with ``resume``, the backup is unreadable (:class:`ResumeError`).
     """
     import keras
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backup = out_dir / BACKUP_DIR
-    best_so_far = None
-    if not resume:
-        shutil.rmtree(backup, ignore_errors=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise InputError(f"output folder {out_dir} is a file (or inside one): pass another --out") from err
+    state = load_backup(out_dir) if resume else None
+    if state is None:  # a fresh run: no backup, no log rows of an earlier run
+        if resume:
+            print(f"note: nothing to resume in {out_dir / BACKUP_DIR}: training from the first epoch")
+        shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
-    elif (out_dir / LOG_FILE).is_file():
-        log = read_log(out_dir)
-        if "val_accuracy" in log and len(log):
-            best_so_far = float(log["val_accuracy"].max())  # the best checkpoint is only replaced by a better one
+    checkpoint = _best_checkpoint(out_dir / BEST_FILE)
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
+    )
     result = [
         _epoch_timer(),  # first: adds `seconds` before the loggers write the epoch
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(out_dir / BEST_FILE),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_so_far,
-        ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
-        ),
+        checkpoint,
+        stopping,
         _csv_log(out_dir / LOG_FILE),
     ]
     if logdir is not None:
@@ -570,6 +934,8 @@ def callbacks(
                 f"note: no TensorBoard logs in {logdir}: the tensorboard package is not installed "
                 "(`pip install tensorboard`); the CSV log has the same curves"
             )
+    # last: it saves the state the others reached in the epoch, and restores theirs after they reset it
+    result.append(_backup_and_restore(out_dir, state, checkpoint=checkpoint, stopping=stopping))
     return result
 
 
@@ -610,7 +976,8 @@ def fit(
     logdir : str or Path, optional
         TensorBoard folder.
     resume : bool
-        Continue from the backup in ``out_dir`` (weights, optimizer, epoch) when there is one.
+        Continue from the backup in ``out_dir`` when there is one: the run then
+        ends as it would have without the interruption (see :func:`save_backup`).
     patience : int
         Early-stopping patience, epochs.
     use_class_weight : bool
@@ -624,14 +991,32 @@ def fit(
         The epochs of this call. With early stopping the model holds the best
         cv weights; ``out_dir/best.keras`` holds the best model over every run.
     """
-    steps = int(data.train.cardinality())
-    compile_model(model, lr=lr, steps_per_epoch=max(steps, 1), epochs=epochs)
+    steps = max(int(data.train.cardinality()), 1)
+    compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs)
+    callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience)
+    backup = callback_list[-1]
+    backup.run = {"epochs": int(epochs), "lr": float(lr), "steps_per_epoch": steps, "source": data.source}
+    initial_epoch = backup.initial_epoch
+    if backup.state is not None:
+        before = backup.state.meta.get("run", {})
+        changed = {k: (before[k], v) for k, v in backup.run.items() if k in before and before[k] != v}
+        if changed:
+            print(
+                f"note: resuming with other settings than the run was started with {changed} (then, now): "
+                "the learning-rate schedule or the data change, so this is not the run it would have been"
+            )
+        if backup.state.meta["stopped"]:
+            print(f"the run in {out_dir} stopped early after epoch {initial_epoch}: nothing left to train")
+            initial_epoch = max(initial_epoch, epochs)
+        else:
+            print(f"resuming from {backup.path}: {initial_epoch} of {epochs} epochs done")
     return model.fit(
         data.train,
         validation_data=data.cv,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         class_weight=data.class_weight if use_class_weight else None,
-        callbacks=callbacks(out_dir, logdir=logdir, resume=resume, patience=patience),
+        callbacks=callback_list,
         verbose=verbose,
     )
 
@@ -643,7 +1028,12 @@ def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
     path = Path(out_dir) / BEST_FILE
     if not path.is_file():
         return fallback
-    return keras.saving.load_model(path)
+    try:
+        return keras.saving.load_model(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise InputError(
+            f"{path} is unreadable ({err}): it is not a complete Keras model file; delete it and train again"
+        ) from err
 
 
 def predict_split(model: Any, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:
