@@ -3,7 +3,9 @@
 A thin script over speechlib: every step is a library call (speechlib.pipeline,
 speechlib.train, speechlib.inference). Without --path_to_data it prepares the
 embedded synthetic dataset end to end (generate, split, featurize; each step
-skipped when already done), so this works on a fresh machine:
+skipped when already done), so this works on a fresh machine. --path_to_data takes a
+dataset folder (Speech Commands, the official test set, Kaggle's train/audio, one folder
+per class), prepared the same way into its own work dir, or a feature store:
 
     pip install -r req.txt && python train_keras.py
 
@@ -11,20 +13,24 @@ More examples:
 
     python train_keras.py --small --epochs 2                  # a quick run on a few hundred clips
     python train_keras.py --random_data --epochs 1            # debug: random inputs of the right shape
+    python train_keras.py --path_to_data ~/speech_commands_v0.01  # a downloaded dataset: split + featurized once
     python train_keras.py --path_to_data data/work/synthetic/features/logmel --model res8 --epochs 30
-    python train_keras.py --resume                            # continue the same run after it was killed
+    python train_keras.py --resume                            # continue a killed run: same result as unkilled
     tensorboard --logdir data/work/synthetic/logs             # the curves
 
 Writes into --out (default <work dir>/models/<logrun>): model.keras + model.json (the
 bundle: model and everything inference needs), model_waveform.keras (raw 16 kHz audio in,
-probabilities out), metrics.json (cv and test), best.keras, training_log.csv, backup/.
+probabilities out), metrics.json (cv and test), best.keras, training_log.csv, backup/state.npz.
 Use the model with `speechlib predict --model OUT FILE.wav` or `speechlib evaluate`.
+Bad input (a missing or empty folder, an unfinished store, an unreadable backup) is one
+line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -47,16 +53,16 @@ def main(args: argparse.Namespace) -> dict:
     train.set_seed(args.seed)
     logrun = args.logrun or args.model
 
-    # Data: random, a given store, or the embedded dataset prepared end to end.
+    # Data: random, or a store: the one given, or prepared from the dataset given (default: the embedded one).
     if args.random_data:
         store = None
         data = train.random_data(batch_size=args.batch_size, seed=args.seed)
     else:
-        store = args.path_to_data or pipeline.prepare(small=args.small).store
+        store = pipeline.resolve(args.path_to_data, small=args.small)
     out = args.out or train.default_out(store, logrun)
     logdir = (args.logdir or train.default_out(store, logrun).parent.parent / "logs") / logrun
     if store is not None:
-        done = len(train.read_log(out)) if args.resume and (out / train.LOG_FILE).is_file() else 0
+        done = train.resume_epoch(out) if args.resume else 0  # the data of epoch e depends on (seed, e) only
         data = train.load_data(
             store, batch_size=args.batch_size, seed=args.seed, spec_augment=not args.no_spec_augment, initial_epoch=done
         )
@@ -109,4 +115,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(train.run_script(main, parse_args(), prog="train_keras.py"))

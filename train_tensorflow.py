@@ -21,13 +21,17 @@ Train on the embedded synthetic dataset (generated, split and featurized on the 
 
     python train_tensorflow.py
 
-A quick run in small mode, then resume it for two more epochs::
+A quick run in small mode, then resume it for two more epochs (a resumed run, even one
+killed with ``kill -9``, ends with the weights of a run that was never stopped)::
 
     python train_tensorflow.py --small --epochs 2
     python train_tensorflow.py --small --epochs 4 --resume
 
-Train on a feature store written by notebook 2 or ``speechlib featurize``::
+Train on a downloaded dataset (any layout ``speechlib data check`` reads; split and
+featurized into its work dir on the first run, reused after), or on a feature store
+written by notebook 2 or ``speechlib featurize``::
 
+    python train_tensorflow.py --path_to_data ~/speech_commands_v0.01
     python train_tensorflow.py --path_to_data data/work/synthetic/features/logmel --epochs 30 --lr 3e-3
 
 Debug the script with random inputs of the right shapes (no data needed)::
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -62,10 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line arguments: those of train_keras.py (see --help)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_arguments(parser, models=MODELS, logrun_default="tf_<model>")
-    args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
-        parser.error("--epochs and --batch_size must be at least 1 and --lr positive")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -82,7 +84,7 @@ def main(args: argparse.Namespace) -> dict:
         store = None
         data = train.random_data(batch_size=args.batch_size, seed=args.seed)
     else:
-        store = args.path_to_data or pipeline.prepare(small=args.small).store
+        store = pipeline.resolve(args.path_to_data, small=args.small)
     out = args.out or train.default_out(store, logrun)
     logdir = (args.logdir or out.parent.parent / "logs") / logrun
     if store is not None:
@@ -140,4 +142,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(train.run_script(main, parse_args(), prog="train_tensorflow.py"))
