@@ -173,7 +173,12 @@ def test_corrupt_files_become_error_rows(spark, dataset, tmp_path):
     named = {item["relpath"]: item["error"] for item in report["errors"]}
     assert set(named) == {row[1] for row in bad}
     for relpath, message in named.items():
-        assert relpath in message
+        with pytest.raises(audio.AudioError) as verdict:  # the sentence of every other command, naming the file
+            audio.inspect(root / relpath)
+        assert message == f"{relpath}: {verdict.value.reason}"
+        assert "BytesIO" not in message
+    assert named["yes/0000dead_nohash_0.wav"].startswith("yes/0000dead_nohash_0.wav: empty file (0 bytes)")
+    assert "file not found" in named["no/0000f00d_nohash_0.wav"]
     X, _, manifest = spark_mod.load_parquet(tmp_path / "out", "train")
     assert len(X) == len(train) - 4 and not set(manifest["relpath"]) & set(named)
 
@@ -189,6 +194,26 @@ def test_rerun_replaces_output(spark, dataset, tmp_path):
     total = spark.read.parquet(str(out)).count()
     assert total == spark_mod.read_report(out)["rows"] == 25
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]  # no temporary folder left behind
+
+
+def test_out_folder_of_someones_files_survives(spark, dataset, tmp_path, capsys):
+    """spark-featurize --out on a folder that is not an earlier output: exit 2 before the job, nothing deleted."""
+    from speechlib import cli
+
+    thesis = tmp_path / "thesis"
+    (thesis / "figures").mkdir(parents=True)
+    (thesis / "main.tex").write_text("\\chapter{Results}\n")
+    (thesis / "_SUCCESS").write_text("")  # even with a marker: thesis files are not a Parquet output
+    (thesis / "figures" / "plot.png").write_bytes(b"\x89PNG")
+    before = sorted(p.relative_to(thesis).as_posix() for p in thesis.rglob("*"))
+    args = ["spark-featurize", "--split-dir", str(dataset[1]), "--out", str(thesis), "--partitions", "2"]
+    assert cli.main(args) == 2
+    assert "is not an earlier Spark output of speechlib" in capsys.readouterr().err
+    assert sorted(p.relative_to(thesis).as_posix() for p in thesis.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]  # no temporary folder either
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main([*args[:4], str(empty), "--partitions", "2"]) == 0  # an empty folder is fine
 
 
 def test_predict_batch_udf_equals_local_keras(spark, featurized, tmp_path):

@@ -60,8 +60,12 @@ How rows are made
   ``--noise-dir .`` (the executors' working folder).
 - **Digital silence** (``path == ""``) is zeros, from the same function.
 - A file that is missing, truncated or not audio becomes a row with
-  ``status="error"`` and the reason; the job never fails for one file and
-  never drops one. The report counts ok and error rows per split.
+  ``status="error"`` and ``error = "<relpath>: <reason>"``, the sentence of
+  :func:`speechlib.audio.inspect` (what ``speechlib data check`` says of the
+  file); the job never fails for one file and never drops one. A file the
+  ``binaryFile`` read does not return (an empty file, a broken link, a
+  folder named ``x.wav``, an unreadable file) is judged by its path when the
+  dataset root is local. The report counts ok and error rows per split.
 
 Partitions, on purpose
 ----------------------
@@ -80,7 +84,9 @@ Spark writes into ``OUT.tmp-<uuid>``; only when the job has succeeded is the
 old ``OUT`` removed and the temporary folder renamed to ``OUT`` (through the
 Hadoop FileSystem API, so it works on local disks, HDFS and S3A). A re-run
 replaces the output instead of adding rows; readers refuse a folder without
-``_SUCCESS``.
+``_SUCCESS``. ``OUT`` must be new, empty or an earlier output
+(:func:`check_output_target`): a folder of other files is refused before the
+job starts, and is never deleted.
 
 Running it
 ----------
@@ -147,6 +153,7 @@ from speechlib import split as split_mod
 __all__ = [
     "FEATURE_SCHEMA_DDL",
     "bundle_normalization",
+    "check_output_target",
     "featurize",
     "load_parquet",
     "main",
@@ -255,6 +262,39 @@ def _write_text(spark, uri: str, text: str) -> None:
         stream.close()
 
 
+# Names inside a Spark Parquet output: _SUCCESS, part files, their .crc checksums, partition folders
+# (split=train), and what featurize adds (_speechlib.json, _manifests/).
+_OUTPUT_ENTRY = re.compile(r"^(_SUCCESS|_speechlib\.json|_manifests|part-[^/]*|\.[^/]*\.crc|[A-Za-z_]\w*=[^/]*)$")
+
+
+def check_output_target(spark, uri: str) -> None:
+    """Refuse an output path that holds anything but an earlier Spark output of speechlib.
+
+    Accepted: a path that does not exist, an empty folder, and a folder with
+    Spark's ``_SUCCESS`` marker whose entries are all a Parquet output's
+    (``part-*``, checksums, ``split=*`` folders, ``_speechlib.json``,
+    ``_manifests``). Works on local disks, HDFS and S3A (Hadoop FileSystem API).
+
+    Raises
+    ------
+    FileExistsError
+        The message names the path and says what to do; nothing was changed.
+    """
+    fs, path = _hadoop_fs(spark, uri)
+    if not fs.exists(path):
+        return
+    if not fs.getFileStatus(path).isDirectory():
+        raise FileExistsError(f"{uri} is a file: choose a new or empty folder for --out; nothing was written")
+    names = [status.getPath().getName() for status in fs.listStatus(path)]
+    if not names or ("_SUCCESS" in names and all(_OUTPUT_ENTRY.match(name) for name in names)):
+        return
+    others = [name for name in names if not _OUTPUT_ENTRY.match(name)] or ["no _SUCCESS marker"]
+    raise FileExistsError(
+        f"{uri} exists and is not an earlier Spark output of speechlib ({', '.join(sorted(others)[:3])}): "
+        "nothing was written or deleted; choose a new or empty folder for --out"
+    )
+
+
 # --- Manifests ---------------------------------------------------------------------------------
 
 
@@ -301,15 +341,25 @@ def _is_file_row(frame: pd.DataFrame) -> pd.Series:
 # --- The UDF -------------------------------------------------------------------------------------
 
 
-def _waveform(row: Any, noise_dir: str | None) -> np.ndarray:
-    """The 1-s waveform of one joined row: decoded bytes for a file, audio.load_row for silence."""
+def _waveform(row: Any, noise_dir: str | None, local_root: str | None = None) -> np.ndarray:
+    """The 1-s waveform of one joined row: decoded bytes for a file, audio.load_row for silence.
+
+    A file the ``binaryFile`` read did not return (Spark lists no empty file, no
+    broken link, no folder named ``x.wav``, and skips a file it cannot read) is
+    looked at where it should be when the dataset root is a local folder, so
+    that its verdict is :func:`speechlib.audio.load`'s, as in every other command.
+    """
     if row["_file"]:
-        if row["content"] is None:
+        if row["content"] is not None:
+            waveform = audio.load(row["content"], name=row["relpath"])
+        elif local_root is not None:
+            waveform = audio.load(os.path.join(local_root, row["relpath"]), name=row["relpath"])
+        else:
             raise audio.AudioError(
-                f"{row['relpath']}: not found under the dataset root (listed in the manifest, "
-                "missing from the binaryFile read). Check --data-root, or re-run `speechlib split`."
+                row["relpath"],
+                "not found under the dataset root (listed in the manifest, missing from the binaryFile read); "
+                "check --data-root, or run `speechlib split` again",
             )
-        waveform = audio.load(row["content"], name=row["relpath"])
     else:
         fields = {k: row[k] for k in ("path", "source", "offset", "num_samples")}
         if noise_dir and fields["path"] and fields["source"] != audio.DIGITAL_SILENCE:
@@ -319,18 +369,30 @@ def _waveform(row: Any, noise_dir: str | None) -> np.ndarray:
 
 
 def _featurize_batches(
-    batches: Iterator[pd.DataFrame], *, kind: str, params: dict, shape: tuple[int, ...], noise_dir: str | None
+    batches: Iterator[pd.DataFrame],
+    *,
+    kind: str,
+    params: dict,
+    shape: tuple[int, ...],
+    noise_dir: str | None,
+    local_root: str | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: decode + featurize each Arrow batch; a failing row becomes an error row."""
+    """mapInPandas body: decode + featurize each Arrow batch; a failing row becomes an error row.
+
+    The ``error`` of a bad file is ``"<relpath>: <reason>"`` with the sentence of
+    :func:`speechlib.audio.inspect` (what ``speechlib data check`` says of it).
+    """
     for pdf in batches:
         n = len(pdf)
         waveforms, good, errors = [], [], [""] * n
         for i, row in enumerate(pdf.to_dict("records")):
             try:
-                waveforms.append(_waveform(row, noise_dir))
+                waveforms.append(_waveform(row, noise_dir, local_root))
                 good.append(i)
-            except Exception as exc:  # one bad file must not fail the job: it becomes an error row
-                errors[i] = f"{type(exc).__name__}: {exc}"
+            except audio.AudioError as exc:  # a bad file: its verdict, naming it
+                errors[i] = str(exc)
+            except Exception as exc:  # one bad row must not fail the job: it becomes an error row
+                errors[i] = f"{row.get('relpath') or row.get('source') or row.get('path')}: {type(exc).__name__}: {exc}"
         feats: list[np.ndarray | None] = [None] * n
         if good:
             try:
@@ -376,8 +438,9 @@ def featurize(
         Folder written by ``speechlib split`` (``train.csv``, ``cv.csv``,
         ``test.csv``, ``split.json``).
     out : path or URI
-        Output folder (see the module docstring for its schema). Replaced
-        on success; never left half-written.
+        Output folder (see the module docstring for its schema): new, empty,
+        or an earlier output, which is replaced on success; never left
+        half-written. Anything else raises ``FileExistsError`` before the job.
     kind : str
         Feature kind of :mod:`speechlib.features` (default ``"logmel"``).
     params : dict, optional
@@ -417,6 +480,9 @@ def featurize(
     if not root:
         raise ValueError(f"{split_dir}/split.json names no dataset folder: pass data_root (--data-root)")
     root_path = _uri_path(root)
+    local_root = root_path if not _has_scheme(root) or root.startswith("file:") else None
+    out_uri = _to_uri(out).rstrip("/")
+    check_output_target(spark, out_uri)  # before any work: never replace a folder of someone's files
     manifest["_file"] = _is_file_row(manifest)
     manifest["_key"] = np.where(manifest["_file"], manifest["relpath"], None)
 
@@ -429,11 +495,11 @@ def featurize(
     )
     hidden = [folder for folder in hidden if folder.startswith(("_", "."))]
     roots = [_to_uri(root)] + [_to_uri(root.rstrip("/") + "/" + folder) for folder in hidden]
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true").option("pathGlobFilter", "*.wav")
+    if local_root is not None:  # a file Spark cannot read is left out, then judged by path in the UDF
+        reader = reader.option("ignoreCorruptFiles", "true")
     files = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", "*.wav")
-        .load(roots)
+        reader.load(roots)
         .select(
             F.regexp_replace(
                 F.regexp_replace(F.col("path"), r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", ""),
@@ -452,12 +518,13 @@ def featurize(
     out_schema = FEATURE_SCHEMA_DDL
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        return _featurize_batches(batches, kind=kind, params=params, shape=shape, noise_dir=noise_dir)
+        return _featurize_batches(
+            batches, kind=kind, params=params, shape=shape, noise_dir=noise_dir, local_root=local_root
+        )
 
     columns = ["row", *_MANIFEST_COLUMNS, "content", "_file"]
     result = joined.select(*columns).repartition(n_parts).mapInPandas(run, schema=out_schema)
 
-    out_uri = _to_uri(out).rstrip("/")
     tmp_uri = f"{out_uri}.tmp-{uuid.uuid4().hex[:12]}"
     fs, tmp_path = _hadoop_fs(spark, tmp_uri)
     try:
@@ -502,7 +569,8 @@ def featurize(
         for name, text in texts.items():
             _write_text(spark, f"{tmp_uri}/{MANIFEST_DIR}/{name}.csv", text)
         _write_text(spark, f"{tmp_uri}/{REPORT_FILE}", json.dumps(report, indent=2, default=str) + "\n")
-        # Commit: drop the old output, move the new one in place.
+        # Commit: drop the old output (only an earlier output, or an empty folder), move the new one in place.
+        check_output_target(spark, out_uri)
         out_fs, out_path = _hadoop_fs(spark, out_uri)
         if out_fs.exists(out_path) and not out_fs.delete(out_path, True):
             raise OSError(f"cannot remove the previous output {out_uri}: check its permissions")
@@ -806,7 +874,7 @@ def _summary(report: dict) -> str:
     for name, entry in report["by_split"].items():
         lines.append(f"  {name}: {entry['rows']} rows, {entry['ok']} ok, {entry['error']} error")
     for item in report["errors"][:10]:
-        lines.append(f"  error {item['split']}/{item['relpath'] or item['source']}: {item['error']}")
+        lines.append(f"  error {item['split']}: {item['error']}")
     if report["error"] > 10:
         lines.append(f"  ... {report['error'] - 10} more error rows: read them with status = 'error' from the output")
     return "\n".join(lines)
@@ -830,8 +898,14 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("--batch-size", type=int, default=256, help="rows per model call (default 256)")
     args = parser.parse_args(argv)
     spark = session(args.master)
+    out_uri = _to_uri(args.out).rstrip("/")
+    try:
+        check_output_target(spark, out_uri)  # replaces only an earlier output, never someone's folder
+    except FileExistsError as err:
+        print(f"speechlib.spark: error: {err}", file=sys.stderr)
+        return 2
     result = predict(args.features_dir, args.model, batch_size=args.batch_size, spark=spark)
-    result.write.mode("overwrite").parquet(_to_uri(args.out))
+    result.write.mode("overwrite").parquet(out_uri)
     print(f"wrote predictions to {args.out}")
     return 0
 
