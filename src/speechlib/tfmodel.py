@@ -123,6 +123,16 @@ class _Module(tf.Module):
         variables = self.trainable_variables if trainable_only else self.variables
         return int(sum(int(np.prod(v.shape)) for v in variables))
 
+    def _dropout(self, x: tf.Tensor, rate: float) -> tf.Tensor:
+        """Dropout drawn from the model's own ``tf.random.Generator`` (``self.dropout_rng``).
+
+        Stateless dropout with a seed taken from a generator whose state is a
+        variable saved in every ``tf.train.Checkpoint`` of the model, so a
+        resumed run draws the masks the uninterrupted run would have drawn
+        (``tf.nn.dropout``'s hidden op state restarts with the process).
+        """
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=self.dropout_rng.make_seeds(1)[:, 0])
+
 
 class CNN2D(_Module):
     """The simple 2-D CNN of the TensorFlow tutorial "Simple audio recognition", in raw TensorFlow.
@@ -175,6 +185,7 @@ class CNN2D(_Module):
         self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
         self.dropout = (float(dropout[0]), float(dropout[1]))
         self.seed = seed
+        self.dropout_rng = tf.random.Generator.from_seed(seed)  # checkpointed; not one of self.variables
         rng = np.random.default_rng(seed)
         height, width = self.resize or self.input_shape
         height, width = (height - 4) // 2, (width - 4) // 2  # two valid 3x3 convolutions, then 2x2 pooling
@@ -203,11 +214,11 @@ class CNN2D(_Module):
         x = tf.nn.relu(tf.nn.conv2d(x, self.conv_2_kernel, strides=1, padding="VALID") + self.conv_2_bias)
         x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
         if training and self.dropout[0]:
-            x = tf.nn.dropout(x, rate=self.dropout[0])
+            x = self._dropout(x, self.dropout[0])
         x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])  # flatten (height, width, channels), as keras Flatten
         x = tf.nn.relu(tf.matmul(x, self.dense_kernel) + self.dense_bias)
         if training and self.dropout[1]:
-            x = tf.nn.dropout(x, rate=self.dropout[1])
+            x = self._dropout(x, self.dropout[1])
         return tf.matmul(x, self.logits_kernel) + self.logits_bias
 
 
@@ -262,6 +273,7 @@ class DSCNN(_Module):
         self.config = [tuple(c) for c in (layers_config or DS_CNN_SIZES[size.lower()])]
         self.dropout = float(dropout)
         self.seed = seed
+        self.dropout_rng = tf.random.Generator.from_seed(seed)  # checkpointed; not one of self.variables
         rng = np.random.default_rng(seed)
 
         def weight(shape, name):
@@ -305,7 +317,7 @@ class DSCNN(_Module):
             x = tf.nn.conv2d(x, block["pw_kernel"], strides=1, padding="SAME") + block["pw_bias"]
             x = tf.nn.relu(block["pw_bn"](x, training))
         if training and self.dropout:
-            x = tf.nn.dropout(x, rate=self.dropout)
+            x = self._dropout(x, self.dropout)
         x = tf.reduce_mean(x, axis=[1, 2])  # global average pooling
         return tf.matmul(x, self.logits_kernel) + self.logits_bias
 
@@ -467,20 +479,61 @@ def scalar_summary(name: str, value: Any, step: Any) -> None:
     tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=metadata.SerializeToString())
 
 
-def checkpoint_epoch(out_dir: str | Path) -> int:
-    """Epochs completed by the latest checkpoint in ``out_dir/checkpoints`` (0 when there is none)."""
-    latest = tf.train.latest_checkpoint(str(Path(out_dir) / CHECKPOINT_DIR))
+def _latest_checkpoint(out_dir: str | Path) -> str | None:
+    """The prefix of the latest checkpoint in ``out_dir/checkpoints`` (None when there is none).
+
+    Raises
+    ------
+    speechlib.train.ResumeError
+        The ``checkpoint`` state file is unreadable.
+    """
+    from google.protobuf import text_format
+
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    try:
+        return tf.train.latest_checkpoint(str(folder))
+    except (tf.errors.OpError, text_format.ParseError, ValueError) as err:
+        raise _resume_error(folder / "checkpoint", err) from err
+
+
+def _resume_error(path: str | Path, err: BaseException) -> Exception:
+    """A ``speechlib.train.ResumeError`` for an unreadable checkpoint: the file, the first line of ``err``, the fix."""
+    from speechlib.train import ResumeError
+
+    reason = (getattr(err, "message", None) or str(err) or type(err).__name__).strip().splitlines()[0]
+    folder = Path(_out_dir_of(path)) / CHECKPOINT_DIR
+    return ResumeError(
+        f"cannot resume from {path}: the checkpoint is truncated, corrupt or of another model ({reason}); "
+        f"delete {folder} (or run without --resume) to train from the first epoch"
+    )
+
+
+def _out_dir_of(path: str | Path) -> Path:
+    """The run folder of a checkpoint file or prefix (``<out>/checkpoints/ckpt-3`` -> ``<out>``)."""
+    path = Path(path)
+    while path.name != CHECKPOINT_DIR and path.parent != path:
+        path = path.parent
+    return path.parent
+
+
+def _load_checkpoint_variable(out_dir: str | Path, name: str) -> int:
+    latest = _latest_checkpoint(out_dir)
     if latest is None:
         return 0
-    return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    try:
+        return int(tf.train.load_variable(latest, name))
+    except (tf.errors.OpError, ValueError) as err:
+        raise _resume_error(latest, err) from err
+
+
+def checkpoint_epoch(out_dir: str | Path) -> int:
+    """Epochs completed by the latest checkpoint in ``out_dir/checkpoints`` (0 when there is none)."""
+    return _load_checkpoint_variable(out_dir, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 def checkpoint_step(out_dir: str | Path) -> int:
     """Optimizer steps done by the latest checkpoint in ``out_dir/checkpoints`` (0 when there is none)."""
-    latest = tf.train.latest_checkpoint(str(Path(out_dir) / CHECKPOINT_DIR))
-    if latest is None:
-        return 0
-    return int(tf.train.load_variable(latest, "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    return _load_checkpoint_variable(out_dir, "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
@@ -510,11 +563,17 @@ def fit(
     at the end. State lives in ``out_dir``:
 
     - ``checkpoints/``: a ``tf.train.CheckpointManager`` of the model (moving
-      statistics included), the optimizer (moments, step, lr), the epoch and
-      the early-stopping state, written after every epoch; ``resume=True``
-      continues from it;
+      statistics and the dropout generator's state included), the optimizer
+      (moments, step, lr), the epoch and the early-stopping state, written
+      after every epoch; ``resume=True`` continues from it and ends with the
+      weights of a run that was never stopped (the data of epoch ``e``
+      depends only on the seed and ``e``). TensorFlow writes each checkpoint
+      under a temporary name and renames it, then the ``checkpoint`` state
+      file, so a kill leaves the previous checkpoint whole; an unreadable one
+      is a ``speechlib.train.ResumeError`` naming the file;
     - ``best/``: the weights of the best cv epoch;
-    - ``training_log.csv``: epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds;
+    - ``training_log.csv``: epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds (rewritten
+      atomically each epoch; on resume cut back to the checkpoint's epochs);
     - TensorBoard scalars (loss, accuracy, learning rate; :func:`scalar_summary`) in ``logdir/train``
       and ``logdir/validation`` (per epoch) and ``batch_loss`` per step.
 
@@ -555,7 +614,10 @@ def fit(
     patience = train.PATIENCE if patience is None else patience
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    latest = _latest_checkpoint(out_dir) if resume else None
+    if latest is None:  # a fresh run
+        if resume:
+            print(f"note: nothing to resume in {out_dir / CHECKPOINT_DIR}: training from the first epoch")
         shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
         shutil.rmtree(out_dir / BEST_DIR, ignore_errors=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
@@ -567,10 +629,17 @@ def fit(
     state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_cv=best_cv, wait=wait)
     manager = tf.train.CheckpointManager(state, str(out_dir / CHECKPOINT_DIR), max_to_keep=2)
     best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(out_dir / BEST_DIR), max_to_keep=1)
-    if resume and manager.latest_checkpoint:
-        state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    log_rows = []
+    if latest is not None:
+        try:
+            state.restore(latest).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as err:
+            raise _resume_error(latest, err) from err
+        if (out_dir / LOG_FILE).is_file():  # the rows of the epochs the checkpoint holds (a later one is redone)
+            saved = pd.read_csv(out_dir / LOG_FILE, float_precision="round_trip").to_dict("records")
+            log_rows = [row for row in saved if row["epoch"] < int(epoch)]
         if verbose:
-            print(f"resumed from {manager.latest_checkpoint}: epoch {int(epoch)}, step {int(optimizer.iterations)}")
+            print(f"resumed from {latest}: epoch {int(epoch)}, step {int(optimizer.iterations)}")
     weights = None
     if use_class_weight:
         weights = np.array([data.class_weight.get(i, 1.0) for i in range(data.num_classes)], np.float32)
@@ -609,6 +678,8 @@ def fit(
             best.save(checkpoint_number=int(epoch))
         else:
             wait.assign_add(1)
+        log_rows.append(row)  # the log first: a kill before the checkpoint redoes this epoch and its row
+        train._write_log(out_dir / LOG_FILE, log_rows)
         manager.save(checkpoint_number=int(epoch))
         for name, prefix in (("train", ""), ("validation", "val_")):
             if writers:
@@ -617,8 +688,6 @@ def fit(
                     scalar_summary("epoch_accuracy", row[f"{prefix}accuracy"], step=int(epoch))
                     if name == "train":
                         scalar_summary("epoch_learning_rate", row["learning_rate"], step=int(epoch))
-        log = out_dir / LOG_FILE
-        pd.DataFrame([row]).to_csv(log, mode="a", header=not log.is_file(), index=False)
         rows.append(row)
         if verbose:
             print(
