@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
+import os
 import re
 import socket
+import stat
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,7 @@ import soundfile as sf
 
 from speechlib import config
 from speechlib.cli import build_parser
+from speechlib.cli import main as cli_main
 
 # The package re-exports the function `download`, which hides the module of the same name.
 dl = importlib.import_module("speechlib.datasets.download")
@@ -318,3 +321,26 @@ def test_links_inside_the_target_are_allowed():
     assert dl.unsafe_member_reason(hard) == ""
     plain, _ = _member("./_background_noise_/white.wav")
     assert dl.unsafe_member_reason(plain) == ""
+
+
+def test_archive_put_by_hand_survives_and_extraction_has_normal_permissions(server, archive, tmp_path):
+    """An archive the user put in --out is used and kept; the dataset is readable by the user's group/others."""
+    data, files = archive
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / ARCHIVE_NAME).write_bytes(data)  # downloaded by hand
+    (out / "thesis.tex").write_text("\\chapter{Results}\n")  # someone's file beside it
+    old_mask = os.umask(0o022)
+    try:
+        target = dl.download("v0.01", out, url=server.serve(ARCHIVE_NAME, data), sha256=sha256(data), progress=False)
+    finally:
+        os.umask(old_mask)
+    assert server.requests == []  # the archive was there: nothing fetched
+    assert (out / ARCHIVE_NAME).read_bytes() == data  # and it is still there
+    assert (out / "thesis.tex").read_text() == "\\chapter{Results}\n"
+    assert_extracted(target, files)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755  # not mkdtemp's 0700
+    for path in target.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o044 == 0o044, (path, oct(mode))  # group and others can read, as after `tar x`
+    assert cli_main(["data", "download", "--out", str(out), "--url", "http://127.0.0.1:9/x"]) == 0  # complete

@@ -142,7 +142,9 @@ def download(
         How many times a failed transfer is retried (each retry resumes where
         the last one stopped).
     keep_archive : bool
-        Keep the verified archive in ``out`` after extraction (default: remove it).
+        Keep the downloaded archive in ``out`` after extraction (default: remove
+        it). An archive that was already in ``out`` (put there by hand) is
+        verified, used and always kept.
 
     Returns
     -------
@@ -186,7 +188,8 @@ def download(
     out.mkdir(parents=True, exist_ok=True)
     filename = PurePosixPath(urllib.parse.urlparse(url).path).name or archive.filename
     archive_path = out / filename
-    if archive_path.is_file():
+    by_hand = archive_path.is_file()  # put there by the user (or kept by --keep-archive): never deleted
+    if by_hand:
         # A complete archive is already there (downloaded by hand, or kept): verify it, never delete it.
         actual = sha256_file(archive_path, progress=progress)
         if actual != expected:
@@ -209,7 +212,7 @@ def download(
             )
         part.replace(archive_path)
     extract(archive_path, target, progress=progress, info={"version": version, "url": url, "sha256": expected})
-    if not keep_archive:
+    if not keep_archive and not by_hand:
         archive_path.unlink()
     return target
 
@@ -235,7 +238,10 @@ def extract(
     device or FIFO files are refused with :class:`UnsafeArchiveError`.
     tarfile's ``"data"`` filter is applied as well. Extraction goes into a
     temporary folder beside ``target``, which is removed on any failure and
-    renamed to ``target`` when complete, with a marker file inside it.
+    renamed to ``target`` when complete, with a marker file inside it. The
+    folders and files get the permissions of the archive's members as the
+    ``"data"`` filter leaves them, and ``target`` itself the user's umask (not
+    the 0700 of a temporary folder).
 
     Parameters
     ----------
@@ -256,6 +262,8 @@ def extract(
     archive_path = Path(archive_path)
     target = Path(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-", dir=target.parent))
+    # mkdtemp makes a private (0700) folder; the dataset folder gets the user's normal permissions.
+    tmp.chmod(0o777 & ~_umask())
     try:
         with (
             tarfile.open(archive_path, "r:*") as tar,
@@ -290,6 +298,13 @@ def extract(
         if tmp.exists():
             shutil.rmtree(tmp)
     return target
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def unsafe_member_reason(member: tarfile.TarInfo) -> str:
