@@ -433,3 +433,33 @@ def test_few_window_positions(tmp_path: Path) -> None:
         "start": 9 * config.SAMPLE_RATE,
         "stop": 10 * config.SAMPLE_RATE,
     }
+
+
+def test_clip_without_speaker_is_reported_not_put_in_train(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A unicode name without _nohash_ under the lists rule: hashed by file name and named in a warning."""
+    from speechlib import cli, hashsplit
+
+    root = tmp_path / "dataset"
+    for speaker, word in [("0a7c2a8d", "yes"), ("1b2c3d4e", "no"), ("2c3d4e5f", "yes"), ("3d4e5f60", "no")]:
+        (root / word).mkdir(parents=True, exist_ok=True)
+        sf.write(root / word / f"{speaker}_nohash_0.wav", np.zeros(config.CLIP_SAMPLES), config.SAMPLE_RATE)
+    # Names without a speaker id whose file-name hash is not "training" (so train would be silent and wrong).
+    names = [f"grabación_ñandú_{i}.wav" for i in range(40)]
+    name = next(n for n in names if hashsplit.which_set(f"yes/{n}") != hashsplit.TRAINING)
+    sf.write(root / "yes" / name, np.zeros(config.CLIP_SAMPLES), config.SAMPLE_RATE)
+    (root / config.VALIDATION_LIST).write_text("yes/2c3d4e5f_nohash_0.wav\n")
+    (root / config.TESTING_LIST).write_text("no/3d4e5f60_nohash_0.wav\n")
+    out = tmp_path / "split"
+    assert cli.main(["split", "--data", str(root), "--out", str(out), "--words", "yes,no"]) == 0
+    printed = capsys.readouterr().out
+    info = split.load_info(out)
+    assert info["rule"] == "lists"
+    expected = {"validation": "cv", "testing": "test"}[hashsplit.which_set(f"yes/{name}")]
+    found = {n: m for n, m in manifests(out).items() if f"yes/{name}" in set(m["relpath"])}
+    assert list(found) == [expected]
+    [warning] = [w for w in info["warnings"] if name in w]
+    assert f"yes/{name}: name does not follow <speaker>_nohash_<n>.wav; its speaker is unknown" in warning
+    assert f"assigned to {expected} by the hash of its file name" in warning
+    assert f"warning: {warning}" in printed
+    assert cli.main(["data", "check", str(root)]) == 0
+    assert f"yes/{name}: name does not follow <speaker>_nohash_<n>.wav" in capsys.readouterr().out

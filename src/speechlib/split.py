@@ -18,7 +18,10 @@ How clips are assigned to splits
   hashed). Files without a speaker id (the numbered clips of the test set's
   ``_silence_`` folder, or a name without ``_nohash_``) are hashed by their
   file name without suffixes (``_silence_/1024.wav`` -> ``1024``), so they too
-  land in one stable split.
+  land in one stable split. Under the lists rule too, a word clip without a
+  speaker id that no list names is hashed by its file name (not put in train
+  by default), and every such clip is reported: printed as a warning and
+  listed in ``split.json``'s ``warnings``.
 
 Silence
 -------
@@ -603,8 +606,17 @@ def _assign(
         )
     if has_lists and rule != "hash":
         assigned = pd.Series("train", index=clips.index, dtype=object)
+        listed = pd.Series(False, index=clips.index)
         for name, path in lists.items():
-            assigned[clips["relpath"].isin(_read_list(path))] = _LIST_SPLIT[name]
+            hit = clips["relpath"].isin(_read_list(path))
+            assigned[hit] = _LIST_SPLIT[name]
+            listed |= hit
+        # A clip in no list is train only when its speaker is known; one without a speaker id is
+        # hashed by its file name, as under the hash rule (reported by make_split).
+        nameless = ~listed & _no_speaker(clips)
+        assigned[nameless] = [
+            _hash_split(relpath, validation_percent, testing_percent) for relpath in clips.loc[nameless, "relpath"]
+        ]
         return assigned, "lists"
     from speechlib import hashsplit
 
@@ -619,6 +631,12 @@ def _assign(
     ]
     used = "hash" if band == (0.0, 100.0) else f"hash within the official band [{band[0]:g}%, {band[1]:g}%)"
     return pd.Series(assigned, index=clips.index, dtype=object), used
+
+
+def _no_speaker(clips: pd.DataFrame) -> pd.Series:
+    """Word clips whose file name yields no speaker id (silence clips have none by design)."""
+    kind = clips["kind"] if "kind" in clips else pd.Series("clip", index=clips.index)
+    return (clips["speaker"].fillna("").astype(str) == "") & (kind == "clip")
 
 
 def _label_clips(clips: pd.DataFrame, labels: list[str], *, task: str, words: Sequence[str] | None) -> pd.DataFrame:
@@ -764,6 +782,12 @@ def make_split(
         validation_percent=validation_percent,
         testing_percent=testing_percent,
     )
+    for row in clips[_no_speaker(clips)].itertuples(index=False):
+        reason = next((part for part in str(getattr(row, "reason", "")).split(" | ") if "speaker" in part), "")
+        warnings.append(
+            f"{row.relpath}: {reason or 'its file name yields no speaker id'}; "
+            f"assigned to {row.split} by the hash of its file name, not by speaker"
+        )
     if small:
         targets = {
             "train": SMALL_PER_LABEL,
