@@ -119,3 +119,85 @@ def test_load_data_refuses_a_store_without_statistics(tmp_path):
         w.finish()
     with pytest.raises(StoreError, match="normalisation"):
         train.load_data(tmp_path / "s")
+
+
+def _fit_cnn2d(store, out, *, epochs, resume=False, spec_augment=False, interrupt_at_batch=None):
+    """Train cnn2d (it has dropout) as train_keras.py does; optionally interrupt it after a given batch."""
+    import keras
+
+    from speechlib import models
+
+    train.set_seed(0)
+    done = train.resume_epoch(out) if resume else 0
+    data = train.load_data(store, batch_size=32, seed=0, spec_augment=spec_augment, initial_epoch=done)
+    model = models.build("cnn2d", input_shape=data.feature_shape, num_classes=data.num_classes)
+
+    class Interrupt(keras.callbacks.Callback):
+        seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Interrupt.seen += 1
+            if Interrupt.seen == interrupt_at_batch:
+                raise KeyboardInterrupt  # as Ctrl-C in the middle of an epoch
+
+    model.fit = _with_callback(model.fit, Interrupt()) if interrupt_at_batch else model.fit
+    try:
+        train.fit(model, data, epochs=epochs, lr=3e-3, out_dir=out, resume=resume, verbose=0)
+    except KeyboardInterrupt:
+        return None
+    return model
+
+
+def _with_callback(fit, callback):
+    def wrapped(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[callback, *callbacks], **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec_augment", [False, True])  # augmentation on: its draws depend on (seed, epoch) only
+def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, spec_augment):
+    store = make_store(tmp_path / "store")  # 96 rows: 3 batches of 32 per epoch
+    clean = _fit_cnn2d(store, tmp_path / "clean", epochs=3, spec_augment=spec_augment)
+    assert _fit_cnn2d(store, tmp_path / "cut", epochs=3, spec_augment=spec_augment, interrupt_at_batch=5) is None
+    assert train.resume_epoch(tmp_path / "cut") == 1  # the second epoch was interrupted after 2 of 3 batches
+    resumed = _fit_cnn2d(store, tmp_path / "cut", epochs=3, spec_augment=spec_augment, resume=True)
+    for a, b in zip(clean.variables, resumed.variables, strict=True):  # dropout's seed states too
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    logs = [train.read_log(tmp_path / name).drop(columns="seconds") for name in ("clean", "cut")]
+    assert list(logs[1]["epoch"]) == [0, 1, 2]
+    assert logs[0].equals(logs[1])
+
+
+def test_a_backup_round_trips_every_piece_of_state(tmp_path):
+    import random
+
+    from speechlib import models
+
+    store = make_store(tmp_path / "store", sizes={"train": 32, "cv": 16, "test": 16})
+    data = train.load_data(store, batch_size=32, seed=0, spec_augment=False)
+    model = models.build("cnn2d", input_shape=data.feature_shape, num_classes=data.num_classes)
+    train.fit(model, data, epochs=1, lr=1e-3, out_dir=tmp_path / "run", verbose=0)
+    state = train.load_backup(tmp_path / "run")
+    assert state.epoch == 1 and not state.meta["stopped"] and len(state.meta["rows"]) == 1
+    assert state.meta["run"]["steps_per_epoch"] == 1 and state.meta["checkpoint"]["best"] is not None
+    saved = state.values("model")
+    assert len(saved) == len(model.variables) > len(model.weights)  # the dropout seed states are saved too
+    assert int(state.values("optimizer")[0]) == 1  # the step count (it drives the schedule)
+    assert sorted(state.path.parent.iterdir()) == [state.path]  # no temporary file left behind
+    assert random.getstate()[1] == tuple(state.meta["python_random"][1])
+
+
+def test_a_truncated_backup_names_the_file_and_the_way_out(tmp_path):
+    backup = tmp_path / train.BACKUP_DIR / train.BACKUP_FILE
+    backup.parent.mkdir()
+    np.savez(backup, meta=np.array("{}"), weights=np.zeros(1000))
+    backup.write_bytes(backup.read_bytes()[:300])  # a copy cut short
+    with pytest.raises(train.ResumeError, match="truncated or corrupt") as info:
+        train.load_backup(tmp_path)
+    assert str(backup) in str(info.value) and "run without --resume" in str(info.value)
+    with pytest.raises(train.ResumeError, match="older speechlib"):
+        backup.unlink()
+        (backup.parent / "latest.weights.h5").write_bytes(b"")  # Keras' BackupAndRestore file
+        train.resume_epoch(tmp_path)
