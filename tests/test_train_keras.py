@@ -74,3 +74,126 @@ def test_random_data_is_a_real_flag(flag):
         sys.path.remove(str(REPO))
     assert train_keras.parse_args([flag]).random_data is True
     assert train_keras.parse_args([]).random_data is False
+
+
+# --- --path_to_data takes what a user has; bad input is one line and exit code 2 ---------------------------------
+
+KILLER = """
+import os, signal, sys
+import keras
+sys.path.insert(0, {repo!r})
+import train_keras
+from speechlib import train
+
+make_callbacks = train.callbacks
+
+
+class KillNine(keras.callbacks.Callback):
+    seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        KillNine.seen += 1
+        if KillNine.seen == {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a machine that goes away: no cleanup at all
+
+
+train.callbacks = lambda *args, **kwargs: [KillNine(), *make_callbacks(*args, **kwargs)]
+train_keras.main(train_keras.parse_args(sys.argv[1:]))
+"""
+
+
+def run_failing(args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def small_store(synthetic_small, tmp_path_factory):
+    """The feature store of the small synthetic dataset (split and featurized in a temporary home)."""
+    from speechlib import pipeline
+
+    saved = os.environ.get("SPEECHLIB_HOME")
+    os.environ["SPEECHLIB_HOME"] = str(tmp_path_factory.mktemp("home"))
+    try:
+        return pipeline.prepare(synthetic_small, small=True, workers=2, verbose=False).store
+    finally:
+        if saved is None:
+            os.environ.pop("SPEECHLIB_HOME", None)
+        else:
+            os.environ["SPEECHLIB_HOME"] = saved
+
+
+@pytest.mark.slow
+def test_a_raw_dataset_folder_is_prepared_and_trained_on(tmp_path, synthetic_small):
+    env = {"SPEECHLIB_HOME": str(tmp_path / "home")}
+    out = tmp_path / "run"
+    args = ["--path_to_data", str(synthetic_small), "--small", "--epochs", "1", "--model", MODEL, "--out", str(out)]
+    proc = run(args, env)
+    assert "[2/3] split: writing" in proc.stdout and "[3/3] features: computing logmel" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == str(tmp_path / "home" / "work" / "synthetic_small" / "features" / "logmel")
+    assert metrics["test"]["num_samples"] == metrics["sizes"]["test"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "does not exist: pass a Speech Commands dataset folder or a feature store"),
+        ("empty", "is an empty folder"),
+        ("half_store", "was not finished"),
+        ("no_cv_test", "has no cv, test split"),
+        ("truncated_backup", "the file is truncated or corrupt"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, case, message):
+    from test_pipeline import make_store
+
+    path, extra = tmp_path / case, []
+    if case == "empty":
+        path.mkdir()
+    elif case == "half_store":
+        make_store(path, unfinished=("train",))
+    elif case == "no_cv_test":
+        make_store(path, splits=("train",))
+    elif case == "truncated_backup":
+        common = ["--random_data", "--model", MODEL, "--epochs", "1", "--out", str(path)]
+        run(common)
+        backup = path / "backup" / "state.npz"
+        backup.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])
+        proc = run_failing([*common, "--epochs", "2", "--resume"])
+    if case != "truncated_backup":
+        proc = run_failing(["--path_to_data", str(path), "--model", MODEL, "--epochs", "1", *extra])
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_keras.py: error: ") and message in last and str(path) in last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", [[], ["--no_spec_augment"]], ids=["spec_augment", "no_spec_augment"])
+def test_kill_9_mid_epoch_then_resume_ends_as_an_uninterrupted_run(tmp_path, small_store, augment):
+    import numpy as np
+
+    common = ["--path_to_data", str(small_store), "--epochs", "3", "--batch_size", "64", "--logdir", str(tmp_path),
+              *augment]  # fmt: skip  # cnn2d, the default: it has dropout; 370 rows: 6 batches an epoch
+    run([*common, "--out", str(tmp_path / "clean")])
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER.format(repo=str(REPO), kill_at=9))  # the 3rd batch of the 2nd epoch
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cut = subprocess.run([sys.executable, str(killer), *common, "--out", str(tmp_path / "cut")], env=env,
+                         capture_output=True, text=True, cwd=REPO, timeout=600)  # fmt: skip
+    assert cut.returncode == -9, cut.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "cut" / "training_log.csv")) == 1
+    run([*common, "--out", str(tmp_path / "cut"), "--resume"])
+    states = [np.load(tmp_path / name / "backup" / "state.npz") for name in ("clean", "cut")]
+    keys = [key for key in states[0].files if key.startswith(("model/", "optimizer/", "best/"))]
+    assert keys and set(keys) == {k for k in states[1].files if k.startswith(("model/", "optimizer/", "best/"))}
+    for key in keys:  # every variable of the model (dropout seed states too) and the optimizer, and the best weights
+        np.testing.assert_array_equal(states[0][key], states[1][key], err_msg=key)
+    logs = [pd.read_csv(tmp_path / name / "training_log.csv").drop(columns="seconds") for name in ("clean", "cut")]
+    assert list(logs[1]["epoch"]) == [0, 1, 2] and logs[0].equals(logs[1])
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("clean", "cut")]
+    assert metrics[0]["cv"] == metrics[1]["cv"] and metrics[0]["test"] == metrics[1]["test"]
