@@ -522,7 +522,7 @@ def _load_checkpoint_variable(out_dir: str | Path, name: str) -> int:
         return 0
     try:
         return int(tf.train.load_variable(latest, name))
-    except (tf.errors.OpError, ValueError) as err:
+    except (tf.errors.OpError, ValueError, IndexError) as err:  # IndexError: TensorFlow's word for a short file
         raise _resume_error(latest, err) from err
 
 
@@ -633,7 +633,7 @@ def fit(
     if latest is not None:
         try:
             state.restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as err:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:  # IndexError: a short file
             raise _resume_error(latest, err) from err
         if (out_dir / LOG_FILE).is_file():  # the rows of the epochs the checkpoint holds (a later one is redone)
             saved = pd.read_csv(out_dir / LOG_FILE, float_precision="round_trip").to_dict("records")
