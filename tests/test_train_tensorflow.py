@@ -273,3 +273,113 @@ def test_script_on_a_small_store_resumes_from_its_checkpoint(small_store, tmp_pa
     assert second["test"]["num_samples"] > 0
     reloaded = tf.saved_model.load(str(out / "saved_model"))
     assert "waveform" in reloaded.signatures
+
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+import train_tensorflow
+from speechlib import tfmodel
+
+make_step = tfmodel.make_train_step
+seen = [0]
+
+
+def make_train_step(*args, **kwargs):
+    step = make_step(*args, **kwargs)
+
+    def killing_step(x, y):
+        seen[0] += 1
+        if seen[0] == {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a machine that goes away: no cleanup at all
+        return step(x, y)
+
+    return killing_step
+
+
+tfmodel.make_train_step = make_train_step
+train_tensorflow.main(train_tensorflow.parse_args(sys.argv[1:]))
+"""
+
+
+def _run_script(args, *, script=SCRIPT, env_extra=None):
+    import os
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_ends_as_an_uninterrupted_run(small_store, tmp_path):
+    import pandas as pd
+
+    common = ["--path_to_data", str(small_store), "--epochs", "3", "--batch_size", "64", "--logdir", str(tmp_path)]
+    clean = _run_script([*common, "--out", str(tmp_path / "clean")])  # cnn2d: dropout; 370 rows: 6 batches an epoch
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER.format(repo=str(REPO), kill_at=9))  # the 3rd batch of the 2nd epoch
+    cut = _run_script([*common, "--out", str(tmp_path / "cut")], script=killer)
+    assert cut.returncode == -9, cut.stderr[-2000:]
+    assert tfmodel.checkpoint_epoch(tmp_path / "cut") == 1
+    resumed = _run_script([*common, "--out", str(tmp_path / "cut"), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for name, _ in tf.train.list_variables(str(tmp_path / "clean" / "checkpoints")):
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH":  # model (dropout generator too), optimizer, epoch, early stopping
+            a, b = (tf.train.load_variable(str(tmp_path / run / "checkpoints"), name) for run in ("clean", "cut"))
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    logs = [pd.read_csv(tmp_path / run / "training_log.csv").drop(columns="seconds") for run in ("clean", "cut")]
+    assert list(logs[1]["epoch"]) == [0, 1, 2] and logs[0].equals(logs[1])
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("clean", "cut")]
+    assert metrics[0]["cv"] == metrics[1]["cv"] and metrics[0]["test"] == metrics[1]["test"]
+
+
+def test_dropout_masks_come_from_the_checkpointed_generator(tmp_path):
+    model = tfmodel.CNN2D(input_shape=SMALL_SHAPE, seed=5)
+    x = np.ones((2, *SMALL_SHAPE), np.float32)
+    checkpoint = tf.train.Checkpoint(model=model)
+    path = checkpoint.write(str(tmp_path / "ckpt"))
+    first = model(x, training=True).numpy()
+    checkpoint.read(path).assert_existing_objects_matched()  # back to the generator state before that call
+    np.testing.assert_array_equal(model(x, training=True).numpy(), first)
+    assert not np.array_equal(model(x, training=True).numpy(), first)  # the next call draws new masks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("dataset_folder", None),
+        ("missing", "does not exist: pass a Speech Commands dataset folder or a feature store"),
+        ("empty", "is an empty folder"),
+        ("half_store", "was not finished"),
+        ("truncated_checkpoint", "cannot resume from"),
+    ],
+)
+def test_path_to_data_and_bad_input(tmp_path, synthetic_small, case, message):
+    from test_pipeline import make_store
+
+    path = tmp_path / case
+    common = ["--model", "ds_cnn_s", "--epochs", "1", "--out", str(tmp_path / "run")]
+    if case == "dataset_folder":  # a raw dataset: split and featurized into its work dir, then trained on
+        result = _run_script(["--path_to_data", str(synthetic_small), "--small", *common],
+                             env_extra={"SPEECHLIB_HOME": str(tmp_path / "home")})  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "[3/3] features: computing logmel" in result.stdout and "test accuracy" in result.stdout
+        return
+    if case == "empty":
+        path.mkdir()
+    elif case == "half_store":
+        make_store(path, unfinished=("train",))
+    if case == "truncated_checkpoint":
+        assert _run_script(["--random_data", *common]).returncode == 0
+        path = next((tmp_path / "run" / "checkpoints").glob("ckpt-1.data-*"))
+        path.write_bytes(path.read_bytes()[:100])
+        result = _run_script(["--random_data", *common, "--epochs", "2", "--resume"])
+    else:
+        result = _run_script(["--path_to_data", str(path), *common])
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_tensorflow.py: error: ") and message in last
+    assert str(path if case != "truncated_checkpoint" else path.parent) in last
