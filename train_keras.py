@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> dict:
     if store is not None:
         done = train.resume_epoch(out) if args.resume else 0  # the data of epoch e depends on (seed, e) only
         data = train.load_data(
-            store, batch_size=args.batch_size, seed=args.seed, spec_augment=not args.no_spec_augment, initial_epoch=done
+            store, batch_size=args.batch_size, seed=args.seed, recipe=train.Recipe.from_args(args), initial_epoch=done
         )
 
     model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)

@@ -34,3 +34,19 @@ def synthetic_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _no_small_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start in the mode of the environment; a test that changes it changes only itself."""
     monkeypatch.setenv("SPEECHLIB_SMALL", os.environ.get("SPEECHLIB_SMALL", "0"))
+
+
+@pytest.fixture(scope="session")
+def small_store(synthetic_small, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The feature store of the small synthetic dataset (split and featurized in a temporary home)."""
+    from speechlib import pipeline
+
+    saved = os.environ.get("SPEECHLIB_HOME")
+    os.environ["SPEECHLIB_HOME"] = str(tmp_path_factory.mktemp("home"))
+    try:
+        return pipeline.prepare(synthetic_small, small=True, workers=2, verbose=False).store
+    finally:
+        if saved is None:
+            os.environ.pop("SPEECHLIB_HOME", None)
+        else:
+            os.environ["SPEECHLIB_HOME"] = saved

@@ -109,22 +109,6 @@ def run_failing(args: list[str], env_extra: dict | None = None) -> subprocess.Co
     )
 
 
-@pytest.fixture(scope="module")
-def small_store(synthetic_small, tmp_path_factory):
-    """The feature store of the small synthetic dataset (split and featurized in a temporary home)."""
-    from speechlib import pipeline
-
-    saved = os.environ.get("SPEECHLIB_HOME")
-    os.environ["SPEECHLIB_HOME"] = str(tmp_path_factory.mktemp("home"))
-    try:
-        return pipeline.prepare(synthetic_small, small=True, workers=2, verbose=False).store
-    finally:
-        if saved is None:
-            os.environ.pop("SPEECHLIB_HOME", None)
-        else:
-            os.environ["SPEECHLIB_HOME"] = saved
-
-
 @pytest.mark.slow
 def test_a_raw_dataset_folder_is_prepared_and_trained_on(tmp_path, synthetic_small):
     env = {"SPEECHLIB_HOME": str(tmp_path / "home")}

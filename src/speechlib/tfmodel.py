@@ -382,33 +382,25 @@ def weighted_loss(logits: tf.Tensor, y: tf.Tensor, class_weights: tf.Tensor | No
 
     ``sum_i w[y_i] * ce_i / batch_size`` — what Keras' ``fit(class_weight=...)``
     computes. ``class_weights`` is a (num_classes,) float32 tensor or None (all 1).
+    ``y`` is (batch,) label ids, or (batch, num_classes) class distributions (mixup;
+    weighted by the class of the largest share, as Keras does).
     """
-    y = tf.cast(y, tf.int32)
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    if y.shape.rank == 2:
+        losses = tf.nn.softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.float32), logits=logits)
+        y = tf.argmax(y, -1, output_type=tf.int32)
+    else:
+        y = tf.cast(y, tf.int32)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
     if class_weights is not None:
         losses = losses * tf.gather(class_weights, y)
     return tf.reduce_mean(losses)
 
 
 def lr_schedule(*, lr: float, steps_per_epoch: int, epochs: int):
-    """Learning rate as a function of the step: warm-up then cosine decay, as ``speechlib.train.compile_model``.
+    """Learning rate as a function of the step: ``speechlib.train.lr_schedule``, the Keras path's schedule."""
+    from speechlib import train
 
-    Linear warm-up from ``lr / 10`` to ``lr`` over ``speechlib.train.WARMUP_EPOCHS``
-    epochs (at most half the run), then cosine decay to 0 at ``epochs * steps_per_epoch``
-    (``keras.optimizers.schedules.CosineDecay``, a pure function of the step).
-    """
-    import keras
-
-    from speechlib.train import WARMUP_EPOCHS
-
-    total = max(1, epochs * steps_per_epoch)
-    warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=lr * 0.1 if warmup else lr,
-        decay_steps=max(1, total - warmup),
-        warmup_target=lr if warmup else None,
-        warmup_steps=warmup,
-    )
+    return train.lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
 
 
 def make_train_step(model: Model, optimizer: Adam, class_weights: np.ndarray | None = None, schedule=None):
@@ -429,9 +421,8 @@ def make_train_step(model: Model, optimizer: Adam, class_weights: np.ndarray | N
             logits = model(x, training=True)
             loss = weighted_loss(logits, y, weights)
         optimizer.apply_gradients(tape.gradient(loss, variables), variables)
-        correct = tf.reduce_sum(
-            tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.int32)
-        )
+        label = tf.argmax(y, -1, output_type=tf.int32) if y.shape.rank == 2 else tf.cast(y, tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), label), tf.int32))
         return loss, correct
 
     return step

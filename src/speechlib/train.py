@@ -89,10 +89,14 @@ __all__ = [
     "BEST_FILE",
     "DEFAULT_MODEL",
     "LOG_FILE",
+    "NO_AUGMENTATION",
     "Backup",
     "Data",
+    "Recipe",
     "ResumeError",
+    "WaveformBatches",
     "add_arguments",
+    "add_recipe_arguments",
     "best_model",
     "callbacks",
     "class_weights",
@@ -102,6 +106,9 @@ __all__ = [
     "fit",
     "load_backup",
     "load_data",
+    "lr_schedule",
+    "mixup_batch",
+    "noise_bank",
     "predict_split",
     "random_data",
     "read_log",
@@ -177,7 +184,7 @@ def add_arguments(parser: Any, *, models: Sequence[str] | None = None, logrun_de
         help="continue from the last epoch's backup in --out: the same run as if it had not stopped",
     )
     parser.add_argument("--small", action="store_true", help="small mode: a few hundred clips (SPEECHLIB_SMALL=1)")
-    parser.add_argument("--no_spec_augment", action="store_true", help="train without SpecAugment")
+    add_recipe_arguments(parser)
     return parser
 
 
@@ -276,7 +283,8 @@ class Data:
     sizes: dict[str, int]
     task: str = "kaggle12"
     source: str = ""
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
+    recipe: Recipe | None = None
 
     @property
     def num_classes(self) -> int:
@@ -310,30 +318,22 @@ class Data:
         }
 
 
-def _dataset(reader: Any, feature_shape: tuple[int, ...]) -> Any:
-    """A ``tf.data.Dataset`` over a :class:`speechlib.store.BatchReader` (one epoch per pass, new order each)."""
+def _dataset(reader: Any, feature_shape: tuple[int, ...], *, num_classes: int | None = None) -> Any:
+    """A ``tf.data.Dataset`` over a batch reader (one epoch per pass, new order each).
+
+    ``num_classes``: the labels are soft, float32 (batch, num_classes) (mixup); else int32 (batch,).
+    """
     import tensorflow as tf
 
-    signature = (
-        tf.TensorSpec(shape=(None, *feature_shape), dtype=tf.float32),
-        tf.TensorSpec(shape=(None,), dtype=tf.int32),
+    label = (
+        tf.TensorSpec(shape=(None,), dtype=tf.int32)
+        if num_classes is None
+        else tf.TensorSpec(shape=(None, num_classes), dtype=tf.float32)
     )
+    signature = (tf.TensorSpec(shape=(None, *feature_shape), dtype=tf.float32), label)
     ds = tf.data.Dataset.from_generator(reader.epoch, output_signature=signature)
     # A known length gives Keras' progress bar its total from the first epoch on.
     return ds.apply(tf.data.experimental.assert_cardinality(len(reader))).prefetch(2)
-
-
-class _SpecAugmentBatches:
-    """``transform`` for the training reader: SpecAugment with a seeded generator (picklable, no lambda)."""
-
-    def __init__(self, seed: int) -> None:
-        from speechlib import augment
-
-        self.augment = augment.SpecAugment()
-        self.rng = np.random.default_rng([seed, 7])
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        return self.augment(X, rng=self.rng)
 
 
 def _shuffle_window(fs: Any, split: str) -> int:
@@ -356,16 +356,304 @@ def _shuffle_window(fs: Any, split: str) -> int:
     return window
 
 
+# --- The training recipe: what is augmented, and how ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How the training data is augmented: every switch of the course's augmentations.
+
+    Waveform augmentations (``speechlib.augment.Augmenter``, drawn anew for
+    every clip in every epoch, before the features are computed): a time
+    shift of up to ``max_shift`` seconds with zero fill, background noise
+    from the *training split's own* noise (its noise regions, or its silence
+    clips where the layout brings no recordings) at an SNR drawn from
+    ``snr_db`` with probability ``noise_prob``, a gain drawn from
+    ``gain_db`` half the time, and (off by default) a time stretch.
+    Then SpecAugment on the features (2 time masks of <= 10 frames, 2
+    frequency masks of <= 5 bands) and, when ``mixup > 0``, mixup of pairs
+    of clips in the batch with a weight drawn from Beta(mixup, mixup).
+
+    With every waveform augmentation off the training split is read from the
+    feature store as it was stored (only SpecAugment and mixup apply);
+    otherwise the training clips are decoded once into memory (int16, 32 KB
+    a clip) and featurized on the fly, batch by batch.
+
+    Every random draw is a function of ``(seed, epoch, batch)``, so epoch
+    ``e`` has the same data whether or not the run was resumed.
+    """
+
+    shift: bool = True
+    noise: bool = True
+    gain: bool = True
+    spec_augment: bool = True
+    stretch: bool = False
+    mixup: float = 0.0
+    max_shift: float = 0.1  # seconds: the TensorFlow speech-commands example's time_shift_ms = 100
+    noise_prob: float = 0.8  # the TensorFlow example's background_frequency
+    snr_db: tuple[float, float] = (0.0, 20.0)  # uniform; 0 dB is as loud as the word
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+
+    @property
+    def on_waveform(self) -> bool:
+        """True when some augmentation works on the waveform (the clips must be featurized on the fly)."""
+        return self.shift or self.noise or self.gain or self.stretch
+
+    def augmenter(self, noise: Any = None) -> Any:
+        """The ``speechlib.augment.Augmenter`` of this recipe (``noise``: a ``NoiseBank`` or None)."""
+        from speechlib import augment
+
+        return augment.Augmenter(
+            noise=noise if self.noise else None,
+            noise_prob=self.noise_prob if self.noise else 0.0,
+            snr_db=tuple(self.snr_db),
+            shift_prob=1.0 if self.shift else 0.0,
+            max_shift=self.max_shift,
+            gain_prob=0.5 if self.gain else 0.0,
+            gain_db=tuple(self.gain_db),
+            stretch_prob=0.5 if self.stretch else 0.0,
+            seed=None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (recorded with a trained model)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_args(cls, args: Any) -> Recipe:
+        """The recipe of the scripts' flags (``--no_shift``, ``--no_noise``, ``--no_gain``, ``--no_spec_augment``,
+        ``--stretch``, ``--mixup``); a flag that is absent keeps the default."""
+        return cls(
+            shift=not getattr(args, "no_shift", False),
+            noise=not getattr(args, "no_noise", False),
+            gain=not getattr(args, "no_gain", False),
+            spec_augment=not getattr(args, "no_spec_augment", False),
+            stretch=bool(getattr(args, "stretch", False)),
+            mixup=float(getattr(args, "mixup", 0.0) or 0.0),
+        )
+
+
+NO_AUGMENTATION = Recipe(shift=False, noise=False, gain=False, spec_augment=False)
+
+
+def add_recipe_arguments(parser: Any) -> Any:
+    """The augmentation flags of :class:`Recipe` (part of :func:`add_arguments`)."""
+    group = parser.add_argument_group("augmentation (all on by default but stretch and mixup)")
+    group.add_argument("--no_shift", action="store_true", help="no random time shift (up to 100 ms, zero fill)")
+    group.add_argument("--no_noise", action="store_true", help="no background noise from the training split")
+    group.add_argument("--no_gain", action="store_true", help="no random gain (-6 to +6 dB)")
+    group.add_argument("--no_spec_augment", action="store_true", help="no SpecAugment on the features")
+    group.add_argument("--stretch", action="store_true", help="random time stretch (0.85-1.15, phase vocoder; slow)")
+    group.add_argument("--mixup", type=float, default=0.0, help="mixup with Beta(a, a) weights (default 0: off)")
+    return parser
+
+
+def _draw(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of batch ``index`` of epoch ``epoch``: a pure function of the three (exact resume)."""
+    return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+class WaveformBatches:
+    """Training batches featurized on the fly from clips held in memory, with the recipe's augmentation.
+
+    The same interface as :class:`speechlib.store.BatchReader` (``len()``,
+    ``reader[i]``, :meth:`on_epoch_end`, :meth:`epoch`, ``y``, ``num_rows``):
+    epoch ``e`` visits every clip once in the order
+    ``default_rng([seed, e]).permutation``; batch ``i`` is augmented with
+    ``default_rng([seed, e, i])``, so any batch can be rebuilt alone.
+
+    Parameters
+    ----------
+    waveforms : np.ndarray, shape (n, n_samples), int16 or float32
+        The clips, fitted to the clip length (int16: full scale 32768).
+    y : np.ndarray, shape (n,), int
+    kind, params : str, dict
+        The store's feature kind and parameters (``speechlib.features.compute_batch``).
+    normalization : dict
+        ``mean`` and ``std`` per band (the store's, fitted on the un-augmented train split).
+    recipe : Recipe
+    noise : speechlib.augment.NoiseBank, optional
+    batch_size : int
+    seed : int
+    num_classes : int
+        For mixup's soft labels.
+    """
+
+    def __init__(
+        self,
+        waveforms: np.ndarray,
+        y: np.ndarray,
+        *,
+        kind: str,
+        params: dict,
+        normalization: dict,
+        recipe: Recipe,
+        noise: Any = None,
+        batch_size: int = 64,
+        seed: int = config.SEED,
+        num_classes: int = 12,
+    ) -> None:
+        from speechlib import augment
+
+        self.waveforms = waveforms
+        self.y = np.asarray(y, dtype=np.int32)
+        self.num_rows = int(self.y.shape[0])
+        self.kind, self.params = kind, dict(params)
+        self.mean = np.asarray(normalization["mean"], dtype=np.float32)
+        self.std = np.asarray(normalization["std"], dtype=np.float32)
+        self.recipe = recipe
+        self.augmenter = recipe.augmenter(noise) if recipe.on_waveform else None
+        self.spec = augment.SpecAugment() if recipe.spec_augment else None
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.num_classes = int(num_classes)
+        self.epoch_index = 0
+
+    def __len__(self) -> int:
+        return -(-self.num_rows // self.batch_size)
+
+    def _clips(self, index: np.ndarray) -> np.ndarray:
+        clips = self.waveforms[index]
+        if clips.dtype == np.int16:
+            clips = clips.astype(np.float32) / np.float32(32768.0)
+        return clips
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} of {len(self)}")
+        order = np.random.default_rng([self.seed, self.epoch_index]).permutation(self.num_rows)
+        index = order[i * self.batch_size : (i + 1) * self.batch_size]
+        rng = _draw(self.seed, self.epoch_index, i)
+        clips = self._clips(index)
+        if self.augmenter is not None:
+            clips = np.stack([self.augmenter(clip, rng=rng) for clip in clips])
+        from speechlib import features
+
+        X = features.compute_batch(clips, self.kind, **self.params)
+        X = (X - self.mean) / self.std
+        if self.spec is not None:
+            X = self.spec(X, rng=rng)
+        return mixup_batch(X.astype(np.float32, copy=False), self.y[index], alpha=self.recipe.mixup, rng=rng,
+                           num_classes=self.num_classes)  # fmt: skip
+
+    def on_epoch_end(self) -> None:
+        """Advance to the next epoch (a new order and new augmentations)."""
+        self.epoch_index += 1
+
+    def epoch(self):
+        """The batches of the current epoch, then advance."""
+        for i in range(len(self)):
+            yield self[i]
+        self.on_epoch_end()
+
+
+class _StoredBatches:
+    """``transform`` for a store reader: SpecAugment (and mixup) drawn from ``(seed, epoch, batch)``."""
+
+    def __init__(self, reader: Any, recipe: Recipe, *, seed: int, num_classes: int) -> None:
+        from speechlib import augment
+
+        self.reader, self.recipe, self.seed, self.num_classes = reader, recipe, int(seed), int(num_classes)
+        self.spec = augment.SpecAugment() if recipe.spec_augment else None
+        self.y = reader.y
+        self.num_rows = reader.num_rows
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    @property
+    def epoch_index(self) -> int:
+        return self.reader.epoch_index
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        X, y = self.reader[i]
+        rng = _draw(self.seed, self.reader.epoch_index, i)
+        if self.spec is not None:
+            X = self.spec(X, rng=rng)
+        return mixup_batch(X, y, alpha=self.recipe.mixup, rng=rng, num_classes=self.num_classes)
+
+    def on_epoch_end(self) -> None:
+        self.reader.on_epoch_end()
+
+    def epoch(self):
+        for i in range(len(self)):
+            yield self[i]
+        self.on_epoch_end()
+
+
+def mixup_batch(
+    X: np.ndarray, y: np.ndarray, *, alpha: float, rng: np.random.Generator, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al. 2018, arXiv:1710.09412) of a batch with a shuffled copy of itself.
+
+    With ``alpha <= 0`` the batch is returned unchanged (integer labels).
+    Otherwise each row ``j`` becomes ``lam_j X_j + (1 - lam_j) X_p(j)`` with
+    ``lam_j ~ Beta(alpha, alpha)`` (kept >= 0.5, so the row's own clip
+    dominates) and its label the same mix of one-hot vectors: y float32,
+    shape (batch, num_classes).
+    """
+    if alpha <= 0:
+        return X, np.asarray(y, dtype=np.int32)
+    lam = rng.beta(alpha, alpha, size=len(y)).astype(np.float32)
+    lam = np.maximum(lam, 1 - lam)
+    partner = rng.permutation(len(y))
+    onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(y)]
+    shape = (-1,) + (1,) * (X.ndim - 1)
+    X = lam.reshape(shape) * X + (1 - lam.reshape(shape)) * X[partner]
+    return X.astype(np.float32), lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partner]
+
+
+def _train_waveforms(fs: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The clips of a store's split (its un-augmented rows) as int16 waveforms fitted as the featurizer fits them."""
+    from speechlib import audio
+
+    rows = fs.manifest(split)
+    rows = rows[rows["augment"] == 0]
+    clips = np.empty((len(rows), config.CLIP_SAMPLES), dtype=np.int16)
+    for j, row in enumerate(rows.to_dict("records")):
+        clip = audio.fix_length(audio.load_row(row))
+        clips[j] = np.round(np.clip(clip, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
+    return clips, rows["label_id"].to_numpy(np.int32)
+
+
+def noise_bank(fs: Any, split: str = "train") -> Any:
+    """Background noise of one split only, for noise augmentation: a ``speechlib.augment.NoiseBank`` or None.
+
+    The split's ``noise_regions`` of ``split.json`` (disjoint sample ranges of
+    the noise recordings); where the layout has no recordings (the official
+    test-set layout), the split's own silence clips.
+    """
+    from speechlib import augment
+    from speechlib import split as split_module
+
+    split_dir = fs.attrs.get("split_dir")
+    if split_dir and (Path(split_dir) / "split.json").is_file():
+        regions = split_module.load_info(split_dir).get("noise_regions", {}).get(split) or []
+        if regions:
+            return augment.NoiseBank(regions)
+    rows = fs.manifest(split)
+    if "path" not in rows:
+        return None
+    silence = rows[(rows["label"] == config.SILENCE_LABEL) & (rows["path"].fillna("") != "") & (rows["augment"] == 0)]
+    regions = [
+        {"path": r["path"], "start": int(r.get("offset") or 0),
+         "stop": int(r.get("offset") or 0) + int(r.get("num_samples") or 0) or None}
+        for r in silence.to_dict("records")
+    ]  # fmt: skip
+    return augment.NoiseBank(regions) if regions else None
+
+
 def load_data(
     store_path: str | Path,
     *,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = config.SEED,
-    spec_augment: bool = True,
+    recipe: Recipe | None = None,
+    spec_augment: bool | None = None,
     splits: tuple[str, str, str] = ("train", "cv", "test"),
     initial_epoch: int = 0,
 ) -> Data:
-    """Train / cv / test pipelines streamed from a feature store.
+    """Train / cv / test pipelines from a feature store, the training batches augmented by ``recipe``.
 
     Parameters
     ----------
@@ -373,18 +661,22 @@ def load_data(
         A feature store (``speechlib featurize`` or :func:`speechlib.pipeline.prepare`).
     batch_size : int
     seed : int
-        Seed of the shuffling (order of epoch ``e`` depends on ``(seed, e)``) and of SpecAugment.
-    spec_augment : bool
-        Apply SpecAugment (2 time masks <= 10 frames, 2 frequency masks <= 5 bands;
-        ``speechlib.augment.SpecAugment``) to training batches, a new draw every epoch.
+        Seed of the shuffling and of every augmentation (epoch ``e``, batch ``i``: ``(seed, e, i)``).
+    recipe : Recipe, optional
+        The augmentation (default :class:`Recipe`: shift, noise, gain and SpecAugment).
+        With no waveform augmentation the stored features are read as they are.
+    spec_augment : bool, optional
+        Shorthand that overrides ``recipe.spec_augment``.
     splits : (str, str, str)
         Store splits used as train, cv and test (e.g. ``("sample_train", "sample_cv", "sample_test")``).
     initial_epoch : int
-        Epoch to start the shuffling from (a resumed run continues the sequence of orders).
+        Epoch to start from (a resumed run continues the sequence of orders and augmentations).
 
     Returns
     -------
     Data
+        ``train`` yields normalised, augmented batches (y int32, or float32
+        soft labels with mixup); ``cv`` and ``test`` the stored features, normalised.
 
     Raises
     ------
@@ -393,25 +685,39 @@ def load_data(
     """
     from speechlib.store import FeatureStore, StoreError
 
+    recipe = Recipe() if recipe is None else recipe
+    if spec_augment is not None:
+        recipe = dataclasses.replace(recipe, spec_augment=bool(spec_augment))
     fs = FeatureStore(store_path)
     norm = fs.normalization
     if norm is None:
         raise StoreError(f"{fs.path} has no normalisation statistics: featurize its train split first")
     train_name, cv_name, test_name = splits
+    if recipe.on_waveform and "path" not in fs.manifest(train_name):
+        print(
+            f"note: the {train_name} split of {fs.path} has no manifest of audio files (imported features): "
+            "training without waveform augmentation (shift, noise, gain, stretch) on its stored features"
+        )
+        recipe = dataclasses.replace(recipe, shift=False, noise=False, gain=False, stretch=False)
+    if recipe.on_waveform:
+        waveforms, y = _train_waveforms(fs, train_name)
+        train_reader: Any = WaveformBatches(
+            waveforms, y, kind=fs.kind, params=fs.params, normalization=norm, recipe=recipe,
+            noise=noise_bank(fs, train_name) if recipe.noise else None, batch_size=batch_size, seed=seed,
+            num_classes=fs.num_classes,
+        )  # fmt: skip
+    else:
+        stored = fs.batches(
+            train_name, batch_size=batch_size, shuffle=True, seed=seed,
+            window_chunks=_shuffle_window(fs, train_name), normalize=True,
+        )  # fmt: skip
+        train_reader = _StoredBatches(stored, recipe, seed=seed, num_classes=fs.num_classes)
     readers = {
-        "train": fs.batches(
-            train_name,
-            batch_size=batch_size,
-            shuffle=True,
-            seed=seed,
-            window_chunks=_shuffle_window(fs, train_name),
-            normalize=True,
-            transform=_SpecAugmentBatches(seed) if spec_augment else None,
-        ),
+        "train": train_reader,
         "cv": fs.batches(cv_name, batch_size=batch_size, shuffle=False, normalize=True),
         "test": fs.batches(test_name, batch_size=batch_size, shuffle=False, normalize=True),
     }
-    for _ in range(initial_epoch):  # the order of that epoch: a resumed run does not repeat the first orders
+    for _ in range(initial_epoch):  # a resumed run continues the sequence of orders and draws
         readers["train"].on_epoch_end()
     counts = np.bincount(readers["train"].y, minlength=fs.num_classes)
     split_info = {}
@@ -419,8 +725,9 @@ def load_data(
         from speechlib import split as split_module
 
         split_info = split_module.load_info(fs.attrs["split_dir"])
+    soft = recipe.mixup > 0
     return Data(
-        train=_dataset(readers["train"], fs.feature_shape),
+        train=_dataset(readers["train"], fs.feature_shape, num_classes=fs.num_classes if soft else None),
         cv=_dataset(readers["cv"], fs.feature_shape),
         test=_dataset(readers["test"], fs.feature_shape),
         labels=fs.labels,
@@ -433,6 +740,7 @@ def load_data(
         task=split_info.get("task", "kaggle12"),
         source=str(fs.path),
         batch_size=batch_size,
+        recipe=recipe,
     )
 
 
@@ -500,7 +808,27 @@ def default_out(store_path: str | Path | None, logrun: str) -> Path:
     return config.project_home() / "models" / logrun
 
 
-def compile_model(model: Any, *, lr: float, steps_per_epoch: int, epochs: int) -> Any:
+def lr_schedule(*, lr: float, steps_per_epoch: int, epochs: int) -> Any:
+    """The learning rate as a function of the step: linear warm-up, then cosine decay to 0.
+
+    From ``lr / 10`` to ``lr`` over ``WARMUP_EPOCHS`` epochs (at most half the run),
+    then ``keras.optimizers.schedules.CosineDecay`` down to 0 at ``epochs * steps_per_epoch``.
+    A pure function of the optimizer's step count, so a resumed run continues on the same
+    curve; used by :func:`compile_model` and by ``speechlib.tfmodel``.
+    """
+    import keras
+
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr * 0.1 if warmup else lr,
+        decay_steps=max(1, total - warmup),
+        warmup_target=lr if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def compile_model(model: Any, *, lr: float, steps_per_epoch: int, epochs: int, soft_labels: bool = False) -> Any:
     """Compile with Adam, a warm-up + cosine learning-rate schedule, the from-logits loss and accuracy.
 
     Parameters
@@ -511,23 +839,57 @@ def compile_model(model: Any, *, lr: float, steps_per_epoch: int, epochs: int) -
         Peak learning rate, reached after ``WARMUP_EPOCHS``.
     steps_per_epoch, epochs : int
         Length of the schedule: the rate decays to 0 over ``epochs * steps_per_epoch`` steps.
+    soft_labels : bool
+        The labels are class distributions (mixup): categorical instead of sparse cross-entropy.
     """
     import keras
 
-    total = max(1, epochs * steps_per_epoch)
-    warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=lr * 0.1 if warmup else lr,
-        decay_steps=max(1, total - warmup),
-        warmup_target=lr if warmup else None,
-        warmup_steps=warmup,
-    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=schedule),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        optimizer=keras.optimizers.Adam(lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)),
+        loss=_soft_or_sparse()[0]() if soft_labels else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[_soft_or_sparse()[1](name="accuracy")] if soft_labels else ["accuracy"],
     )
     return model
+
+
+_SOFT_OR_SPARSE: tuple | None = None
+
+
+def _soft_or_sparse() -> tuple:
+    """A cross-entropy and an accuracy for logits that take soft labels (mixup batches) and label ids (cv).
+
+    Registered with Keras (``speechlib>...``), so a checkpoint compiled with them loads again.
+    """
+    global _SOFT_OR_SPARSE
+    if _SOFT_OR_SPARSE is None:
+        import keras
+
+        def ids(y_true, y_pred):
+            if len(y_true.shape) == len(y_pred.shape):
+                return keras.ops.argmax(y_true, axis=-1)
+            return keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int64")
+
+        @keras.saving.register_keras_serializable(package="speechlib")
+        class SoftOrSparseCrossentropy(keras.losses.Loss):
+            def call(self, y_true, y_pred):
+                if len(y_true.shape) == len(y_pred.shape):
+                    return keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=True)
+                return keras.losses.sparse_categorical_crossentropy(ids(y_true, y_pred), y_pred, from_logits=True)
+
+        @keras.saving.register_keras_serializable(package="speechlib")
+        class SoftOrSparseAccuracy(keras.metrics.MeanMetricWrapper):
+            def __init__(self, name="accuracy", dtype=None):
+                def accuracy(y_true, y_pred):
+                    hit = keras.ops.equal(ids(y_true, y_pred), keras.ops.argmax(y_pred, axis=-1))
+                    return keras.ops.cast(hit, "float32")
+
+                super().__init__(accuracy, name=name, dtype=dtype)
+
+            def get_config(self):
+                return {"name": self.name, "dtype": self.dtype}
+
+        _SOFT_OR_SPARSE = (SoftOrSparseCrossentropy, SoftOrSparseAccuracy)
+    return _SOFT_OR_SPARSE
 
 
 # ---------------------------------------------------------------------------
@@ -992,7 +1354,8 @@ def fit(
         cv weights; ``out_dir/best.keras`` holds the best model over every run.
     """
     steps = max(int(data.train.cardinality()), 1)
-    compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs)
+    soft = data.recipe is not None and data.recipe.mixup > 0
+    compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs, soft_labels=soft)
     callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience)
     backup = callback_list[-1]
     backup.run = {"epochs": int(epochs), "lr": float(lr), "steps_per_epoch": steps, "source": data.source}
