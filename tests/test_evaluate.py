@@ -147,3 +147,25 @@ def test_pinning_restores_affinity():
             assert os.sched_getaffinity(0) == {core}
             assert core in before
     assert os.sched_getaffinity(0) == before
+
+
+def test_count_macs_by_hand():
+    import keras
+
+    inputs = keras.Input((10, 8))
+    x = keras.layers.Reshape((10, 8, 1))(inputs)
+    x = keras.layers.Conv2D(4, (3, 3), padding="same")(x)  # 10*8 positions * (3*3*1*4) = 2880
+    x = keras.layers.DepthwiseConv2D((3, 3), strides=2, padding="same")(x)  # 5*4 positions * (3*3*4*1) = 720
+    x = keras.layers.BatchNormalization()(x)  # element-wise: not counted
+    x = keras.layers.Reshape((5, 16))(x)
+    x = keras.layers.GRU(6)(x)  # 5 steps * (16*18 + 6*18) = 1980
+    outputs = keras.layers.Dense(3)(x)  # 6*3 = 18
+    inner = keras.Model(inputs, outputs)
+    wrapped_in = keras.Input((10, 8))
+    wrapped = keras.Model(wrapped_in, inner(wrapped_in))  # a nested model counts its layers
+    assert evaluate.count_macs(inner) == 2880 + 720 + 1980 + 18
+    assert evaluate.count_macs(wrapped) == evaluate.count_macs(inner)
+    assert evaluate.count_macs(models.build("majority")) is None
+    # cnn2d: two convolutions and two dense layers, from the layer plan
+    cnn = models.build("cnn2d")
+    assert evaluate.count_macs(cnn) == 30 * 30 * 3 * 3 * 32 + 28 * 28 * 3 * 3 * 32 * 64 + 12544 * 128 + 128 * 12

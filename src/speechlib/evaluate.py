@@ -10,7 +10,8 @@ Metrics
     :func:`load_metrics`.
 Cost
     :func:`time_inference` (milliseconds per clip at batch size 1 on one CPU
-    core), :func:`limit_tf_threads`, ``speechlib.models.count_params``.
+    core), :func:`limit_tf_threads`, :func:`count_macs` (multiply-adds per
+    clip), ``speechlib.models.count_params``.
 Table
     :func:`report_row`.
 
@@ -317,3 +318,76 @@ def time_inference(
             call()
             times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000.0)
+
+
+# ---------------------------------------------------------------------------
+# Multiply-adds per clip
+# ---------------------------------------------------------------------------
+
+
+def _output_positions(layer: Any) -> int:
+    """Output positions of a layer: the product of its output shape without batch and channel axes."""
+    shape = tuple(layer.output.shape)
+    return int(np.prod([int(d) for d in shape[1:-1]], dtype=np.int64))
+
+
+def count_macs(model: Any) -> int | None:
+    """Multiply-adds of one forward pass on one clip, from the layers' weights and output shapes.
+
+    The convention of the keyword-spotting papers (Tang & Lin 2018, Zhang et
+    al. 2017): every weight matrix is counted once per output position it is
+    applied at; element-wise work (batch norm, activations, pooling, sums)
+    is not counted.
+
+    - Conv1D / Conv2D / DepthwiseConv2D / Dense (on the last axis of any
+      rank): ``positions * kernel.size``, where ``positions`` is the product
+      of the output shape without the batch and channel axes, and
+      ``kernel.size`` already holds the kernel window, the input channels
+      per group and the output channels (or the depth multiplier);
+    - GRU / LSTM: ``timesteps * (kernel.size + recurrent_kernel.size)``
+      (input and recurrent matrices of every gate, once per step);
+    - a nested model is counted layer by layer.
+
+    Parameters
+    ----------
+    model : keras.Model or sklearn estimator
+        A built functional or Sequential Keras model.
+
+    Returns
+    -------
+    int or None
+        Multiply-adds per clip; None for scikit-learn models.
+
+    Raises
+    ------
+    ValueError
+        A layer with a kernel that this rule does not know (the message names it).
+    """
+    if not _models.is_keras(model):
+        return None
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += count_macs(layer)
+            continue
+        if isinstance(layer, keras.layers.Bidirectional):
+            raise ValueError(f"count_macs: layer {layer.name} (Bidirectional) is not counted; count its two RNNs")
+        cell = getattr(layer, "cell", None)
+        if cell is not None and hasattr(cell, "recurrent_kernel"):
+            steps = int(layer.input.shape[1])
+            total += steps * (int(np.prod(cell.kernel.shape)) + int(np.prod(cell.recurrent_kernel.shape)))
+            continue
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue  # element-wise or weight-free layers
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D,
+                              keras.layers.DepthwiseConv2D)):  # fmt: skip
+            total += _output_positions(layer) * int(np.prod(kernel.shape))
+            continue
+        raise ValueError(
+            f"count_macs: layer {layer.name} ({type(layer).__name__}) has a kernel that count_macs does not know; "
+            "add its rule to speechlib.evaluate.count_macs"
+        )
+    return int(total)
