@@ -1,4 +1,4 @@
-"""Tests for speechlib.experiments: one run per model family, the final-model rule and its record."""
+"""Tests for speechlib.experiments: runs go through speechlib.train, rows, the comparison over seeds, the final rule."""
 
 from __future__ import annotations
 
@@ -6,102 +6,176 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from speechlib import config, experiments
-from speechlib.store import FeatureStore, StoreError
+from speechlib import config, experiments, train
+from speechlib.store import FeatureStore
 
-SHAPE = (101, 40)
-EXPECTED_KEYS = {
-    "model", "accuracy", "macro_precision", "macro_recall", "macro_f1", "params", "seconds_per_epoch",
-    "ms_per_clip", "num_samples", "name", "seed", "epochs", "input", "train_split", "cv_split", "train_rows",
+ROW_KEYS = {
+    "model", "accuracy", "macro_precision", "macro_recall", "macro_f1", "params", "macs", "seconds_per_epoch",
+    "ms_per_clip", "num_samples", "name", "seed", "epochs", "max_epochs", "best_epoch", "early_stopped", "converged",
+    "cv_curve", "loss_curve", "input", "train_split", "cv_split", "train_rows", "out_dir",
 }  # fmt: skip
-
-
-def make_store(path, *, kind="logmel", shape=SHAPE, sizes=None, seed=0):
-    """A tiny store whose classes are easy to tell apart: one band per class lights up."""
-    sizes = sizes or {"sample_train": 96, "sample_cv": 48}
-    rng = np.random.default_rng(seed)
-    labels = list(config.KAGGLE12_LABELS)
-    fs = FeatureStore.create(path, kind=kind, params={}, labels=labels, feature_shape=shape)
-    for split, n in sizes.items():
-        y = (np.arange(n) % len(labels)).astype(np.int32)
-        X = rng.normal(0, 0.1, (n, *shape)).astype(np.float32)
-        if kind == "waveform":
-            X[np.arange(n), y * 100, 0] += 0.5
-        else:
-            X[np.arange(n), :, y * 3] += 3.0
-        writer = fs.new_split(split, chunk_rows=32)
-        writer.append(X, y)
-        writer.finish()
-    fs.fit_normalization("sample_train")
-    return path
+QUICK = dict(timing_repeats=2, batch_size=32)
 
 
 @pytest.fixture(scope="module")
-def logmel(tmp_path_factory):
-    return experiments.load(make_store(tmp_path_factory.mktemp("exp") / "logmel"))
+def sizes(small_store):
+    fs = FeatureStore(small_store)
+    return {split: fs.num_rows(split) for split in ("train", "cv")}
 
 
-def test_load_defaults_and_missing_split(tmp_path, logmel):
-    assert logmel.normalize and logmel.feature_shape == SHAPE and logmel.num_classes == 12
-    X, y = logmel.arrays("sample_train")
-    assert X.shape == (96, *SHAPE) and y.dtype == np.int32
-    assert abs(float(X.mean())) < 0.1  # normalised with the train statistics
-    # The featurizer stores waveforms as (CLIP_SAMPLES, 1); the raw-waveform model takes (CLIP_SAMPLES,).
-    wave = experiments.load(make_store(tmp_path / "wave", kind="waveform", shape=(config.CLIP_SAMPLES, 1)))
-    assert not wave.normalize  # waveforms stay in [-1, 1]
-    assert wave.feature_shape == (config.CLIP_SAMPLES,)
-    assert wave.arrays("sample_cv")[0].shape == (48, config.CLIP_SAMPLES)
-    with pytest.raises(StoreError, match="no complete split"):
-        experiments.load(tmp_path / "wave", train="train")
+def test_keras_run_goes_through_train(small_store, sizes, tmp_path, monkeypatch):
+    calls = {}
+    load_data, fit = train.load_data, train.fit
+
+    def spy_load_data(*args, **kwargs):
+        calls["load_data"] = kwargs
+        return load_data(*args, **kwargs)
+
+    def spy_fit(*args, **kwargs):
+        calls["fit"] = kwargs
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "load_data", spy_load_data)
+    monkeypatch.setattr(train, "fit", spy_fit)
+    recipe = train.Recipe(noise=False)
+    out = tmp_path / "run"
+    row = experiments.run_experiment("ds_cnn_s", small_store, epochs=2, seed=5, recipe=recipe, out_dir=out,
+                                     patience=3, **QUICK)  # fmt: skip
+    assert calls["load_data"]["recipe"] == recipe and calls["load_data"]["splits"] == ("train", "cv", "cv")
+    assert calls["fit"]["out_dir"] == out and calls["fit"]["patience"] == 3 and calls["fit"]["epochs"] == 2
+    assert (out / train.LOG_FILE).is_file() and (out / train.BEST_FILE).is_file()
+    assert len(train.read_log(out)) == 2
+    assert set(row) == ROW_KEYS
+    assert row["model"] == row["name"] == "ds_cnn_s" and row["epochs"] == 2 and row["max_epochs"] == 2
+    assert row["params"] == 23_180  # trainable weights, the paper's convention
+    assert row["macs"] > row["params"]  # a convolution reuses its weights at every position
+    assert row["num_samples"] == sizes["cv"] and row["train_rows"] == sizes["train"]
+    assert len(row["cv_curve"]) == len(row["loss_curve"]) == 2 and 1 <= row["best_epoch"] <= 2
+    assert row["seconds_per_epoch"] > 0 and row["ms_per_clip"] > 0 and 0 <= row["macro_f1"] <= 1
+    assert row["out_dir"] == str(out) and isinstance(row["converged"], bool)
 
 
-def test_sklearn_baseline_row(logmel):
-    row = experiments.run_experiment("logistic_regression", logmel, epochs=1, seed=3, timing_repeats=2)
-    assert set(row) == EXPECTED_KEYS
-    assert row["params"] is None and row["epochs"] == 0 and row["input"] == "logmel"
-    assert row["num_samples"] == 48 and row["train_rows"] == 96
-    assert row["accuracy"] > 0.5  # the classes are separable: far above chance (1/12)
-    majority = experiments.run_experiment("majority", logmel, epochs=1, timing_repeats=2)
-    assert majority["accuracy"] == pytest.approx(1 / 12)
+def test_run_folder_defaults_to_the_work_dir(tmp_path):
+    store = tmp_path / "work" / "features" / "logmel"
+    assert experiments.run_dir(store, "course_cnn1d/16", 7) == tmp_path / "work" / "experiments" / "runs" / (
+        "course_cnn1d_16-seed7"
+    )
+    elsewhere = experiments.run_dir(tmp_path / "mystore", "res8", 1)
+    assert elsewhere.is_dir() and "res8-seed1" in elsewhere.name
 
 
-def test_keras_row_and_seed_reproducibility(logmel):
-    kwargs = dict(epochs=2, seed=5, timing_repeats=2, batch_size=32)
-    a = experiments.run_experiment("ds_cnn_s", logmel, label="dscnn", **kwargs)
-    b = experiments.run_experiment("ds_cnn_s", logmel, label="dscnn", **kwargs)
-    assert a["model"] == "dscnn" and a["name"] == "ds_cnn_s" and a["epochs"] == 2
-    assert a["params"] == 23_180  # trainable weights, the paper's convention
-    assert a["seconds_per_epoch"] > 0 and a["ms_per_clip"] > 0
-    assert a["accuracy"] == b["accuracy"]  # same seed, same result
+def test_sklearn_baseline_keeps_its_direct_path(small_store, sizes, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a scikit-learn model is not trained by train.fit")
+
+    monkeypatch.setattr(train, "fit", no_fit)
+    row = experiments.run_experiment("logistic_regression", small_store, epochs=1, seed=3, timing_repeats=2)
+    assert set(row) == ROW_KEYS
+    assert row["params"] is None and row["macs"] is None and row["epochs"] == 0 and row["converged"] is None
+    assert row["num_samples"] == sizes["cv"] and row["train_rows"] == sizes["train"]
+    assert row["accuracy"] > 1 / 12  # above chance on the synthetic words
+    majority = experiments.run_experiment("majority", small_store, epochs=1, timing_repeats=2)
+    y_cv = FeatureStore(small_store).load_array("cv")[1]
+    y_train = FeatureStore(small_store).load_array("train")[1]
+    assert majority["accuracy"] == pytest.approx(np.mean(y_cv == np.bincount(y_train).argmax()))
 
 
-def test_wrong_input_kind_is_explained(logmel):
+def test_wrong_input_kind_and_unknown_model_are_explained(small_store):
     with pytest.raises(ValueError, match="takes 'waveform' input"):
-        experiments.run_experiment("course_cnn1d", logmel, epochs=1)
+        experiments.run_experiment("course_cnn1d/16", small_store, epochs=1)
+    with pytest.raises(ValueError, match="no 'waveform' store"):
+        experiments.run_experiment("course_cnn1d/16", {"logmel": small_store}, epochs=1)
     with pytest.raises(KeyError, match="unknown model"):
-        experiments.run_experiment("no_such_model", logmel, epochs=1)
+        experiments.run_experiment("no_such_model", small_store, epochs=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        experiments.run_experiment("dense", small_store, epochs=0)
 
 
-def test_choose_final_accuracy_first_then_cost():
+def test_compare_gives_mean_and_spread_over_seeds(small_store, tmp_path):
+    table = experiments.compare(["logistic_regression", "dense"], small_store, seeds=(1, 2), epochs=1,
+                                recipe=train.NO_AUGMENTATION, runs_dir=tmp_path, progress=False, **QUICK)  # fmt: skip
+    runs = table.attrs["runs"]
+    assert len(runs) == 4 and sorted(set(runs["seed"])) == [1, 2]
+    assert (tmp_path / "dense-seed1" / train.LOG_FILE).is_file() and (tmp_path / "dense-seed2").is_dir()
+    assert set(table["model"]) == {"logistic_regression", "dense"} and (table["seeds"] == 2).all()
+    dense = table.set_index("model").loc["dense"]
+    f1 = runs.loc[runs["model"] == "dense", "macro_f1"]
+    assert dense["macro_f1_mean"] == pytest.approx(f1.mean()) and dense["macro_f1_std"] == pytest.approx(f1.std())
+    assert dense["params"] > 0 and dense["macs"] > 0 and dense["epochs_mean"] == 1
+    assert table["macro_f1_mean"].is_monotonic_decreasing
+
+
+def test_summarize_and_flat_loss():
+    runs = pd.DataFrame(
+        {
+            "model": ["a", "a", "a", "b"], "name": ["res8"] * 3 + ["dense"], "seed": [1, 2, 3, 1],
+            "accuracy": [0.8, 0.9, 1.0, 0.5], "macro_f1": [0.7, 0.8, 0.9, 0.95], "params": [10, 10, 10, 5],
+            "macs": [100, 100, 100, 5], "ms_per_clip": [1.0, 3.0, 2.0, 0.5], "seconds_per_epoch": [1, 1, 1, 1],
+            "epochs": [3, 4, 5, 2], "converged": [True, True, False, True],
+        }
+    )  # fmt: skip
+    table = experiments.summarize(runs).set_index("model")
+    assert table.index.tolist() == ["b", "a"]  # best macro-F1 first
+    assert table.loc["a", "accuracy_mean"] == pytest.approx(0.9)
+    assert table.loc["a", "accuracy_std"] == pytest.approx(0.1)  # sample std over seeds
+    assert table.loc["a", "ms_per_clip"] == 2.0 and table.loc["a", "epochs_mean"] == 4
+    assert not table.loc["a", "converged"] and table.loc["b", "converged"]
+    assert np.isnan(table.loc["b", "accuracy_std"])  # one seed: no spread
+    assert experiments._flattened([2.0, 1.0, 0.5, 0.30, 0.29, 0.29, 0.29, 0.29, 0.28])
+    assert not experiments._flattened([2.0, 1.5, 1.2, 1.0, 0.8, 0.6])
+    assert not experiments._flattened([1.0, 0.9])  # too short to tell
+
+
+def test_waveform_model_takes_the_waveform_store(small_store, tmp_path):
+    from speechlib import featurize
+
+    fs = FeatureStore(small_store)
+    wave = tmp_path / "features" / "waveform"
+    featurize.featurize(fs.attrs["split_dir"], wave, kind="waveform", splits=["train", "cv"], progress=False)
+    row = experiments.run_experiment("course_cnn1d/16", {"logmel": small_store, "waveform": wave}, epochs=1,
+                                     recipe=train.Recipe(noise=False, spec_augment=False), **QUICK)  # fmt: skip
+    assert row["input"] == "waveform" and row["name"] == "course_cnn1d" and row["model"] == "course_cnn1d/16"
+    assert row["params"] == 112_530 and row["num_samples"] == fs.num_rows("cv")
+    assert row["out_dir"].endswith("course_cnn1d_16-seed1234")
+
+
+def test_choose_final_macro_f1_first_then_cost():
     table = pd.DataFrame(
         {
-            "model": ["big", "small", "weak"],
-            "name": ["res15", "res8", "dense"],
-            "accuracy": [0.900, 0.895, 0.70],
-            "ms_per_clip": [20.0, 2.0, 0.5],
+            "model": ["big", "small", "fast", "weak"],
+            "macro_f1": [0.900, 0.895, 0.895, 0.70],
+            "accuracy": [0.80, 0.99, 0.99, 0.99],  # accuracy does not decide
+            "params": [1_000_000, 20_000, 20_000, 5_000],
+            "ms_per_clip": [2.0, 3.0, 1.0, 0.5],
         }
     )
-    assert experiments.choose_final(table, tolerance=0.01)["model"] == "small"  # tied on accuracy: cheaper wins
-    assert experiments.choose_final(table, tolerance=0.0)["model"] == "big"  # strict: most accurate wins
+    assert experiments.choose_final(table, tolerance=0.01)["model"] == "fast"  # tied: fewer params, then fewer ms
+    assert experiments.choose_final(table, tolerance=0.0)["model"] == "big"  # strict: the best macro-F1 wins
     assert experiments.choose_final(table, tolerance=0.5)["model"] == "weak"
+    summary = table.rename(columns={"macro_f1": "macro_f1_mean"})
+    assert experiments.choose_final(summary, tolerance=0.01)["model"] == "fast"  # a summarize() table
     with pytest.raises(ValueError, match="empty"):
         experiments.choose_final(table.iloc[:0])
+    with pytest.raises(ValueError, match="lacks column"):
+        experiments.choose_final(table.drop(columns="params"))
+
+
+def test_notebook_protocol_constants():
+    assert set(experiments.NOTEBOOK_MODELS) <= set(experiments.EXPERIMENTS)
+    assert set(experiments.SMALL_MODELS) <= set(experiments.NOTEBOOK_MODELS)
+    assert not set(experiments.HEAVY) & set(experiments.NOTEBOOK_MODELS)
+    assert experiments.protocol(small=True) is experiments.SMALL_PROTOCOL
+    assert experiments.protocol(small=False) is experiments.PROTOCOL
+    p = experiments.PROTOCOL
+    assert p.splits == ("train", "cv") and len(p.seeds) == 3 and p.patience < p.epochs
+    assert p.recipe == train.Recipe()  # every Keras model gets the same augmentation as the final model
+    assert set(p.fit_kwargs()) <= set(experiments.run_experiment.__kwdefaults__) | {"epochs"}
 
 
 def test_final_model_record_round_trip(tmp_path):
-    path = experiments.save_final_model(tmp_path / "x" / "final_model.json", "res8", cv_accuracy=np.float32(0.9))
+    path = experiments.save_final_model(tmp_path / "x" / "final_model.json", "res8", cv_macro_f1=np.float32(0.9))
     record = experiments.read_final_model(path)
-    assert record["model"] == "res8" and record["cv_accuracy"] == pytest.approx(0.9)
+    assert record["model"] == "res8" and record["cv_macro_f1"] == pytest.approx(0.9)
     with pytest.raises(KeyError):
         experiments.save_final_model(tmp_path / "bad.json", "no_such_model")
     with pytest.raises(FileNotFoundError, match="notebook 3"):
@@ -112,3 +186,4 @@ def test_final_model_path_is_in_the_work_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path))
     path = experiments.final_model_path(tmp_path / "mydata", small=True)
     assert path == tmp_path / "work" / "mydata-small" / "experiments" / "final_model.json"
+    assert config.SEED in experiments.PROTOCOL.seeds

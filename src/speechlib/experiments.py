@@ -1,44 +1,57 @@
-"""Model experiments: train one model on a pair of store splits and return its row of the results table.
+"""Model experiments: every model trained by ``speechlib.train``, one row of the results table per run.
 
-Notebook 3 compares every model of :data:`speechlib.models.MODELS` on the
-sample set, checks the best few on the full training split, and picks the
-final model; ``train_keras.py`` and notebook 4 read that choice back.
+Notebook 3 and ``bench/model_experiments_real.py`` compare the models of
+:data:`EXPERIMENTS` with one protocol (:data:`PROTOCOL`) and pick the final
+model; notebook 4 and ``train_keras.py`` read that choice back
+(:func:`read_final_model`).
 
-Data
-    :class:`ExperimentData` (a train and a cv split of one feature store),
-    :func:`load`.
+The models
+    :data:`EXPERIMENTS` (table label -> model name and hyper-parameters),
+    :data:`NOTEBOOK_MODELS` (those notebook 3 runs), :data:`SMALL_MODELS`
+    (small mode).
+The protocol
+    :class:`Protocol`, :data:`PROTOCOL`, :data:`SMALL_PROTOCOL`, :func:`protocol`.
 Running
-    :func:`run_experiment` — build, train (Keras: ``speechlib.train``'s
-    compile step, class weights and the store's batch reader; scikit-learn:
-    ``fit``), evaluate on cv, time, and return ``speechlib.evaluate.report_row``
-    plus the run's settings.
+    :func:`run_experiment` (one model, one seed), :func:`compare` (several
+    models and seeds: mean and spread), :func:`summarize`, :func:`run_dir`.
 Choosing
-    :func:`choose_final` (accuracy first, then cost), :func:`save_final_model`,
+    :func:`choose_final` (cv macro-F1 first, then cost), :func:`save_final_model`,
     :func:`read_final_model`, :func:`final_model_path`.
 
 Protocol
 --------
-Every Keras model trains for a fixed number of epochs with the same
-optimizer and schedule (Adam, warm-up + cosine decay, ``speechlib.train.compile_model``)
-and is evaluated once, after the last epoch. The cv split is never used to
-pick an epoch or to stop early, so its accuracy is a fair basis for comparing
-models; the test split is not read at all.
+One training path: a Keras model is trained by :func:`speechlib.train.fit`
+on the data of :func:`speechlib.train.load_data` — every clip of the
+training split in every epoch, well-mixed batches, the same on-the-fly
+augmentation (:class:`speechlib.train.Recipe`), Adam with warm-up and cosine
+decay, class-weighted loss, early stopping on cv accuracy with the best cv
+checkpoint (``best.keras``) and a resumable backup in the run's folder.
+Every model gets the same budget (``epochs`` at most, ``patience``) and is
+scored on the cv split with its best checkpoint; the test split is never
+read. scikit-learn baselines are fitted directly on the stored features
+(their own path: no epochs, no augmentation). Each row carries accuracy,
+macro-F1, trainable parameters, multiply-adds per clip
+(:func:`speechlib.evaluate.count_macs`), milliseconds per clip on one core
+(:func:`speechlib.evaluate.time_inference`), the epochs run, whether training
+converged, and the cv curve.
 
 Example
 -------
 >>> from speechlib import experiments, pipeline
 >>> prepared = pipeline.prepare(small=True)  # doctest: +SKIP
->>> data = experiments.load(prepared.store)  # sample_train / sample_cv  # doctest: +SKIP
->>> row = experiments.run_experiment("ds_cnn_s", data, epochs=10, seed=1234)  # doctest: +SKIP
->>> row["accuracy"], row["params"], row["ms_per_clip"]  # doctest: +SKIP
+>>> row = experiments.run_experiment("ds_cnn_s", prepared.store, epochs=3, seed=1234)  # doctest: +SKIP
+>>> row["macro_f1"], row["params"], row["macs"], row["ms_per_clip"], row["converged"]  # doctest: +SKIP
+>>> table = experiments.compare(["cnn2d", "ds_cnn_s"], prepared.store, seeds=(1234, 1235), epochs=3)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
+import re
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,278 +66,459 @@ from speechlib import train as _train
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LR",
+    "EXPERIMENTS",
     "FINAL_MODEL_FILE",
-    "ExperimentData",
+    "HEAVY",
+    "NOTEBOOK_MODELS",
+    "PROTOCOL",
+    "SMALL_MODELS",
+    "SMALL_PROTOCOL",
+    "Protocol",
     "choose_final",
+    "compare",
     "final_model_path",
-    "load",
+    "protocol",
     "read_final_model",
+    "run_dir",
     "run_experiment",
     "save_final_model",
+    "summarize",
 ]
 
 DEFAULT_LR = _train.DEFAULT_LR  # peak learning rate of the warm-up + cosine schedule, as train_keras.py
-DEFAULT_BATCH_SIZE = 32  # 240 sample clips -> 8 steps per epoch
+DEFAULT_BATCH_SIZE = _train.DEFAULT_BATCH_SIZE  # as train_keras.py: the comparison trains as the final model will
 FINAL_MODEL_FILE = "final_model.json"  # in <work dir>/experiments/
+RUNS_DIR = "runs"  # <work dir>/experiments/runs/<label>-seed<seed>: one train.fit folder per run
+FLAT_WINDOW = 3  # epochs: the training loss has flattened when the last 3 epochs' mean
+FLAT_TOLERANCE = 0.05  # is less than 5 % below the mean of the 3 before
+
+# Every model of notebook 3's comparison: table label -> (name in models.MODELS, builder hyper-parameters).
+EXPERIMENTS: dict[str, tuple[str, dict]] = {
+    "majority": ("majority", {}),
+    "logistic_regression": ("logistic_regression", {}),
+    "random_forest": ("random_forest", {}),
+    "mlp": ("mlp", {}),
+    "dense": ("dense", {}),
+    "cnn2d": ("cnn2d", {}),
+    "gru": ("gru", {}),
+    "lstm": ("lstm", {}),
+    "course_cnn1d/16": ("course_cnn1d", {"width": 1 / 16}),  # 1/16 of the 28 M-parameter original
+    "urban_cnn": ("urban_cnn", {}),
+    "ds_cnn_s": ("ds_cnn_s", {}),
+    "ds_cnn_m": ("ds_cnn_m", {}),
+    "ds_cnn_l": ("ds_cnn_l", {}),
+    "res8": ("res8", {}),
+    "res15": ("res15", {}),
+    "bc_resnet_1": ("bc_resnet_1", {}),
+    "bc_resnet_8": ("bc_resnet_8", {}),
+}
+# The large variants cost 8-10x more per epoch than their small siblings on a 2-core CPU; notebook 3 leaves
+# them out of its timed run (its exercise 2 runs them).
+HEAVY = ("ds_cnn_l", "res15", "bc_resnet_8")
+NOTEBOOK_MODELS = tuple(label for label in EXPERIMENTS if label not in HEAVY)  # notebook 3, default mode
+SMALL_MODELS = ("majority", "logistic_regression", "random_forest", "mlp", "dense", "course_cnn1d/16",
+                "ds_cnn_s", "res8")  # fmt: skip  # notebook 3, small mode: one of each family
 
 
-@dataclasses.dataclass
-class ExperimentData:
-    """A train split and a cv split of one feature store.
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The budget every model of a comparison gets (the same for all of them).
 
     Attributes
     ----------
-    store : speechlib.store.FeatureStore
-    train, cv : str
-        Split names in the store, e.g. ``"sample_train"`` and ``"sample_cv"``.
-    normalize : bool
-        Apply the store's per-band statistics (fitted on its training split).
-        Log-mel features are normalised; raw waveforms are used as they are
-        (samples in [-1, 1]), since per-position statistics of a waveform
-        would only distort it.
+    epochs : int
+        Maximum epochs on the full training split; early stopping (``patience``) ends sooner.
+    patience : int
+        Epochs without a better cv accuracy before :func:`speechlib.train.fit` stops.
+    batch_size : int
+    lr : float
+        Peak learning rate.
+    seeds : tuple of int
+        The first seeds every model; all of them the ``top_k`` leaders (their spread).
+    top_k : int
+        How many leaders (by cv macro-F1) get every seed.
+    splits : (str, str)
+        Training and scoring splits of the store.
+    recipe : speechlib.train.Recipe
+        The augmentation of every Keras model.
+    timing_repeats : int
+        Calls timed per model (``speechlib.evaluate.time_inference``).
     """
 
-    store: Any
-    train: str
-    cv: str
-    normalize: bool = True
-    _arrays: dict = dataclasses.field(default_factory=dict, repr=False)
+    epochs: int
+    patience: int
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = DEFAULT_LR
+    seeds: tuple[int, ...] = (config.SEED, config.SEED + 1, config.SEED + 2)
+    top_k: int = 3
+    splits: tuple[str, str] = ("train", "cv")
+    recipe: _train.Recipe = dataclasses.field(default_factory=_train.Recipe)
+    timing_repeats: int = 20
 
-    @property
-    def labels(self) -> list[str]:
-        """Class names in label-id order."""
-        return list(self.store.labels)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.store.labels)
-
-    @property
-    def feature_shape(self) -> tuple[int, ...]:
-        """Shape of one model input, e.g. (101, 40) for log-mel or (CLIP_SAMPLES,) for waveforms.
-
-        The featurizer stores waveforms time-major as (CLIP_SAMPLES, 1); the
-        raw-waveform model takes (CLIP_SAMPLES,), so that trailing axis is dropped.
-        """
-        shape = tuple(self.store.feature_shape)
-        if self.kind == "waveform" and len(shape) == 2 and shape[1] == 1:
-            return shape[:1]
-        return shape
-
-    def as_input(self, X: np.ndarray) -> np.ndarray:
-        """A batch from the store, shape (N, *store.feature_shape), as the model takes it: (N, *feature_shape)."""
-        return np.asarray(X, dtype=np.float32).reshape(len(X), *self.feature_shape)
-
-    @property
-    def kind(self) -> str:
-        """Feature kind of the store ("logmel", "waveform", ...)."""
-        return self.store.kind
-
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split in memory (cached): X float32 (N, *feature_shape), y int32 (N,)."""
-        if split not in self._arrays:
-            X, y = self.store.load_array(split, normalize=self.normalize)
-            self._arrays[split] = (self.as_input(X), y)
-        return self._arrays[split]
-
-    def class_weight(self) -> dict[int, float]:
-        """Balanced class weights of the train split (``speechlib.train.class_weights``)."""
-        from speechlib import train
-
-        y = self.store.open_split(self.train)[1][:]
-        return train.class_weights(np.bincount(y, minlength=self.num_classes))
+    def fit_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`run_experiment` and :func:`compare` (all but the seeds)."""
+        return {
+            "epochs": self.epochs, "patience": self.patience, "batch_size": self.batch_size, "lr": self.lr,
+            "splits": tuple(self.splits), "recipe": self.recipe, "timing_repeats": self.timing_repeats,
+        }  # fmt: skip
 
 
-def load(store_path: str | Path, *, train: str = "sample_train", cv: str = "sample_cv", normalize: bool | None = None):
-    """Open a feature store for experiments on ``train`` and ``cv``.
+# Notebook 3's default mode: train_keras.py's batch size, learning rate, patience and augmentation; at most 30
+# epochs (the cosine schedule spans them), the full training split, three seeds for the three leaders.
+PROTOCOL = Protocol(epochs=30, patience=5)
+# Small mode: the same code path in minutes (a few hundred clips, a few epochs).
+SMALL_PROTOCOL = Protocol(epochs=3, patience=2, batch_size=32, seeds=(config.SEED, config.SEED + 1), top_k=2,
+                          timing_repeats=5)  # fmt: skip
 
-    Parameters
-    ----------
-    store_path : str or Path
-        A feature store (``speechlib.pipeline.prepare`` or ``speechlib featurize``).
-    train, cv : str, keyword-only
-        Split names; default the sample set.
-    normalize : bool, optional, keyword-only
-        Default: True for spectral features, False for ``"waveform"``.
 
-    Returns
-    -------
-    ExperimentData
+def protocol(small: bool | None = None) -> Protocol:
+    """:data:`SMALL_PROTOCOL` in small mode (``SPEECHLIB_SMALL=1``, or ``small=True``), else :data:`PROTOCOL`."""
+    return SMALL_PROTOCOL if (config.is_small() if small is None else small) else PROTOCOL
 
-    Raises
-    ------
-    speechlib.store.StoreError
-        A split is missing from the store (the message lists those present).
+
+def _resolve(label: str, model_kwargs: dict | None = None) -> tuple[str, dict]:
+    """(MODELS name, hyper-parameters) of a table label of :data:`EXPERIMENTS` or a name of ``models.MODELS``."""
+    if label in EXPERIMENTS:
+        name, kwargs = EXPERIMENTS[label]
+    elif label in _models.MODELS:
+        name, kwargs = label, {}
+    else:
+        known = ", ".join(dict.fromkeys([*EXPERIMENTS, *_models.MODELS]))
+        raise KeyError(f"unknown model {label!r}; choose one of: {known}")
+    return name, {**kwargs, **(model_kwargs or {})}
+
+
+def _store_for(store: Any, kind: str) -> Path:
+    """The store of feature ``kind``: ``store`` itself, or ``store[kind]`` for a mapping kind -> store."""
+    if isinstance(store, Mapping):
+        if kind not in store:
+            raise ValueError(
+                f"no {kind!r} store among {sorted(store)}: featurize one "
+                f"(speechlib.featurize.featurize(split_dir, <work>/features/{kind}, kind={kind!r}))"
+            )
+        store = store[kind]
+    return Path(store)
+
+
+def run_dir(store: str | Path, label: str, seed: int) -> Path:
+    """The :func:`speechlib.train.fit` folder of one run: ``<work dir>/experiments/runs/<label>-seed<seed>``.
+
+    For a store at ``<work>/features/<kind>``; for a store elsewhere, a new temporary folder.
     """
-    from speechlib.store import FeatureStore, StoreError
-
-    fs = FeatureStore(store_path)
-    missing = [s for s in (train, cv) if s not in fs.splits()]
-    if missing:
-        raise StoreError(
-            f"{fs.path} has no complete split(s) {missing} (it has {fs.splits()}); "
-            f"featurize them with speechlib.featurize.featurize(split_dir, {str(fs.path)!r}, splits={missing})"
-        )
-    if normalize is None:
-        normalize = fs.kind != "waveform"
-    return ExperimentData(store=fs, train=train, cv=cv, normalize=normalize)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+    store = Path(store).resolve()
+    if store.parent.name == "features":
+        return store.parent.parent / "experiments" / RUNS_DIR / f"{safe}-seed{seed}"
+    return Path(tempfile.mkdtemp(prefix=f"speechlib-{safe}-seed{seed}-"))
 
 
-def _builder_accepts(name: str, parameter: str) -> bool:
-    return parameter in inspect.signature(_models.MODELS[name]).parameters
+def _build(name: str, kwargs: dict, feature_shape: tuple[int, ...], num_classes: int) -> Any:
+    """The model, taking batches of ``feature_shape``.
+
+    The featurizer stores waveforms as (CLIP_SAMPLES, 1) while the raw-waveform
+    model takes (CLIP_SAMPLES,): its input is then reshaped by a wrapper (no weights).
+    """
+    shape = tuple(feature_shape)
+    if _models.INPUT_KIND[name] == "waveform" and len(shape) == 2 and shape[1] == 1:
+        inner = _models.build(name, input_shape=shape[:1], num_classes=num_classes, **kwargs)
+        import keras
+
+        inputs = keras.Input(shape=shape, name="features")
+        outputs = inner(keras.layers.Reshape(shape[:1], name="drop_channel")(inputs))
+        return keras.Model(inputs, outputs, name=inner.name)
+    return _models.build(name, input_shape=shape, num_classes=num_classes, **kwargs)
 
 
-def _fit_keras(model, data: ExperimentData, *, epochs, seed, lr, batch_size, spec_augment, verbose) -> list[float]:
-    """Train for exactly ``epochs`` epochs; return the wall-clock seconds of each epoch."""
-    import keras
-
-    from speechlib import augment, train
-
-    specaugment, rng = augment.SpecAugment(), np.random.default_rng([seed, 7])
-
-    def transform(X: np.ndarray) -> np.ndarray:
-        X = data.as_input(X)
-        return specaugment(X, rng=rng) if spec_augment else X
-
-    dataset = data.store.keras_dataset(
-        data.train, batch_size=batch_size, shuffle=True, seed=seed, normalize=data.normalize, transform=transform
-    )
-    train.compile_model(model, lr=lr, steps_per_epoch=len(dataset), epochs=epochs)
-    seconds: list[float] = []
-
-    class EpochSeconds(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self._start)
-
-    model.fit(dataset, epochs=epochs, class_weight=data.class_weight(), callbacks=[EpochSeconds()], verbose=verbose)
-    return seconds
+def _flattened(losses: Sequence[float], window: int = FLAT_WINDOW, tolerance: float = FLAT_TOLERANCE) -> bool:
+    """True when the mean of the last ``window`` losses is less than ``tolerance`` below the ``window`` before."""
+    losses = [float(v) for v in losses]
+    if len(losses) < 2 * window:
+        return False
+    before, last = np.mean(losses[-2 * window : -window]), np.mean(losses[-window:])
+    return bool(before <= 0 or (before - last) / before < tolerance)
 
 
 def run_experiment(
     name: str,
-    data: ExperimentData,
+    store: str | Path | Mapping[str, str | Path],
     *,
     epochs: int,
     seed: int = config.SEED,
+    recipe: _train.Recipe | None = None,
+    splits: tuple[str, str] = ("train", "cv"),
+    out_dir: str | Path | None = None,
+    patience: int | None = None,
     lr: float = DEFAULT_LR,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    spec_augment: bool | None = None,
     model_kwargs: dict | None = None,
     label: str | None = None,
     timing_repeats: int = 20,
     verbose: int = 0,
 ) -> dict[str, Any]:
-    """Build model ``name``, train it on ``data.train``, evaluate it on ``data.cv``; one row of the results table.
+    """Train one model with one seed, score it on the cv split; one row of the results table.
 
     Parameters
     ----------
     name : str
-        A key of :data:`speechlib.models.MODELS`.
-    data : ExperimentData
-        From :func:`load`; its feature kind must be the model's
-        (``speechlib.models.INPUT_KIND``).
+        A label of :data:`EXPERIMENTS` (e.g. ``"course_cnn1d/16"``) or a key of
+        :data:`speechlib.models.MODELS`.
+    store : str, Path or mapping of str to path
+        A feature store (``speechlib.pipeline.prepare``, ``speechlib featurize``)
+        with manifests, or ``{kind: store}`` (e.g. ``{"logmel": ..., "waveform": ...}``):
+        the model's ``speechlib.models.INPUT_KIND`` picks one.
     epochs : int, keyword-only
-        Keras models train exactly this many epochs (no early stopping, see the
-        module's *Protocol*); scikit-learn models ignore it.
+        Maximum epochs of a Keras model (early stopping ends sooner); scikit-learn models ignore it.
     seed : int, keyword-only
-        Training seed: weights, batch order, SpecAugment masks, and the
-        scikit-learn models that take a ``seed``.
+        Weights, batch order, augmentation draws, and the scikit-learn models that take a seed.
+    recipe : speechlib.train.Recipe, optional, keyword-only
+        The augmentation (default ``train.Recipe()``; ``train.NO_AUGMENTATION`` for none).
+    splits : (str, str), keyword-only
+        Training and scoring splits, e.g. ``("train", "cv")`` or ``("sample_train", "sample_cv")``.
+    out_dir : str or Path, optional, keyword-only
+        The run's folder for :func:`speechlib.train.fit` (``best.keras``,
+        ``training_log.csv``, ``backup/``); default :func:`run_dir`. A fresh run: an
+        earlier log and backup there are replaced.
+    patience : int, optional, keyword-only
+        Early-stopping patience in epochs (default ``train.PATIENCE``).
     lr : float, keyword-only
-        Peak learning rate (``speechlib.train.compile_model``).
+        Peak learning rate.
     batch_size : int, keyword-only
-    spec_augment : bool, optional, keyword-only
-        SpecAugment on the training batches; default: on for spectral features,
-        off for waveforms.
     model_kwargs : dict, optional, keyword-only
-        Hyper-parameters for the builder, e.g. ``{"width": 1 / 16}``.
+        Builder hyper-parameters, on top of those of :data:`EXPERIMENTS`.
     label : str, optional, keyword-only
-        The row's ``model`` name in the table (default ``name``).
+        The row's ``model`` (default ``name``).
     timing_repeats : int, keyword-only
         Calls timed by ``speechlib.evaluate.time_inference``.
     verbose : int, keyword-only
-        Keras' fit output (0: silent).
+        Keras' progress output (0: silent).
 
     Returns
     -------
     dict
         ``speechlib.evaluate.report_row`` (``model, accuracy, macro_precision,
         macro_recall, macro_f1, params, seconds_per_epoch, ms_per_clip,
-        num_samples``) plus ``name`` (the MODELS key), ``seed``, ``epochs``
-        (0 for scikit-learn), ``input`` (feature kind), ``train_split``,
-        ``cv_split``, ``train_rows``. ``params`` counts trainable weights (as
-        papers do; None for scikit-learn); ``seconds_per_epoch`` is the median
-        epoch's wall-clock time (the fit time for scikit-learn).
-    """
-    from speechlib import train
+        num_samples``) plus ``macs`` (multiply-adds per clip), ``name`` (the
+        MODELS key), ``seed``, ``epochs`` (run; 0 for scikit-learn),
+        ``max_epochs``, ``best_epoch`` (1-based, the checkpoint scored),
+        ``early_stopped``, ``converged`` (early-stopped, or the training loss
+        flattened: :data:`FLAT_WINDOW`, :data:`FLAT_TOLERANCE`; None for
+        scikit-learn), ``cv_curve`` and ``loss_curve`` (per epoch),
+        ``input``, ``train_split``, ``cv_split``, ``train_rows``, ``out_dir``.
+        ``params`` counts trainable weights (as papers do); ``seconds_per_epoch``
+        is the median epoch (the fit time for scikit-learn).
 
-    if name not in _models.MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(_models.MODELS)}")
-    wanted = _models.INPUT_KIND[name]
-    if wanted != data.kind:
-        raise ValueError(
-            f"{name} takes {wanted!r} input but the store {data.store.path} holds {data.kind!r} features; "
-            f"load a {wanted} store (speechlib.pipeline.prepare(kind={wanted!r}) or speechlib.featurize.featurize)"
-        )
+    Raises
+    ------
+    KeyError
+        An unknown model.
+    ValueError
+        The store holds another feature kind than the model takes, or ``epochs`` < 1.
+    """
+    label = label or name
+    name, kwargs = _resolve(name, model_kwargs)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    kwargs = dict(model_kwargs or {})
-    if _builder_accepts(name, "seed"):
-        kwargs.setdefault("seed", seed)
-    train.set_seed(seed)
-    model = _models.build(name, input_shape=data.feature_shape, num_classes=data.num_classes, **kwargs)
-    X_cv, y_cv = data.arrays(data.cv)
-    if _models.is_keras(model):
-        if spec_augment is None:
-            spec_augment = len(data.feature_shape) == 2
-        seconds = _fit_keras(model, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size,
-                             spec_augment=spec_augment, verbose=verbose)  # fmt: skip
-        seconds_per_epoch = float(np.median(seconds))
-        epochs_run = len(seconds)
-        params = _models.count_params(model, trainable_only=True)
-    else:
-        X_train, y_train = data.arrays(data.train)
-        start = time.perf_counter()
-        model.fit(X_train, y_train)
-        seconds_per_epoch = time.perf_counter() - start
-        epochs_run = 0
-        params = None
-    y_pred = _models.predict(model, X_cv)
-    metrics = _evaluate.classification_metrics(y_cv, y_pred, data.labels)
-    ms_per_clip = _evaluate.time_inference(model, X_cv[0], repeats=timing_repeats)
+    from speechlib.store import FeatureStore
+
+    wanted = _models.INPUT_KIND[name]
+    path = _store_for(store, wanted)
+    fs = FeatureStore(path)
+    if fs.kind != wanted:
+        raise ValueError(
+            f"{name} takes {wanted!r} input but the store {fs.path} holds {fs.kind!r} features; "
+            f"pass a {wanted} store (speechlib.featurize.featurize(split_dir, out, kind={wanted!r}))"
+        )
+    train_split, cv_split = splits
+    if name in _train.SCIKIT_LEARN_MODELS:
+        return _run_sklearn(name, kwargs, fs, label=label, seed=seed, splits=splits, timing_repeats=timing_repeats)
+
+    data = _train.load_data(path, splits=(train_split, cv_split, cv_split), batch_size=batch_size, seed=seed,
+                            recipe=recipe)  # fmt: skip
+    _train.set_seed(seed)
+    model = _build(name, {"seed": seed, **kwargs} if _takes(name, "seed") else kwargs, data.feature_shape,
+                   data.num_classes)  # fmt: skip
+    out_dir = run_dir(path, label, seed) if out_dir is None else Path(out_dir)
+    patience = _train.PATIENCE if patience is None else int(patience)
+    _train.fit(model, data, epochs=epochs, lr=lr, out_dir=out_dir, patience=patience, verbose=verbose)
+    log = _train.read_log(out_dir)
+    model = _train.best_model(out_dir, fallback=model)  # the checkpoint early stopping picked
+    metrics = _train.evaluate_split(model, data, "cv")
+    x_one = next(data.cv.take(1).as_numpy_iterator())[0][0]
+    ms_per_clip = _evaluate.time_inference(model, x_one, repeats=timing_repeats)
     row = _evaluate.report_row(
-        label or name, model, metrics, params=params, seconds_per_epoch=seconds_per_epoch, ms_per_clip=ms_per_clip
-    )
+        label, model, metrics, params=_models.count_params(model, trainable_only=True),
+        seconds_per_epoch=float(log["seconds"].median()), ms_per_clip=ms_per_clip,
+    )  # fmt: skip
+    cv_curve = [round(float(v), 4) for v in log["val_accuracy"]]
+    losses = [float(v) for v in log["loss"]]
+    early = len(log) < epochs
     row.update(
-        name=name,
-        seed=int(seed),
-        epochs=epochs_run,
-        input=data.kind,
-        train_split=data.train,
-        cv_split=data.cv,
-        train_rows=int(data.store.num_rows(data.train)),
-    )
+        macs=_evaluate.count_macs(model), name=name, seed=int(seed), epochs=len(log), max_epochs=int(epochs),
+        best_epoch=int(np.argmax(cv_curve)) + 1, early_stopped=early, converged=early or _flattened(losses),
+        cv_curve=cv_curve, loss_curve=[round(v, 4) for v in losses], input=fs.kind, train_split=train_split,
+        cv_split=cv_split, train_rows=int(data.sizes["train"]), out_dir=str(out_dir),
+    )  # fmt: skip
     return row
 
 
+def _takes(name: str, parameter: str) -> bool:
+    import inspect
+
+    return parameter in inspect.signature(_models.MODELS[name]).parameters
+
+
+def _run_sklearn(name: str, kwargs: dict, fs: Any, *, label: str, seed: int, splits, timing_repeats: int) -> dict:
+    """A scikit-learn baseline fitted on the whole stored training split (normalised), scored on cv."""
+    train_split, cv_split = splits
+    if _takes(name, "seed"):
+        kwargs = {"seed": seed, **kwargs}
+    model = _models.build(name, input_shape=tuple(fs.feature_shape), num_classes=fs.num_classes, **kwargs)
+    X_train, y_train = fs.load_array(train_split, normalize=True)
+    X_cv, y_cv = fs.load_array(cv_split, normalize=True)
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    seconds = time.perf_counter() - start
+    metrics = _evaluate.classification_metrics(y_cv, _models.predict(model, X_cv), list(fs.labels))
+    ms_per_clip = _evaluate.time_inference(model, X_cv[0], repeats=timing_repeats)
+    row = _evaluate.report_row(label, model, metrics, params=None, seconds_per_epoch=seconds, ms_per_clip=ms_per_clip)
+    row.update(
+        macs=None, name=name, seed=int(seed), epochs=0, max_epochs=0, best_epoch=None, early_stopped=False,
+        converged=None, cv_curve=[], loss_curve=[], input=fs.kind, train_split=train_split, cv_split=cv_split,
+        train_rows=len(y_train), out_dir=None,
+    )  # fmt: skip
+    return row
+
+
+def compare(
+    names: Sequence[str],
+    store: str | Path | Mapping[str, str | Path],
+    *,
+    seeds: Sequence[int] = (config.SEED,),
+    epochs: int,
+    runs_dir: str | Path | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Run every model of ``names`` with every seed; one row per model with the mean and spread over seeds.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Labels of :data:`EXPERIMENTS` or keys of ``speechlib.models.MODELS``.
+    store : str, Path or mapping of str to path
+        As :func:`run_experiment`.
+    seeds : sequence of int, keyword-only
+    epochs : int, keyword-only
+        Maximum epochs (the same for every model).
+    runs_dir : str or Path, optional, keyword-only
+        Parent of the runs' folders (``<runs_dir>/<label>-seed<seed>``); default :func:`run_dir`.
+    progress : bool, keyword-only
+        Print one line per run.
+    **kwargs
+        The other keyword arguments of :func:`run_experiment` (``recipe``,
+        ``splits``, ``patience``, ``lr``, ``batch_size``, ...); the same for every run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`summarize` of the runs, best cv macro-F1 first; the runs
+        themselves (one row each) in ``.attrs["runs"]``.
+    """
+    rows = []
+    for label in names:
+        for seed in seeds:
+            out_dir = None
+            if runs_dir is not None:
+                out_dir = Path(runs_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}-seed{seed}"
+            row = run_experiment(label, store, epochs=epochs, seed=seed, out_dir=out_dir, **kwargs)
+            rows.append(row)
+            if progress:
+                print(_progress_line(row), flush=True)
+    runs = pd.DataFrame(rows)
+    table = summarize(runs)
+    table.attrs["runs"] = runs
+    return table
+
+
+def _progress_line(row: dict) -> str:
+    trained = (
+        f"{row['epochs']:3d}/{row['max_epochs']} epochs ({'converged' if row['converged'] else 'NOT converged'})"
+        if row["epochs"] else "fitted directly"
+    )  # fmt: skip
+    return (
+        f"{row['model']:20s} seed {row['seed']}: accuracy {row['accuracy']:.3f}  macro F1 {row['macro_f1']:.3f}  "
+        f"{trained}  {row['seconds_per_epoch']:7.2f} s/epoch  {row['ms_per_clip']:6.2f} ms/clip"
+    )
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model from one row per run: mean and spread over seeds, and the costs.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Rows of :func:`run_experiment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model, name, seeds`` (runs), ``accuracy_mean, accuracy_std,
+        macro_f1_mean, macro_f1_std`` (std over seeds, ``ddof=1``: NaN for one
+        seed), ``params, macs, ms_per_clip`` (median over seeds),
+        ``seconds_per_epoch`` (median), ``epochs_mean``, ``converged`` (every
+        Keras run converged; None for scikit-learn); best ``macro_f1_mean``
+        first, then ``accuracy_mean``.
+    """
+    if runs.empty:
+        raise ValueError("summarize got no runs: run some experiments first")
+
+    def converged(values: pd.Series) -> Any:
+        values = values.dropna()
+        return None if values.empty else bool(values.astype(bool).all())
+
+    grouped = runs.groupby("model", sort=False)
+    table = pd.DataFrame(
+        {
+            "name": grouped["name"].first(),
+            "seeds": grouped["seed"].count(),
+            "accuracy_mean": grouped["accuracy"].mean(),
+            "accuracy_std": grouped["accuracy"].std(),
+            "macro_f1_mean": grouped["macro_f1"].mean(),
+            "macro_f1_std": grouped["macro_f1"].std(),
+            "params": grouped["params"].first(),
+            "macs": grouped["macs"].first(),
+            "ms_per_clip": grouped["ms_per_clip"].median(),
+            "seconds_per_epoch": grouped["seconds_per_epoch"].median(),
+            "epochs_mean": grouped["epochs"].mean(),
+            "converged": grouped["converged"].agg(converged),
+        }
+    )
+    table = table.sort_values(["macro_f1_mean", "accuracy_mean"], ascending=False).reset_index()
+    return table
+
+
 def choose_final(
-    table: pd.DataFrame, *, tolerance: float = 0.01, accuracy: str = "accuracy", cost: str = "ms_per_clip"
+    table: pd.DataFrame,
+    *,
+    tolerance: float = 0.01,
+    score: str | None = None,
+    costs: Sequence[str] = ("params", "ms_per_clip"),
 ) -> pd.Series:
-    """The final model: highest accuracy first, then the lowest cost among near-ties.
+    """The final model: the best cv macro-F1 first, then the lowest cost among near-ties.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        One row per model, with columns ``accuracy`` and ``cost``.
+        One row per run (:func:`run_experiment`) or per model (:func:`summarize`).
     tolerance : float, keyword-only
-        Models within ``tolerance`` (a fraction, 0.01 = one percentage point)
-        of the best accuracy count as tied: the gap is below what one cv split
-        can resolve. Among them the cheapest wins (ties in cost: the more accurate).
-    accuracy, cost : str, keyword-only
-        Column names.
+        Models within ``tolerance`` (0.01 = one point of macro-F1) of the best
+        score count as tied: a gap one cv split cannot resolve. Among them the
+        cheapest wins — ``costs`` compared in order (fewer parameters, then
+        fewer ms per clip); ties in cost: the better score.
+    score : str, optional, keyword-only
+        The score column; default ``macro_f1``, or ``macro_f1_mean`` for a summary table.
+    costs : sequence of str, keyword-only
+        Cost columns, most important first (missing values count as infinite).
 
     Returns
     -------
@@ -333,12 +527,15 @@ def choose_final(
     """
     if table.empty:
         raise ValueError("choose_final got an empty table: run some experiments first")
-    missing = [c for c in (accuracy, cost) if c not in table]
+    if score is None:
+        score = "macro_f1" if "macro_f1" in table or "macro_f1_mean" not in table else "macro_f1_mean"
+    missing = [c for c in (score, *costs) if c not in table]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}; columns present: {list(table.columns)}")
-    best = table[accuracy].max()
-    tied = table[table[accuracy] >= best - tolerance - 1e-12]
-    order = tied.assign(_cost=tied[cost].fillna(np.inf)).sort_values(["_cost", accuracy], ascending=[True, False])
+    best = table[score].max()
+    tied = table[table[score] >= best - tolerance - 1e-12]
+    keys = {f"_cost{i}": tied[c].astype(float).fillna(np.inf) for i, c in enumerate(costs)}
+    order = tied.assign(**keys).sort_values([*keys, score], ascending=[True] * len(keys) + [False])
     return table.loc[order.index[0]]
 
 
