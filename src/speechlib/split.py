@@ -1031,6 +1031,124 @@ def load_info(out_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+# --- Speaker-grouped k-fold cross-validation -------------------------------------------------
+
+
+def fold_groups(frame: pd.DataFrame) -> np.ndarray:
+    """The group of each manifest row for k-fold cross-validation: rows of one group share a fold.
+
+    A word clip's group is its speaker; a clip without one (a name without
+    ``_nohash_``) is its own group. A silence window's group is its noise
+    recording *and* the split it was cut for, so windows of one recording that
+    may overlap (cut from the same region) stay together, while the disjoint
+    regions of one recording can go to different folds; digital silence rows
+    are one group each.
+
+    Returns
+    -------
+    np.ndarray, shape (len(frame),), object (str)
+    """
+    groups = []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        if row.label == config.SILENCE_LABEL or not row.word:
+            groups.append(f"noise:{row.path}:{row.split}" if row.path else f"row:{i}")
+        else:
+            groups.append(f"speaker:{row.speaker}" if row.speaker else f"row:{i}")
+    return np.asarray(groups, dtype=object)
+
+
+def speaker_folds(frame: pd.DataFrame, k: int = 5, *, seed: int = config.SEED) -> np.ndarray:
+    """Assign every manifest row to one of ``k`` folds, speakers never crossing folds, labels stratified.
+
+    scikit-learn's ``StratifiedGroupKFold`` over :func:`fold_groups`: each
+    fold holds about ``1/k`` of every label, and every clip of a speaker is in
+    one fold, so a model tested on fold ``i`` never heard its speakers.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Manifest rows (e.g. train, cv and test of a split folder concatenated).
+    k : int
+        Number of folds (at least 2).
+    seed : int
+
+    Returns
+    -------
+    np.ndarray, shape (len(frame),), int
+        The fold of each row, 0 .. k - 1.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if k < 2:
+        raise ValueError(f"k-fold cross-validation needs k >= 2 folds, not {k}")
+    groups = fold_groups(frame)
+    if len(set(groups)) < k:
+        raise ValueError(f"{len(set(groups))} speakers/groups cannot fill {k} folds: use fewer folds")
+    fold = np.empty(len(frame), dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
+    for i, (_, test) in enumerate(splitter.split(np.zeros(len(frame)), frame["label"].to_numpy(), groups)):
+        fold[test] = i
+    return fold
+
+
+def write_folds(
+    split_dir: str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    k: int = 5,
+    seed: int = config.SEED,
+    cv_percent: float = config.VALIDATION_PERCENT,
+) -> list[Path]:
+    """Split folders for speaker-grouped k-fold cross-validation over every clip of a split folder.
+
+    The train, cv and test manifests of ``split_dir`` are pooled and cut into
+    ``k`` folds by :func:`speaker_folds`. Fold ``i``'s folder has ``test.csv``
+    = fold ``i``; of the other rows, a speaker-disjoint ``cv_percent`` (the
+    hash rule on the groups) is ``cv.csv`` (for checkpoint selection) and the
+    rest ``train.csv``. Each folder gets a ``split.json`` like
+    :func:`make_split`'s (same labels and task, the fold recorded, no noise
+    regions: noise augmentation then draws on the fold's own training silence).
+    Folders already complete (``split.json``) with the same content are left as they are.
+
+    Returns
+    -------
+    list of Path
+        ``out_root/fold_0`` ... ``out_root/fold_{k-1}``.
+    """
+    from speechlib import hashsplit
+
+    split_dir, out_root = Path(split_dir), Path(out_root)
+    info = load_info(split_dir)
+    pooled = pd.concat([load_manifest(split_dir, name) for name in ("train", "cv", "test")], ignore_index=True)
+    fold = speaker_folds(pooled, k, seed=seed)
+    groups = fold_groups(pooled)
+    in_cv = np.array([hashsplit.hash_percentage(g) < cv_percent for g in groups])
+    folders = []
+    for i in range(k):
+        test = pooled[fold == i]
+        rest = fold != i
+        parts = {"train": pooled[rest & ~in_cv], "cv": pooled[rest & in_cv], "test": test}
+        parts = {name: frame.assign(split=name).reset_index(drop=True) for name, frame in parts.items()}
+        fold_info = {
+            **{key: info[key] for key in ("task", "labels") if key in info},
+            "source_split": str(split_dir.resolve()),
+            "fold": i,
+            "folds": k,
+            "seed": int(seed),
+            "rule": f"speaker-grouped {k}-fold over every clip of the source split, cv {cv_percent:g}% of the rest",
+            "counts": {name: {str(a): int(b) for a, b in frame["label"].value_counts().sort_index().items()}
+                       for name, frame in parts.items()},
+            "noise_regions": {},
+        }  # fmt: skip
+        out = out_root / f"fold_{i}"
+        if (out / "split.json").is_file() and load_info(out) == json.loads(json.dumps(fold_info)):
+            folders.append(out)
+            continue
+        _write(out, parts, {}, fold_info, materialize=False)
+        folders.append(out)
+    return folders
+
+
 # --- The wrong way ---------------------------------------------------------------------------
 
 

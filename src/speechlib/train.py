@@ -635,11 +635,15 @@ def noise_bank(fs: Any, split: str = "train") -> Any:
     if "path" not in rows:
         return None
     silence = rows[(rows["label"] == config.SILENCE_LABEL) & (rows["path"].fillna("") != "") & (rows["augment"] == 0)]
-    regions = [
-        {"path": r["path"], "start": int(r.get("offset") or 0),
-         "stop": int(r.get("offset") or 0) + int(r.get("num_samples") or 0) or None}
-        for r in silence.to_dict("records")
-    ]  # fmt: skip
+    regions = []
+    for r in silence.to_dict("records"):
+        start = int(r.get("offset") or 0)
+        length = int(r.get("num_samples") or 0)  # 0: the whole file
+        if not length:
+            import soundfile
+
+            length = round(soundfile.info(r["path"]).duration * config.SAMPLE_RATE) - start
+        regions.append({"path": r["path"], "relpath": r.get("relpath", ""), "start": start, "stop": start + length})
     return augment.NoiseBank(regions) if regions else None
 
 
@@ -1378,6 +1382,7 @@ def fit(
         validation_data=data.cv,
         epochs=epochs,
         initial_epoch=initial_epoch,
+        shuffle=False,  # the readers shuffle (a function of seed and epoch); tf.data cannot be reshuffled by Keras
         class_weight=data.class_weight if use_class_weight else None,
         callbacks=callback_list,
         verbose=verbose,
