@@ -351,10 +351,11 @@ def run_experiment(
     )  # fmt: skip
     cv_curve = [round(float(v), 4) for v in log["val_accuracy"]]
     losses = [float(v) for v in log["loss"]]
-    early = len(log) < epochs
+    best_epoch = int(np.argmax(cv_curve)) + 1
+    early = len(log) - best_epoch >= patience  # EarlyStopping's rule: `patience` epochs without a better cv accuracy
     row.update(
         macs=_evaluate.count_macs(model), name=name, seed=int(seed), epochs=len(log), max_epochs=int(epochs),
-        best_epoch=int(np.argmax(cv_curve)) + 1, early_stopped=early, converged=early or _flattened(losses),
+        best_epoch=best_epoch, early_stopped=early, converged=early or _flattened(losses),
         cv_curve=cv_curve, loss_curve=[round(v, 4) for v in losses], input=fs.kind, train_split=train_split,
         cv_split=cv_split, train_rows=int(data.sizes["train"]), out_dir=str(out_dir),
     )  # fmt: skip
