@@ -1,48 +1,51 @@
-"""Benchmark: notebook 3's sample-set model comparison, repeated on the shared real clips.
+"""Benchmark: notebook 3's model comparison, repeated on real speech clips.
 
-Notebook 3 (``notebooks/3_model_experiments.ipynb``) trains every model on the
-sample set (``sample_train``: 20 clips per class, evaluated on ``sample_cv``:
-5 per class) of the embedded synthetic default. This script runs *the same
-table* on real speech:
+Notebook 3 (``notebooks/3_model_experiments.ipynb``) trains every model of
+``speechlib.experiments.NOTEBOOK_MODELS`` on the full training split of the
+course's dataset with one protocol (``speechlib.experiments.PROTOCOL``: the
+same augmentation, budget and early stopping for every Keras model, all of
+them trained by ``speechlib.train``) and picks the final model by cv macro F1,
+then cost. This script runs *the same comparison* on a folder of real clips:
 
-1. ``../shared/data/speech_commands_v0.02_test_subset`` (real clips of 60% of
-   the speakers of Google's official v0.02 test set) is split by the hash rule
-   (``speechlib.split.make_split``; its speakers all lie in the official
-   *testing* band, so the rule is applied within that band) and featurized as
-   log-mel by ``speechlib.pipeline.prepare(dataset=..., small=False)``: the
-   split in ``<project home>/work/speech_commands_v0.02_test_subset/split``,
-   the store in ``.../features/logmel`` (normalisation fitted on the real
-   ``train`` part, as notebook 3's store is on the synthetic one);
-2. the sample splits are also stored as raw waveforms (``.../features/waveform``)
-   for the raw-waveform course CNN, as notebook 3 does;
-3. every model of notebook 3's full-mode sample-set table is trained with the
-   same protocol: ``speechlib.experiments.run_experiment`` with 10 epochs,
-   batch size 8 and the training seed ``config.SEED`` (the majority baseline:
-   ``epochs=1``, as in the notebook); the notebook's heavy variants
-   (``ds_cnn_l``, ``res15``, ``bc_resnet_8``) are left out there and here.
+1. the folder (e.g. the ``speech_commands_v0.02_test_subset`` of real clips
+   from Google's official v0.02 test set) is split by the hash rule and
+   featurized as log-mel by ``speechlib.pipeline.prepare(dataset=..., small=False)``
+   (split and store in ``<project home>/work/<folder name>/``);
+2. its ``train`` and ``cv`` splits are also stored as raw waveforms
+   (``.../features/waveform``) for the raw-waveform course CNN, as notebook 3 does;
+3. every model runs once with the first seed (``experiments.compare``), the
+   ``PROTOCOL.top_k`` best Keras models by cv macro F1 with the other seeds,
+   and the rule of notebook 3 (``experiments.choose_final``) names the model it
+   would choose on this data.
 
-The table (model, accuracy, macro F1, params, seconds per epoch, ms per clip,
-plus the rest of ``run_experiment``'s row) is written to
-``bench/results/model_experiments_real.csv`` and printed, beside the same
-model's accuracy on the synthetic sample set (``bench/results/model_experiments.csv``)
-when that file exists. Nothing is asserted. ``sample_cv`` holds 60 clips, so
-one clip is 1.7 points of accuracy: read the ranking, not the third decimal.
-When the data folder is absent the script says so and exits 0.
+Every run (``experiments.run_experiment``'s row: model, seed, accuracy, macro
+F1, params, multiply-adds, seconds per epoch, ms per clip, epochs, cv curve) is
+written to ``bench/results/model_experiments_real.csv`` and the summary (mean
+and spread over seeds) is printed beside each model's macro F1 on the course's
+dataset (``bench/results/model_experiments.csv``, when that file exists).
+Nothing is asserted.
+
+The data folder is ``--data`` or the environment variable ``SPEECHLIB_REAL_DATA``;
+when neither is given, or the folder is missing, the script says so and exits 0.
+``--quick`` is a smoke run of about a minute: two models, one epoch, one seed,
+small mode (a few hundred clips).
 
 Examples
 --------
 ::
 
-    python bench/model_experiments_real.py            # ~5 min on the 2-core machine
     python bench/model_experiments_real.py --data /path/to/speech_commands_v0.02_test_subset
+    SPEECHLIB_REAL_DATA=/path/to/clips python bench/model_experiments_real.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,36 +54,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from speechlib import config
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "speech_commands_v0.02_test_subset"
+DATA_ENV = "SPEECHLIB_REAL_DATA"  # the folder of real clips, when --data is not given
 RESULTS = REPO / "bench" / "results" / "model_experiments_real.csv"
-SYNTHETIC_RESULTS = REPO / "bench" / "results" / "model_experiments.csv"  # notebook 3's full-mode table
-
-# Notebook 3's full-mode protocol for the sample-set table (its first code cell; keep the two in step).
-SEED = config.SEED  # the training seed of every first run
-EPOCHS = 10  # every Keras model gets the same budget (300 steps of 8 clips)
-BATCH_SIZE = 8  # 240 sample clips -> 30 steps an epoch
-EXPERIMENTS = {  # table label -> (name in models.MODELS, builder hyper-parameters)
-    "majority": ("majority", {}),
-    "logistic_regression": ("logistic_regression", {}),
-    "random_forest": ("random_forest", {}),
-    "mlp": ("mlp", {}),
-    "dense": ("dense", {}),
-    "cnn2d": ("cnn2d", {}),
-    "gru": ("gru", {}),
-    "lstm": ("lstm", {}),
-    "course_cnn1d/16": ("course_cnn1d", {"width": 1 / 16}),  # 1/16 of the 28 M-parameter original
-    "urban_cnn": ("urban_cnn", {}),
-    "ds_cnn_s": ("ds_cnn_s", {}),
-    "ds_cnn_m": ("ds_cnn_m", {}),
-    "ds_cnn_l": ("ds_cnn_l", {}),
-    "res8": ("res8", {}),
-    "res15": ("res15", {}),
-    "bc_resnet_1": ("bc_resnet_1", {}),
-    "bc_resnet_8": ("bc_resnet_8", {}),
-}
-HEAVY = ["ds_cnn_l", "res15", "bc_resnet_8"]  # left out of notebook 3's timed full-mode run
-MODELS_TO_RUN = [label for label in EXPERIMENTS if label not in HEAVY]
-COLUMNS = ["model", "accuracy", "macro_f1", "params", "seconds_per_epoch", "ms_per_clip"]
+SYNTHETIC_RESULTS = REPO / "bench" / "results" / "model_experiments.csv"  # notebook 3's full-mode runs
+QUICK_MODELS = ("logistic_regression", "ds_cnn_s")  # --quick: one baseline, one Keras model
+COLUMNS = ["model", "seeds", "macro_f1_mean", "macro_f1_std", "accuracy_mean", "params", "macs", "ms_per_clip",
+           "seconds_per_epoch", "epochs_mean", "converged"]  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,131 +68,92 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data",
         type=Path,
-        default=DEFAULT_DATA,
-        help=f"the real clips in the official test-set layout (default {DEFAULT_DATA})",
+        default=None,
+        help=f"a Speech Commands folder of real clips (default: the environment variable {DATA_ENV})",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results CSV (default {RESULTS})")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"results CSV (default {RESULTS}; with --quick, a temporary file)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: small mode, two models, one epoch, one seed (about a minute)"
+    )
     return parser.parse_args(argv)
 
 
-def prepare_data(data: Path):
-    """Split and featurize ``data``; return (log-mel ExperimentData, waveform ExperimentData, split dir)."""
-    from speechlib import experiments, featurize, pipeline
+def data_folder(args: argparse.Namespace) -> Path | None:
+    """``--data``, else ``$SPEECHLIB_REAL_DATA``; None when neither is set."""
+    if args.data is not None:
+        return args.data.expanduser().resolve()
+    env = os.environ.get(DATA_ENV, "").strip()
+    return Path(env).expanduser().resolve() if env else None
 
-    prepared = pipeline.prepare(data, small=False, kind="logmel", seed=config.SEED)
-    waveform_store = config.work_dir(prepared.dataset, small=False) / "features" / "waveform"
+
+def prepare_stores(data: Path, *, small: bool, splits: tuple[str, str]) -> tuple[dict, Path]:
+    """Split and featurize ``data`` (log-mel, and the waveforms of ``splits``); return ({kind: store}, split dir)."""
+    from speechlib import featurize, pipeline
+
+    prepared = pipeline.prepare(data, small=small, kind="logmel", seed=config.SEED)
+    waveform_store = config.work_dir(prepared.dataset, small=small) / "features" / "waveform"
     featurize.featurize(
-        prepared.split_dir,
-        waveform_store,
-        kind="waveform",
-        splits=["sample_train", "sample_cv"],
-        seed=config.SEED,
-        progress=False,
+        prepared.split_dir, waveform_store, kind="waveform", splits=list(splits), seed=config.SEED, progress=False
     )
-    logmel = experiments.load(prepared.store, train="sample_train", cv="sample_cv")
-    waveform = experiments.load(waveform_store, train="sample_train", cv="sample_cv")
-    return logmel, waveform, prepared.split_dir
-
-
-def same_as_real_speech_check(split_dir: Path) -> str:
-    """Whether ``bench/real_speech.py``'s split of the same folder lists the same clips (a one-line note)."""
-    import pandas as pd
-
-    other = split_dir.parent / "real_speech_check" / "split"
-    if not (other / "split.json").is_file():
-        return f"no split by bench/real_speech.py at {other} to compare with"
-    different = []
-    for part in ("train", "cv", "test", "sample_train", "sample_cv"):
-        if not (other / f"{part}.csv").is_file():
-            continue
-        columns = ["relpath", "label", "offset", "num_samples"]
-        ours = pd.read_csv(split_dir / f"{part}.csv", usecols=columns, keep_default_na=False)
-        theirs = pd.read_csv(other / f"{part}.csv", usecols=columns, keep_default_na=False)
-        if not ours.equals(theirs):
-            different.append(part)
-    if different:
-        return f"differs from bench/real_speech.py's split ({other}) in: {different}"
-    return f"same clips as bench/real_speech.py's split ({other})"
+    return {"logmel": prepared.store, "waveform": waveform_store}, prepared.split_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; write and print the table. Returns the exit code."""
     args = parse_args(argv)
-    data = args.data.expanduser().resolve()
+    data = data_folder(args)
+    if data is None:
+        print(f"note: no data folder given: pass --data or set {DATA_ENV} to a folder of real Speech Commands "
+              "clips to run the comparison; nothing to do")  # fmt: skip
+        return 0
     if not data.is_dir():
-        print(
-            f"note: real clips not found at {data}; nothing to do. Pass --data with a Speech Commands folder "
-            "(e.g. ../shared/data/speech_commands_v0.02_test_subset beside the checkout) to run the comparison."
-        )
+        print(f"note: real clips not found at {data} (from {'--data' if args.data else DATA_ENV}); nothing to do")
         return 0
 
-    import numpy as np
     import pandas as pd
 
-    from speechlib import experiments, models
+    from speechlib import experiments
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     pd.set_option("display.precision", 3)
     pd.set_option("display.width", 160)
     started = time.perf_counter()
-    logmel, waveform, split_dir = prepare_data(data)
-    print(f"split: {split_dir} ({same_as_real_speech_check(split_dir)})")
-    sets = {"logmel": logmel, "waveform": waveform}  # by models.INPUT_KIND
-    y_cv = logmel.arrays("sample_cv")[1]
-    y_train = logmel.arrays("sample_train")[1]
-    if not np.array_equal(waveform.arrays("sample_cv")[1], y_cv):
-        raise RuntimeError(f"the waveform and log-mel stores of {split_dir} list sample_cv in different orders")
-    counts = pd.DataFrame(
-        {
-            "sample_train": np.bincount(y_train, minlength=logmel.num_classes),
-            "sample_cv": np.bincount(y_cv, minlength=logmel.num_classes),
-        },
-        index=pd.Index(logmel.labels, name="label"),
-    )
-    print(counts.T.to_string())
-    print(f"{len(MODELS_TO_RUN)} models, {EPOCHS} epochs, batch size {BATCH_SIZE}, seed {SEED}", flush=True)
+    protocol = experiments.PROTOCOL
+    names = list(experiments.NOTEBOOK_MODELS)
+    if args.quick:
+        protocol = dataclasses.replace(experiments.SMALL_PROTOCOL, epochs=1, seeds=(config.SEED,), top_k=0)
+        names = list(QUICK_MODELS)
+    stores, split_dir = prepare_stores(data, small=args.quick, splits=protocol.splits)
+    print(f"split: {split_dir}\n{len(names)} models; {protocol}", flush=True)
 
-    rows = []
-    for label in MODELS_TO_RUN:
-        name, kwargs = EXPERIMENTS[label]
-        if name == "majority":
-            row = experiments.run_experiment("majority", logmel, epochs=1, seed=SEED)
-        else:
-            row = experiments.run_experiment(
-                name,
-                sets[models.INPUT_KIND[name]],
-                epochs=EPOCHS,
-                seed=SEED,
-                batch_size=BATCH_SIZE,
-                model_kwargs=kwargs,
-                label=label,
-            )
-        rows.append({**row, "stage": "sample", "dataset": data.name})
-        print(
-            f"{label:20s} accuracy {row['accuracy']:.3f}  macro F1 {row['macro_f1']:.3f}  "
-            f"{row['seconds_per_epoch']:6.2f} s/epoch  {row['ms_per_clip']:6.2f} ms/clip",
-            flush=True,
-        )
-
-    table = pd.DataFrame(rows).sort_values(["accuracy", "macro_f1"], ascending=False).reset_index(drop=True)
+    first = experiments.compare(names, stores, seeds=protocol.seeds[:1], **protocol.fit_kwargs())
+    runs = [first.attrs["runs"]]
+    top = first[first["params"].notna()].head(protocol.top_k)["model"].tolist()
+    if top and len(protocol.seeds) > 1:
+        runs.append(experiments.compare(top, stores, seeds=protocol.seeds[1:], **protocol.fit_kwargs()).attrs["runs"])
+    runs = pd.concat(runs, ignore_index=True).assign(dataset=data.name)
+    if args.out is None:  # a smoke run never replaces the committed results
+        args.out = Path(tempfile.mkdtemp(prefix="model_experiments_real-")) / RESULTS.name if args.quick else RESULTS
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    runs.to_csv(args.out, index=False)
 
+    table = experiments.summarize(runs)
     shown = table[COLUMNS].copy()
     if SYNTHETIC_RESULTS.is_file():
         synthetic = pd.read_csv(SYNTHETIC_RESULTS)
-        synthetic = synthetic[(synthetic["stage"] == "sample") & (synthetic["seed"] == SEED)]
-        shown["synthetic_accuracy"] = shown["model"].map(synthetic.set_index("model")["accuracy"])
-    print(f"\nsample set of {data.name}: accuracy on sample_cv ({len(y_cv)} clips; one clip = "
-          f"{100 / len(y_cv):.1f} points), trained on sample_train ({len(y_train)} clips)")  # fmt: skip
+        if {"model", "macro_f1"} <= set(synthetic.columns):
+            shown["course_macro_f1"] = shown["model"].map(synthetic.groupby("model")["macro_f1"].mean())
+    print(f"\n{data.name}: scored on {runs['cv_split'].iloc[0]} ({runs['num_samples'].iloc[0]} clips), trained on "
+          f"{runs['train_split'].iloc[0]} ({runs['train_rows'].iloc[0]} clips)")  # fmt: skip
     print(shown.to_string(index=False))
-    keras_rows = table[table["params"].notna()]
-    chosen = experiments.choose_final(keras_rows, tolerance=0.01)
-    print(
-        f"\nbest Keras model by notebook 3's rule (accuracy first; within 1 point, fewest ms/clip) on this sample set: "
-        f"{chosen['model']} ({chosen['accuracy']:.3f})"
-    )
-    print(f"wrote {args.out} ({len(table)} rows) in {time.perf_counter() - started:.0f} s")
+    keras_models = table[table["params"].notna()]
+    if not keras_models.empty:
+        chosen = experiments.choose_final(keras_models, tolerance=0.01)
+        print(f"\nnotebook 3's rule (cv macro F1 first; within 1 point, fewest params, then ms/clip) on this data: "
+              f"{chosen['model']} (macro F1 {chosen['macro_f1_mean']:.3f})")  # fmt: skip
+    print(f"wrote {args.out} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s")
     return 0
 
 
