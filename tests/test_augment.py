@@ -246,3 +246,38 @@ def test_real_speech_and_noise(shared_data: Path) -> None:
             assert abs(_snr_db(x, noise, augment.mix_noise(x, noise, snr_db=snr_db)) - snr_db) < 0.5
         y = augmenter(x, rng=rng)
         assert y.shape == x.shape and y.dtype == np.float32 and np.abs(y).max() <= 1.0
+
+
+def test_time_stretch_never_cuts_an_early_word() -> None:
+    """Slowed down, a word said early in the clip keeps its onset (a centred crop would cut it)."""
+    clip = np.zeros(16000, dtype=np.float32)
+    t = np.arange(4000) / 16000
+    clip[500:4500] = 0.5 * np.sin(2 * np.pi * 440 * t)  # a 0.25-s "word" starting at 31 ms
+    y = augment.time_stretch(clip, rate=0.7)
+    assert y.shape == clip.shape
+    import librosa
+
+    whole = librosa.effects.time_stretch(clip, rate=0.7)  # 1.43 s long: a centred crop drops 0.21 s each end
+    assert float(np.sum(y**2)) > 0.99 * float(np.sum(whole**2))  # all of the (longer) word is kept
+    assert float(np.sum(whole[3428 : 3428 + 16000] ** 2)) < 0.5 * float(np.sum(whole**2))  # what a centre crop kept
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_moves_pitch_and_keeps_length(factor: float) -> None:
+    t = np.arange(16000) / 16000
+    clip = (0.5 * np.sin(2 * np.pi * 300 * t) * np.hanning(16000)).astype(np.float32)
+    y = augment.speed(clip, factor=factor)
+    assert y.shape == clip.shape and y.dtype == np.float32
+    peak = int(np.argmax(np.abs(np.fft.rfft(y))))
+    assert abs(peak - 300 * factor) <= 3  # 1-Hz bins: every frequency scales by the factor
+    np.testing.assert_allclose(augment.speed(clip, factor=1.0), clip, atol=1e-6)
+    with pytest.raises(ValueError):
+        augment.speed(clip, factor=0)
+
+
+def test_augmenter_speed_probability_is_checked_and_applied() -> None:
+    with pytest.raises(ValueError):
+        augment.Augmenter(speed_prob=1.5)
+    clip = np.sin(np.arange(16000) / 10).astype(np.float32)
+    out = augment.Augmenter(noise=None, shift_prob=0, gain_prob=0, speed_prob=1.0)(clip, rng=0)
+    assert not np.allclose(out, clip)

@@ -35,7 +35,7 @@ def test_on_the_fly_features_without_augmentation_equal_the_stored_ones(small_st
     assert np.array_equal(y, manifest["label_id"].to_numpy()[keep][order])
 
 
-@pytest.mark.parametrize("switch", ["shift", "noise", "gain", "spec_augment", "mixup"])
+@pytest.mark.parametrize("switch", ["shift", "noise", "gain", "speed", "spec_augment", "mixup"])
 def test_each_switch_changes_the_training_batches(small_store, switch):
     value = 0.4 if switch == "mixup" else True
     r0, r1 = reader(small_store, PLAIN), reader(small_store, PLAIN.__class__(**{**PLAIN.to_dict(), switch: value}))

@@ -369,7 +369,8 @@ class Recipe:
     from the *training split's own* noise (its noise regions, or its silence
     clips where the layout brings no recordings) at an SNR drawn from
     ``snr_db`` with probability ``noise_prob``, a gain drawn from
-    ``gain_db`` half the time, and (off by default) a time stretch.
+    ``gain_db`` half the time, and (off by default) speed perturbation
+    (0.9-1.1, 80% of clips) and a time stretch.
     Then SpecAugment on the features (2 time masks of <= 10 frames, 2
     frequency masks of <= 5 bands) and, when ``mixup > 0``, mixup of pairs
     of clips in the batch with a weight drawn from Beta(mixup, mixup).
@@ -387,6 +388,7 @@ class Recipe:
     noise: bool = True
     gain: bool = True
     spec_augment: bool = True
+    speed: bool = False
     stretch: bool = False
     mixup: float = 0.0
     max_shift: float = 0.1  # seconds: the TensorFlow speech-commands example's time_shift_ms = 100
@@ -397,7 +399,7 @@ class Recipe:
     @property
     def on_waveform(self) -> bool:
         """True when some augmentation works on the waveform (the clips must be featurized on the fly)."""
-        return self.shift or self.noise or self.gain or self.stretch
+        return self.shift or self.noise or self.gain or self.speed or self.stretch
 
     def augmenter(self, noise: Any = None) -> Any:
         """The ``speechlib.augment.Augmenter`` of this recipe (``noise``: a ``NoiseBank`` or None)."""
@@ -411,6 +413,7 @@ class Recipe:
             max_shift=self.max_shift,
             gain_prob=0.5 if self.gain else 0.0,
             gain_db=tuple(self.gain_db),
+            speed_prob=0.8 if self.speed else 0.0,
             stretch_prob=0.5 if self.stretch else 0.0,
             seed=None,
         )
@@ -428,6 +431,7 @@ class Recipe:
             noise=not getattr(args, "no_noise", False),
             gain=not getattr(args, "no_gain", False),
             spec_augment=not getattr(args, "no_spec_augment", False),
+            speed=bool(getattr(args, "speed", False)),
             stretch=bool(getattr(args, "stretch", False)),
             mixup=float(getattr(args, "mixup", 0.0) or 0.0),
         )
@@ -443,6 +447,7 @@ def add_recipe_arguments(parser: Any) -> Any:
     group.add_argument("--no_noise", action="store_true", help="no background noise from the training split")
     group.add_argument("--no_gain", action="store_true", help="no random gain (-6 to +6 dB)")
     group.add_argument("--no_spec_augment", action="store_true", help="no SpecAugment on the features")
+    group.add_argument("--speed", action="store_true", help="speed perturbation (0.9-1.1: pitch and tempo together)")
     group.add_argument("--stretch", action="store_true", help="random time stretch (0.85-1.15, phase vocoder; slow)")
     group.add_argument("--mixup", type=float, default=0.0, help="mixup with Beta(a, a) weights (default 0: off)")
     return parser
@@ -702,7 +707,7 @@ def load_data(
             f"note: the {train_name} split of {fs.path} has no manifest of audio files (imported features): "
             "training without waveform augmentation (shift, noise, gain, stretch) on its stored features"
         )
-        recipe = dataclasses.replace(recipe, shift=False, noise=False, gain=False, stretch=False)
+        recipe = dataclasses.replace(recipe, shift=False, noise=False, gain=False, speed=False, stretch=False)
     if recipe.on_waveform:
         waveforms, y = _train_waveforms(fs, train_name)
         train_reader: Any = WaveformBatches(
