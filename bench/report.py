@@ -86,17 +86,33 @@ def train_rows(result: dict) -> list[str]:
     return rows
 
 
+REAL_SPEECH_NAMES = {
+    "final": "the final recipe (shift, noise, gain, SpecAugment)",
+    "no_shift": "without time shift",
+    "no_noise": "without background noise",
+    "no_gain": "without gain",
+    "no_spec_augment": "without SpecAugment",
+    "no_augmentation": "without any augmentation",
+    "mixup": "the final recipe + mixup",
+    "pretrained": "pre-trained on the synthetic default, then the final recipe",
+    "synthetic": "trained on the synthetic default only (no real speech)",
+}
+
+
 def real_speech_rows(result: dict) -> list[str]:
-    names = {"real": "real training part only", "real+synthetic": "real + synthetic", "synthetic": "synthetic only"}
     rows = []
-    for key, variant in result["variants"].items():
-        low, high = variant["test_accuracy_ci95"]
+    order = list(REAL_SPEECH_NAMES)
+    for row in sorted(result["rows"], key=lambda r: order.index(r["variant"]) if r["variant"] in order else 99):
+        low, high = row["accuracy_ci95"]
+        spread = f", folds ±{row['per_fold_std']:.3f}" if row.get("per_fold_std") is not None else ""
+        partial = "" if row["folds_done"] == result["folds"] else f" ({row['folds_done']} of {result['folds']} folds)"
+        what = REAL_SPEECH_NAMES.get(row["variant"], row["variant"])
+        model = "" if row["variant"] == "synthetic" else f"{row['model']}, "
         rows.append(
-            f"| real-speech check, {result['model']} trained on {names.get(key, key)}: 12-class accuracy on the real "
-            f"test part ({variant['test']['num_samples']} clips) | {variant['test_accuracy']:.3f} "
-            f"(95% CI {low:.3f}-{high:.3f}) | ≥ {result['target_accuracy']:g} | "
-            + (f"`{result['command']}`" if not rows else "same run")
-            + " |"
+            f"| real speech, speaker-grouped {result['folds']}-fold CV over {row['clips']:,} clips{partial}: "
+            f"{model}{what} | {row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; macro F1 {row['macro_f1']:.3f}"
+            f"{spread}) | {'≥ ' + format(result['target_accuracy'], 'g') if row['variant'] == 'final' else '–'} | "
+            f"`python bench/real_speech.py --variants {row['variant']}` |"
         )
     return rows
 

@@ -537,7 +537,7 @@ def fit(
     model: Model,
     data: Any,
     *,
-    epochs: int,
+    epochs: int | None,
     lr: float,
     out_dir: str | Path,
     logdir: str | Path | None = None,
@@ -574,7 +574,7 @@ def fit(
     data : speechlib.train.Data
         From ``speechlib.train.load_data`` (with ``initial_epoch=checkpoint_epoch(out_dir)``
         when resuming) or ``speechlib.train.random_data``.
-    epochs : int
+    epochs : int or None
         Total epochs; a resumed run continues up to this number.
     lr : float
         Peak learning rate.
@@ -613,6 +613,9 @@ def fit(
         shutil.rmtree(out_dir / BEST_DIR, ignore_errors=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
     steps_per_epoch = max(1, int(data.train.cardinality()))
+    if epochs is None:
+        epochs = train.auto_epochs(data.sizes["train"], data.batch_size)
+        print(f"training for {epochs} epochs of {steps_per_epoch} steps each (train.auto_epochs)")
     optimizer = Adam(model.trainable_variables, lr=lr)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     best_cv = tf.Variable(-1.0, trainable=False, name="best_cv_accuracy")

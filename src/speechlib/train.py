@@ -97,10 +97,12 @@ __all__ = [
     "WaveformBatches",
     "add_arguments",
     "add_recipe_arguments",
+    "auto_epochs",
     "best_model",
     "callbacks",
     "class_weights",
     "compile_model",
+    "default_model",
     "default_out",
     "evaluate_split",
     "fit",
@@ -120,8 +122,27 @@ __all__ = [
     "tensorboard_available",
 ]
 
-DEFAULT_MODEL = "cnn2d"  # notebook 3's choice: experiments.read_final_model(), bench/results/model_experiments.csv
-DEFAULT_EPOCHS = 60  # the scripts' maximum, as notebook 4; early stopping (patience 5) on cv accuracy ends sooner
+FINAL_MODEL_RECORD = Path(__file__).with_name("final_model.json")  # the course's committed choice of final model
+FALLBACK_MODEL = "res8"  # when that record is missing or unreadable
+
+
+def default_model(record: str | Path = FINAL_MODEL_RECORD) -> str:
+    """The final model's name: ``speechlib/final_model.json`` (``{"model": name, ...}``), else ``FALLBACK_MODEL``.
+
+    The record says how the model was chosen (the rule, the comparison and
+    its figures); notebook 3 writes the same kind of record for the dataset
+    it runs on (``speechlib.experiments.save_final_model``).
+    """
+    try:
+        return str(json.loads(Path(record).read_text(encoding="utf-8"))["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return FALLBACK_MODEL
+
+
+DEFAULT_MODEL = default_model()  # the model train_keras.py and train_tensorflow.py train by default
+DEFAULT_EPOCHS = None  # None: auto_epochs, about DEFAULT_STEPS optimizer steps whatever the split's size
+DEFAULT_STEPS = 4000  # steps at which res8's training loss has flattened on ~2,300 real clips (bench/real_speech.py)
+SMALL_STEPS = 240  # small mode's budget: a few hundred clips learn what they can in a minute or two
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 3e-3  # peak of the warm-up + cosine schedule (Adam)
 
@@ -166,7 +187,10 @@ def add_arguments(parser: Any, *, models: Sequence[str] | None = None, logrun_de
         "--model", default=DEFAULT_MODEL, choices=models, help=f"the model to train (default {DEFAULT_MODEL})"
     )
     parser.add_argument(
-        "--epochs", type=_positive(int), default=DEFAULT_EPOCHS, help=f"maximum epochs (default {DEFAULT_EPOCHS})"
+        "--epochs",
+        type=_positive(int),
+        default=DEFAULT_EPOCHS,
+        help=f"maximum epochs (default: about {DEFAULT_STEPS:,} optimizer steps, train.auto_epochs)",
     )
     parser.add_argument(
         "--batch_size", type=_positive(int), default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}"
@@ -211,7 +235,7 @@ BACKUP_DIR = "backup"  # the last epoch's whole training state, for --resume
 BACKUP_FILE = "state.npz"  # in BACKUP_DIR: one file, replaced atomically after every epoch
 LOG_FILE = "training_log.csv"  # one row per epoch
 WARMUP_EPOCHS = 1  # linear learning-rate warm-up before the cosine decay: large lr on a fresh BN net diverges
-PATIENCE = 5  # epochs without a better cv accuracy before early stopping
+PATIENCE = 20  # epochs without a better cv accuracy before early stopping (the cosine schedule improves late)
 SHUFFLE_BYTES = 2**30  # decoded training rows held for shuffling: the whole split up to 1 GiB (v0.01: ~0.8 GiB)
 RANDOM_SIZES = {"train": 512, "cv": 128, "test": 128}  # rows of --random_data
 
@@ -1317,11 +1341,26 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+def auto_epochs(num_rows: int, batch_size: int, *, steps: int | None = None, low: int = 10, high: int = 300) -> int:
+    """Epochs that make about ``steps`` optimizer steps over ``num_rows`` training rows (within [low, high]).
+
+    ``steps`` defaults to ``DEFAULT_STEPS`` (``SMALL_STEPS`` in small mode).
+
+    A budget in steps, not epochs, is what a model needs to converge: 4,000
+    steps are 107 epochs of the 2,400-clip real dev subset, 33 of the synthetic
+    default's 7,700 training clips and 5 of Speech Commands v0.02's 85,000 (then ``low``).
+    """
+    if steps is None:
+        steps = SMALL_STEPS if config.is_small() else DEFAULT_STEPS
+    per_epoch = max(1, -(-int(num_rows) // max(1, int(batch_size))))
+    return int(min(high, max(low, round(steps / per_epoch))))
+
+
 def fit(
     model: Any,
     data: Data,
     *,
-    epochs: int,
+    epochs: int | None,
     lr: float,
     out_dir: str | Path,
     logdir: str | Path | None = None,
@@ -1338,8 +1377,8 @@ def fit(
         Outputs logits.
     data : Data
         From :func:`load_data` or :func:`random_data`.
-    epochs : int
-        Total epochs (a resumed run continues up to this number).
+    epochs : int or None
+        Total epochs (a resumed run continues up to this number); None: :func:`auto_epochs`.
     lr : float
         Peak learning rate.
     out_dir : str or Path
@@ -1363,6 +1402,9 @@ def fit(
         cv weights; ``out_dir/best.keras`` holds the best model over every run.
     """
     steps = max(int(data.train.cardinality()), 1)
+    if epochs is None:
+        epochs = auto_epochs(data.sizes["train"], data.batch_size)
+        print(f"training for {epochs} epochs of {steps} steps each (train.auto_epochs; --epochs to change)")
     soft = data.recipe is not None and data.recipe.mixup > 0
     compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs, soft_labels=soft)
     callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience)
