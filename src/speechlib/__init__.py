@@ -34,4 +34,58 @@ Running
     cli          the ``speechlib`` command
 """
 
+import contextlib as _contextlib
+import importlib.abc as _abc
+import importlib.util as _util
+import os as _os
+import sys as _sys
+
 __version__ = "0.1.0"
+
+
+@_contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to the null device for a while (what C++ libraries print there, too)."""
+    _sys.stderr.flush()
+    saved, null = _os.dup(2), _os.open(_os.devnull, _os.O_WRONLY)
+    _os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        _sys.stderr.flush()
+        _os.dup2(saved, 2)
+        _os.close(saved)
+        _os.close(null)
+
+
+class _QuietTensorFlow(_abc.MetaPathFinder):
+    """Import TensorFlow without its start-up lines on stderr (oneDNN notice, CUDA probing on a CPU machine).
+
+    TensorFlow logs them through absl before its own log level applies, so
+    ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them; the import and the device
+    discovery run with stderr on the null device instead. Installed only when
+    the user has not chosen a level (``TF_CPP_MIN_LOG_LEVEL`` unset); errors
+    still raise as usual.
+    """
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        _sys.meta_path.remove(self)
+        spec = _util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec(module):
+            with _quiet_stderr():
+                exec_module(module)
+                module.config.list_physical_devices()  # the CUDA probe happens here, not at import
+
+        spec.loader.exec_module = quiet_exec
+        return spec
+
+
+if "TF_CPP_MIN_LOG_LEVEL" not in _os.environ and "tensorflow" not in _sys.modules:
+    _os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # later C++ notices and warnings; errors still show
+    _sys.meta_path.insert(0, _QuietTensorFlow())
