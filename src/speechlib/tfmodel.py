@@ -77,15 +77,26 @@ class BatchNorm(tf.Module):
         ``moving = momentum * moving + (1 - momentum) * batch`` after each training batch.
     epsilon : float
         Added to the variance.
+    center : bool
+        Learn a shift (beta). res8/res15 learn neither shift nor scale (no affine parameters).
     scale : bool
         Learn a scale (gamma). DS-CNN learns a shift (beta) only, as tf-slim did.
     """
 
-    def __init__(self, channels: int, *, momentum: float = 0.96, epsilon: float = 1e-3, scale: bool = False, name=None):
+    def __init__(
+        self,
+        channels: int,
+        *,
+        momentum: float = 0.96,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = False,
+        name=None,
+    ):
         super().__init__(name=name)
         self.momentum = momentum
         self.epsilon = epsilon
-        self.beta = tf.Variable(tf.zeros([channels]), name="beta")
+        self.beta = tf.Variable(tf.zeros([channels]), name="beta") if center else None
         self.gamma = tf.Variable(tf.ones([channels]), name="gamma") if scale else None
         self.moving_mean = tf.Variable(tf.zeros([channels]), trainable=False, name="moving_mean")
         self.moving_variance = tf.Variable(tf.ones([channels]), trainable=False, name="moving_variance")
