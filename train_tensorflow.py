@@ -1,14 +1,15 @@
 """Train the final keyword-spotting model in raw TensorFlow: tf.Module, tf.data, tf.function, GradientTape.
 
 The same model as ``train_keras.py`` (by default ``speechlib.train.DEFAULT_MODEL``,
-the CNN of notebook 3, ``speechlib.models.cnn2d``; or a DS-CNN size), layer for
-layer and parameter for parameter, the same data, class weights and
-learning-rate schedule, written without Keras' ``fit``: the model is a
-``tf.Module`` of ``tf.Variable`` s (``speechlib.tfmodel.CNN2D`` /
-``speechlib.tfmodel.DSCNN``), dropout only in training, batch norm (DS-CNN)
-keeps moving statistics for inference, one Adam step per batch in a
-``tf.function``, TensorBoard scalars with ``tf.summary``, resumable
-``tf.train.Checkpoint`` s and a SavedModel export with serving signatures.
+res8 of Tang & Lin 2018, ``speechlib.models.res_net``; or res15, the CNN
+``cnn2d`` or a DS-CNN size), layer for layer and parameter for parameter, the
+same data, class weights and learning-rate schedule, written without Keras'
+``fit``: the model is a ``tf.Module`` of ``tf.Variable`` s
+(``speechlib.tfmodel.ResNet`` / ``CNN2D`` / ``DSCNN``), dropout only in
+training, batch norm (res8, DS-CNN) keeps moving statistics for inference,
+one Adam step per batch in a ``tf.function``, TensorBoard scalars with
+``tf.summary``, resumable ``tf.train.Checkpoint`` s and a SavedModel export
+with serving signatures.
 Adam is written with tf ops in speechlib.tfmodel (it follows keras.optimizers.Adam).
 
 Writes into --out (default <work dir>/models/<logrun>, logrun tf_<model>):
@@ -45,7 +46,7 @@ Watch training (scalars loss, accuracy, learning rate)::
 Use the exported model::
 
     import tensorflow as tf
-    serving = tf.saved_model.load("data/work/synthetic/models/tf_cnn2d/saved_model")
+    serving = tf.saved_model.load("data/work/synthetic/models/tf_res8/saved_model")
     serving.signatures["serving_default"](features=logmel)["label"]  # log-mel (N, 101, 40)
     serving.signatures["waveform"](waveform=clips)["label"]  # raw 16 kHz audio (N, 16000)
 """
@@ -60,7 +61,8 @@ from pathlib import Path
 
 from speechlib import config, train
 
-MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l")  # those speechlib.tfmodel writes out (tfmodel.MODELS)
+# those speechlib.tfmodel writes out (tfmodel.MODELS)
+MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l", "res8", "res15")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

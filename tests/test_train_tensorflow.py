@@ -72,7 +72,21 @@ def _copy_keras_cnn2d_weights(keras_model, model: tfmodel.CNN2D) -> None:
         bias.assign(layer.bias.numpy())
 
 
-@pytest.mark.parametrize("name", ["cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l"])
+def _copy_keras_res_net_weights(keras_model, model: tfmodel.ResNet) -> None:
+    """Give the tf.Module the weights of ``models.res_net``: conv0..convN, bn1..bnN statistics, logits."""
+    model.conv_0_kernel.assign(keras_model.get_layer("conv0").kernel.numpy())
+    for i, (kernel, bn) in enumerate(zip(model.kernels, model.bns, strict=True), start=1):
+        kernel.assign(keras_model.get_layer(f"conv{i}").kernel.numpy())
+        keras_bn = keras_model.get_layer(f"bn{i}")
+        assert keras_bn.center is False and keras_bn.scale is False  # statistics only
+        bn.moving_mean.assign(keras_bn.moving_mean.numpy())
+        bn.moving_variance.assign(keras_bn.moving_variance.numpy())
+    logits = keras_model.get_layer("logits")
+    model.logits_kernel.assign(logits.kernel.numpy())
+    model.logits_bias.assign(logits.bias.numpy())
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l", "res8", "res15"])
 def test_parameter_count_equals_keras(name):
     keras_model = models.build(name)
     model = tfmodel.build(name)
@@ -83,13 +97,50 @@ def test_parameter_count_equals_keras(name):
     )
 
 
-def test_cnn2d_is_the_final_models_size():
+def test_cnn2d_is_the_keras_cnns_size():
     model = tfmodel.build("cnn2d")
     assert isinstance(model, tfmodel.CNN2D)
     assert model.count_params() == model.count_params(trainable_only=True) == 1_626_124  # no statistics
     assert model.input_shape == models.LOGMEL_SHAPE and model.num_classes == 12
     with pytest.raises(ValueError, match="no raw-TensorFlow version"):
-        tfmodel.build("res8")
+        tfmodel.build("bc_resnet_1")
+
+
+def test_res8_is_the_papers_size():
+    """res8: 45 maps, 6 layers after the first, 4x3 pooling; about 110 K weights (Tang & Lin 2018, Table 1)."""
+    model = tfmodel.build("res8")
+    assert isinstance(model, tfmodel.ResNet) and model.name == "res8"
+    assert model.num_maps == 45 and model.num_layers == 6 and model.pool == (4, 3) and model.rates == [1] * 6
+    trainable = 45 * 9 + 6 * 45 * 45 * 9 + 45 * 12 + 12  # bias-free convolutions, dense logits
+    assert model.count_params(trainable_only=True) == trainable == 110_307
+    assert model.count_params() == trainable + 6 * 2 * 45  # each batch norm: moving mean and variance only
+    assert all(bn.beta is None and bn.gamma is None for bn in model.bns)
+    assert model.input_shape == models.LOGMEL_SHAPE and model.num_classes == 12
+    assert tfmodel.build("res15").rates == [1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8, 16]  # 2 ** ((i - 1) // 3)
+    with pytest.raises(ValueError, match="pooling needs an input"):
+        tfmodel.ResNet(input_shape=(3, 40))
+
+
+@pytest.mark.parametrize("name", ["res8", "res15"])
+def test_res_net_with_keras_weights_gives_the_keras_outputs(name):
+    """Pooling, dilations, residual adds and the affine-free batch norms as Keras computes them, in both modes."""
+    keras_model = models.build(name, input_shape=SMALL_SHAPE)
+    rng = np.random.default_rng(2)
+    for w in keras_model.weights:  # non-trivial batch-norm statistics and logits bias too
+        value = rng.normal(0.0, 0.1, w.shape)
+        if "moving_variance" in w.path:
+            value = 0.5 + np.abs(value)
+        w.assign(value.astype(np.float32))
+    model = tfmodel.build(name, input_shape=SMALL_SHAPE)
+    _copy_keras_res_net_weights(keras_model, model)
+    x = rng.normal(size=(6, *SMALL_SHAPE)).astype(np.float32)
+    np.testing.assert_allclose(model(x, training=False).numpy(), keras_model(x, training=False).numpy(), atol=1e-4)
+    # training mode: normalised by the batch's statistics, the moving ones updated with Keras' momentum 0.99
+    np.testing.assert_allclose(model(x, training=True).numpy(), keras_model(x, training=True).numpy(), atol=1e-4)
+    for i, bn in enumerate(model.bns, start=1):
+        keras_bn = keras_model.get_layer(f"bn{i}")
+        np.testing.assert_allclose(bn.moving_mean.numpy(), keras_bn.moving_mean.numpy(), atol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), keras_bn.moving_variance.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("input_shape", [models.LOGMEL_SHAPE, SMALL_SHAPE])  # resized down, and up
@@ -116,6 +167,7 @@ def test_the_script_trains_the_library_default_model():
     assert args.model == train.DEFAULT_MODEL and args.model in script.MODELS
     assert script.MODELS == tfmodel.MODELS
     assert set(tfmodel.MODELS) <= set(models.MODELS)
+    assert "res8" in script.MODELS  # the course's final model, also when train.DEFAULT_MODEL comes from elsewhere
 
 
 def test_same_weights_give_the_keras_model_outputs():
@@ -182,7 +234,7 @@ def test_adam_matches_keras_adam():
     np.testing.assert_allclose(mine.numpy(), np.asarray(theirs), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["cnn2d", "ds_cnn_s"])
+@pytest.mark.parametrize("name", ["cnn2d", "ds_cnn_s", "res8"])
 def test_saved_model_reloads_and_serves_the_same_predictions(tmp_path, name):
     from speechlib import features
 
@@ -256,7 +308,7 @@ def test_script_on_a_small_store_resumes_from_its_checkpoint(small_store, tmp_pa
     out = tmp_path / "run"
     common = ["--path_to_data", str(small_store), "--batch_size", "512", "--out", str(out),
               "--logdir", str(tmp_path / "logs")]  # fmt: skip
-    first = script.main(script.parse_args([*common, "--epochs", "1"]))  # no --model: the default, cnn2d
+    first = script.main(script.parse_args([*common, "--epochs", "1"]))  # no --model: train.DEFAULT_MODEL
     steps_per_epoch = first["steps"]
     assert first["model"] == train.DEFAULT_MODEL and first["params"] == models.count_params(
         models.build(train.DEFAULT_MODEL), trainable_only=True
@@ -314,7 +366,8 @@ def _run_script(args, *, script=SCRIPT, env_extra=None):
 def test_kill_9_mid_epoch_then_resume_ends_as_an_uninterrupted_run(small_store, tmp_path):
     import pandas as pd
 
-    common = ["--path_to_data", str(small_store), "--epochs", "3", "--batch_size", "64", "--logdir", str(tmp_path)]
+    common = ["--path_to_data", str(small_store), "--model", "cnn2d", "--epochs", "3", "--batch_size", "64",
+              "--logdir", str(tmp_path)]  # fmt: skip
     clean = _run_script([*common, "--out", str(tmp_path / "clean")])  # cnn2d: dropout; 370 rows: 6 batches an epoch
     assert clean.returncode == 0, clean.stderr[-2000:]
     killer = tmp_path / "killer.py"

@@ -1,8 +1,8 @@
-"""The final model in raw TensorFlow: CNN2D and DS-CNN as ``tf.Module`` s, Adam, train step, SavedModel.
+"""The final model in raw TensorFlow: res8/res15, CNN2D and DS-CNN as ``tf.Module`` s, Adam, train step, SavedModel.
 
-The Keras models of ``speechlib.models.cnn2d`` (the final model chosen by
-notebook 3, ``speechlib.train.DEFAULT_MODEL``) and ``speechlib.models.ds_cnn``
-written out with ``tf.Variable`` and ``tf.nn`` ops, layer for layer (same
+The Keras models of ``speechlib.models.res_net`` (res8, the course's final
+model, ``speechlib.train.DEFAULT_MODEL``, and res15), ``speechlib.models.cnn2d``
+and ``speechlib.models.ds_cnn`` written out with ``tf.Variable`` and ``tf.nn`` ops, layer for layer (same
 shapes, same parameter count, same initialisation rule), for
 ``train_tensorflow.py`` and for readers who want to see what Keras does for
 them. It fixes the bugs of the original course's raw TensorFlow script:
@@ -18,7 +18,7 @@ them. It fixes the bugs of the original course's raw TensorFlow script:
 
 Public API
 ----------
-:class:`CNN2D`, :class:`DSCNN`
+:class:`ResNet`, :class:`CNN2D`, :class:`DSCNN`
     The models (``model(x, training=False) -> logits``); :func:`build` makes one
     by its ``speechlib.models`` name (:data:`MODELS`).
 :class:`BatchNorm`, :class:`Adam`
@@ -47,7 +47,13 @@ from speechlib.config import CLIP_SAMPLES, SEED
 from speechlib.models import DS_CNN_SIZES, LOGMEL_SHAPE
 
 #: The ``speechlib.models`` names written out here in raw TensorFlow.
-MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l")
+MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l", "res8", "res15")
+
+#: The res_net hyper-parameters of each registered name (those of ``speechlib.models.MODELS``).
+RES_NET_SIZES = {
+    "res8": {"num_layers": 6, "dilation": False, "pool": (4, 3)},
+    "res15": {"num_layers": 13, "dilation": True, "pool": None},
+}
 
 
 def glorot_uniform(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +119,7 @@ class BatchNorm(tf.Module):
 
 
 class _Module(tf.Module):
-    """What both models share: a variable table and the parameter count."""
+    """What the models share: a variable table and the parameter count."""
 
     input_shape: tuple[int, int]
     num_classes: int
@@ -333,7 +339,103 @@ class DSCNN(_Module):
         return tf.matmul(x, self.logits_kernel) + self.logits_bias
 
 
-Model = CNN2D | DSCNN
+class ResNet(_Module):
+    """res8 / res15 (Tang & Lin 2018, arXiv:1710.10361) in raw TensorFlow.
+
+    The layer plan of ``speechlib.models.res_net``: a bias-free 3x3
+    convolution -> ReLU (-> average pooling ``pool``, stride = pool, "valid",
+    for res8), then ``num_layers`` bias-free 3x3 convolutions -> ReLU, each
+    followed by a batch norm without affine parameters (epsilon 1e-5, Keras'
+    momentum 0.99); around every pair of layers an identity shortcut: after
+    the ReLU of an even layer ``i`` the output is ``y + shortcut`` and this
+    sum (before its batch norm) is the next shortcut, the first being the
+    (pooled) output of the first convolution. res15 dilates layer ``i`` by
+    ``2 ** ((i - 1) // 3)``. Global average pooling; dense logits. "same"
+    padding throughout. res8: 110,307 weights for 12 classes (and 540
+    batch-norm statistics), whatever the input size.
+
+    Parameters
+    ----------
+    input_shape : (frames, bins)
+        Log-mel input without the batch axis, e.g. (101, 40).
+    num_classes : int
+    num_maps : int
+        Channels of every convolution (45; 19 for the "narrow" variants).
+    num_layers : int
+        Convolutions after the first (6 for res8, 13 for res15).
+    dilation : bool
+        Grow the dilation as res15 does.
+    pool : (int, int) or None
+        Average pooling after the first convolution ((4, 3) for res8).
+    momentum, epsilon : float
+        Batch-norm settings (those of the Keras builder).
+    seed : int
+        Seed of the initial weights (Glorot uniform kernels, zero biases, as Keras).
+
+    Examples
+    --------
+    >>> model = ResNet()  # res8  # doctest: +SKIP
+    >>> logits = model(tf.zeros([8, 101, 40]), training=False)  # (8, 12)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        input_shape: Sequence[int] = LOGMEL_SHAPE,
+        num_classes: int = 12,
+        num_maps: int = 45,
+        num_layers: int = 6,
+        dilation: bool = False,
+        pool: tuple[int, int] | None = (4, 3),
+        momentum: float = 0.99,
+        epsilon: float = 1e-5,
+        seed: int = SEED,
+        name: str | None = None,
+    ):
+        super().__init__(name=name or "res_net")
+        if len(input_shape) != 2:
+            raise ValueError(f"ResNet takes (frames, bins) log-mel features; got input_shape={tuple(input_shape)}")
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.num_classes = int(num_classes)
+        self.num_maps, self.num_layers = int(num_maps), int(num_layers)
+        self.pool = None if pool is None else (int(pool[0]), int(pool[1]))
+        if self.pool is not None and (self.input_shape[0] < self.pool[0] or self.input_shape[1] < self.pool[1]):
+            raise ValueError(f"ResNet's {self.pool} pooling needs an input of at least that size; got {input_shape}")
+        self.rates = [2 ** ((i - 1) // 3) if dilation else 1 for i in range(1, self.num_layers + 1)]
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        maps = self.num_maps
+        self.conv_0_kernel = tf.Variable(glorot_uniform([3, 3, 1, maps], rng), name="conv_0_kernel")
+        self.kernels = [
+            tf.Variable(glorot_uniform([3, 3, maps, maps], rng), name=f"conv_{i}_kernel")
+            for i in range(1, self.num_layers + 1)
+        ]
+        self.bns = [
+            BatchNorm(maps, momentum=momentum, epsilon=epsilon, center=False, scale=False, name=f"bn_{i}")
+            for i in range(1, self.num_layers + 1)
+        ]
+        self.logits_kernel = tf.Variable(glorot_uniform([maps, self.num_classes], rng), name="logits_kernel")
+        self.logits_bias = tf.Variable(tf.zeros([self.num_classes]), name="logits_bias")
+
+    def __call__(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Logits, shape (batch, num_classes), float32, of log-mel ``x`` (batch, frames, bins)."""
+        x = tf.expand_dims(tf.convert_to_tensor(x, tf.float32), -1)  # NHWC, one channel
+        x = tf.nn.relu(tf.nn.conv2d(x, self.conv_0_kernel, strides=1, padding="SAME"))
+        if self.pool is not None:
+            x = tf.nn.avg_pool2d(x, ksize=self.pool, strides=self.pool, padding="VALID")
+        shortcut = x
+        for i, (kernel, bn, rate) in enumerate(zip(self.kernels, self.bns, self.rates, strict=True), start=1):
+            y = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=1, padding="SAME", dilations=rate))
+            if i % 2 == 0:  # the residual add; the sum, before its batch norm, is the next shortcut
+                x = shortcut = y + shortcut
+            else:
+                x = y
+            x = bn(x, training)
+        x = tf.reduce_mean(x, axis=[1, 2])  # global average pooling
+        return tf.matmul(x, self.logits_kernel) + self.logits_bias
+
+
+Model = CNN2D | DSCNN | ResNet
 
 
 def build(name: str, *, input_shape: Sequence[int] = LOGMEL_SHAPE, num_classes: int = 12, seed: int = SEED) -> Model:
@@ -346,6 +448,8 @@ def build(name: str, *, input_shape: Sequence[int] = LOGMEL_SHAPE, num_classes: 
     """
     if name == "cnn2d":
         return CNN2D(input_shape=input_shape, num_classes=num_classes, seed=seed)
+    if name in RES_NET_SIZES:
+        return ResNet(input_shape=input_shape, num_classes=num_classes, seed=seed, name=name, **RES_NET_SIZES[name])
     if name in MODELS:  # ds_cnn_<size>
         return DSCNN(input_shape=input_shape, num_classes=num_classes, size=name.rsplit("_", 1)[-1], seed=seed)
     raise ValueError(f"no raw-TensorFlow version of model {name!r}: choose one of {', '.join(MODELS)}")
@@ -581,7 +685,7 @@ def fit(
 
     Parameters
     ----------
-    model : CNN2D or DSCNN
+    model : ResNet, CNN2D or DSCNN
     data : speechlib.train.Data
         From ``speechlib.train.load_data`` (with ``initial_epoch=checkpoint_epoch(out_dir)``
         when resuming) or ``speechlib.train.random_data``.
