@@ -29,9 +29,13 @@ INPUT_KIND
     ``{"name": "logmel" | "waveform"}``.
 REFERENCES
     The parameter count each paper documents and the configuration it refers to.
+DEPTHWISE_FORMULATIONS
+    The equivalent ways DS-CNN and BC-ResNet can compute their depthwise
+    convolutions (``depthwise=`` argument; see :func:`depthwise_conv2d`).
 
 Helpers: :func:`build`, :func:`count_params`, :func:`predict_proba`,
-:func:`predict`, :func:`is_keras`, :func:`summary_features`.
+:func:`predict`, :func:`is_keras`, :func:`summary_features`,
+:func:`depthwise_conv2d`.
 """
 
 from __future__ import annotations
@@ -243,6 +247,148 @@ def _get_subspectral_norm():
 
 
 _SubSpectralNorm = None
+
+#: How :func:`depthwise_conv2d` computes a depthwise convolution. All three give the
+#: same outputs (within float32 round-off) from the same ``kernel`` and ``bias``.
+DEPTHWISE_FORMULATIONS = ("keras", "grouped", "shifted")
+
+
+def depthwise_conv2d(kernel_size, *, formulation: str = "keras", name: str | None = None, **kwargs):
+    """A depthwise 2-D convolution layer, computed one of three equivalent ways.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        ``(kernel_rows, kernel_cols)``.
+    formulation : {"keras", "grouped", "shifted"}, keyword-only
+        - ``"keras"``: ``keras.layers.DepthwiseConv2D`` (TensorFlow's
+          ``DepthwiseConv2dNative`` and its backprop kernels). The default:
+          on the CPUs measured it is as fast as or faster than the others
+          (``bench/depthwise.py``).
+        - ``"grouped"``: one ``tf.nn.conv2d`` with as many groups as channels,
+          the form PyTorch code writes as ``Conv2d(C, C, k, groups=C)``. On CPU
+          TensorFlow runs grouped convolutions only through oneDNN (its default
+          on x86); with ``TF_ENABLE_ONEDNN_OPTS=0`` the backward pass raises.
+          Same speed as ``"keras"`` on CPU (0.95-1.01x per training step,
+          process CPU time). Keras' own ``Conv2D(groups=C)`` is not used: on
+          CPU it compiles the convolution with XLA, measured 20-500x slower
+          per convolution.
+        - ``"shifted"``: the sum over the ``kh * kw`` kernel taps of shifted
+          (strided, dilated) slices of the padded input, each scaled per
+          channel — element-wise ops only, so it runs on any Keras backend;
+          memory-bound: 2.5-5x slower per training step on CPU.
+    name : str, optional
+        Layer name.
+    **kwargs
+        Arguments of ``keras.layers.DepthwiseConv2D`` (``strides``, ``padding``,
+        ``dilation_rate``, ``use_bias``, ``depth_multiplier``, ...);
+        ``data_format`` must be channels-last.
+
+    Returns
+    -------
+    keras.layers.DepthwiseConv2D
+        The Keras layer itself, or a :class:`ReformulatedDepthwiseConv2D`
+        subclass with the same weights (``kernel`` of shape ``(kh, kw,
+        channels, depth_multiplier)``, then ``bias``), so weights move between
+        formulations with ``get_weights`` / ``set_weights`` and a saved
+        ``.keras`` file loads with ``keras.saving.load_model``.
+    """
+    keras = _keras()
+    if formulation not in DEPTHWISE_FORMULATIONS:
+        raise ValueError(
+            f"unknown depthwise formulation {formulation!r}; choose one of: {', '.join(DEPTHWISE_FORMULATIONS)}"
+        )
+    if formulation == "keras":
+        return keras.layers.DepthwiseConv2D(kernel_size, name=name, **kwargs)
+    return _get_reformulated_depthwise()(kernel_size, formulation=formulation, name=name, **kwargs)
+
+
+def _get_reformulated_depthwise():
+    """The ReformulatedDepthwiseConv2D class, created on first use (like SubSpectralNorm)."""
+    global _ReformulatedDepthwiseConv2D
+    if _ReformulatedDepthwiseConv2D is not None:
+        return _ReformulatedDepthwiseConv2D
+    keras = _keras()
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="speechlib")
+    class ReformulatedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+        """``keras.layers.DepthwiseConv2D`` computed as a grouped convolution or as shifted, scaled copies.
+
+        Same constructor, weights and output shape as the Keras layer, plus
+        ``formulation`` (``"grouped"`` or ``"shifted"``; see
+        :func:`speechlib.models.depthwise_conv2d`). Channels-last input
+        ``(batch, rows, cols, channels)`` with known ``rows`` and ``cols``.
+        """
+
+        def __init__(self, kernel_size, formulation: str = "grouped", **kwargs):
+            super().__init__(kernel_size, **kwargs)
+            if formulation not in ("grouped", "shifted"):
+                raise ValueError(f"ReformulatedDepthwiseConv2D: formulation must be 'grouped' or 'shifted', "
+                                 f"got {formulation!r}; use keras.layers.DepthwiseConv2D for 'keras'")  # fmt: skip
+            if self.data_format != "channels_last":
+                raise ValueError("ReformulatedDepthwiseConv2D supports data_format='channels_last' only")
+            if formulation == "grouped":
+                if keras.backend.backend() != "tensorflow":
+                    raise ValueError("the 'grouped' depthwise formulation needs the TensorFlow backend; "
+                                     "use 'shifted' (any backend) or 'keras'")  # fmt: skip
+                if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+                    raise ValueError("the 'grouped' depthwise formulation cannot combine strides > 1 with "
+                                     "dilation_rate > 1 (tf.nn.conv2d does not); use 'keras' or 'shifted'")  # fmt: skip
+            self.formulation = formulation
+
+        def call(self, inputs):
+            kh, kw = self.kernel_size
+            channels = inputs.shape[-1]
+            if self.formulation == "grouped":
+                import tensorflow as tf
+
+                kernel = ops.reshape(self.kernel, (kh, kw, 1, channels * self.depth_multiplier))
+                outputs = tf.nn.conv2d(inputs, kernel, strides=(1, *self.strides, 1), padding=self.padding.upper(),
+                                       dilations=(1, *self.dilation_rate, 1))  # fmt: skip
+            else:
+                outputs = self._shifted(inputs, kh, kw, channels)
+            if self.use_bias:
+                outputs = outputs + self.bias
+            if self.activation is not None:
+                outputs = self.activation(outputs)
+            return outputs
+
+        def _shifted(self, x, kh, kw, channels):
+            (sh, sw), (dh, dw) = self.strides, self.dilation_rate
+            rows, cols = x.shape[1], x.shape[2]
+            if rows is None or cols is None:
+                raise ValueError("the 'shifted' depthwise formulation needs known rows and cols in the input shape")
+            if self.padding == "same":  # TensorFlow's SAME: the odd pixel of padding goes after
+                out_rows, out_cols = -(-rows // sh), -(-cols // sw)
+                pad_rows = max((out_rows - 1) * sh + (kh - 1) * dh + 1 - rows, 0)
+                pad_cols = max((out_cols - 1) * sw + (kw - 1) * dw + 1 - cols, 0)
+                x = ops.pad(x, ((0, 0), (pad_rows // 2, pad_rows - pad_rows // 2),
+                                (pad_cols // 2, pad_cols - pad_cols // 2), (0, 0)))  # fmt: skip
+            else:
+                out_rows = (rows - (kh - 1) * dh - 1) // sh + 1
+                out_cols = (cols - (kw - 1) * dw - 1) // sw + 1
+            kernel = self.kernel
+            if self.depth_multiplier > 1:  # output channel c * m + j reads input channel c
+                x = ops.repeat(x, self.depth_multiplier, axis=-1)
+            kernel = ops.reshape(kernel, (kh, kw, channels * self.depth_multiplier))
+            outputs = None
+            for i in range(kh):
+                for j in range(kw):
+                    r, c = i * dh, j * dw
+                    tap = x[:, r : r + (out_rows - 1) * sh + 1 : sh, c : c + (out_cols - 1) * sw + 1 : sw, :]
+                    tap = tap * kernel[i, j]
+                    outputs = tap if outputs is None else outputs + tap
+            return outputs
+
+        def get_config(self):
+            return {**super().get_config(), "formulation": self.formulation}
+
+    _ReformulatedDepthwiseConv2D = ReformulatedDepthwiseConv2D
+    return ReformulatedDepthwiseConv2D
+
+
+_ReformulatedDepthwiseConv2D = None
 
 
 # ---------------------------------------------------------------------------
@@ -467,6 +613,7 @@ def ds_cnn(
     size: str = "s",
     layers_config: list[tuple[int, int, int, int, int]] | None = None,
     dropout: float = 0.0,
+    depthwise: str = "keras",
 ):
     """DS-CNN, the depthwise-separable CNN of "Hello Edge".
 
@@ -488,6 +635,11 @@ def ds_cnn(
     *memory* — 8-bit weights (batch norm folded into the convolutions) plus
     the largest pair of activation buffers — not a parameter count, and it is
     reproduced exactly by these shapes (see tests/test_models.py).
+
+    ``depthwise`` picks how the depthwise convolutions are computed
+    (:data:`DEPTHWISE_FORMULATIONS`, :func:`depthwise_conv2d`): same weights,
+    same outputs; the default, Keras' ``DepthwiseConv2D``, was the fastest
+    measured on CPU (``bench/depthwise.py``).
     """
     keras = _keras()
     layers = keras.layers
@@ -502,7 +654,8 @@ def ds_cnn(
     x = layers.Conv2D(filters, (kt, kf), strides=(st, sf), padding="same", name="conv_1")(x)
     x = bn_relu(x, "conv_1")
     for i, (filters, kt, kf, st, sf) in enumerate(config[1:], start=1):
-        x = layers.DepthwiseConv2D((kt, kf), strides=(st, sf), padding="same", name=f"conv_ds_{i}_dw")(x)
+        x = depthwise_conv2d((kt, kf), strides=(st, sf), padding="same", formulation=depthwise,
+                             name=f"conv_ds_{i}_dw")(x)  # fmt: skip
         x = bn_relu(x, f"conv_ds_{i}_dw")
         x = layers.Conv2D(filters, 1, name=f"conv_ds_{i}_pw")(x)
         x = bn_relu(x, f"conv_ds_{i}_pw")
@@ -559,7 +712,9 @@ def res_net(
     return keras.Model(inputs, outputs, name="res_net")
 
 
-def bc_resnet(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, tau: float = 1.0, dropout: float = 0.1):
+def bc_resnet(
+    *, input_shape=LOGMEL_SHAPE, num_classes: int = 12, tau: float = 1.0, dropout: float = 0.1, depthwise: str = "keras"
+):
     """BC-ResNet: broadcasted residual learning for keyword spotting.
 
     Kim, Chang, Lee & Sung 2021, "Broadcasted Residual Learning for Efficient
@@ -579,7 +734,14 @@ def bc_resnet(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, tau: float = 1
     The input needs 40 mel bands (the frequency axis is halved three times to
     5, which the classifier's 5x5 kernel consumes). Paper's parameter counts
     (12 classes, 40 log-mel x 101 frames): BC-ResNet-1 9.2 K, -1.5 13.6 K,
-    -2 26.8 K, -3 54.2 K, -6 188 K, -8 321 K.
+    -2 26.8 K, -3 54.2 K, -6 188 K, -8 321 K; registered as ``bc_resnet_<tau>``
+    for tau = 1, 2, 3, 6, 8.
+
+    ``depthwise`` picks how the frequency (3x1), temporal (1x3) and
+    classifier (5x5) depthwise convolutions are computed
+    (:data:`DEPTHWISE_FORMULATIONS`, :func:`depthwise_conv2d`): same weights,
+    same outputs; the default, Keras' ``DepthwiseConv2D``, was the fastest
+    measured on CPU (``bench/depthwise.py``).
     """
     keras = _keras()
     layers = keras.layers
@@ -613,12 +775,12 @@ def bc_resnet(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, tau: float = 1
             if transition:
                 y = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_expand")(y)
                 y = layers.ReLU()(bn(f"{name}_expand_bn")(y))
-            y = layers.DepthwiseConv2D((3, 1), strides=(stride, 1), padding="same", use_bias=False,
-                                       name=f"{name}_freq_dw")(y)  # fmt: skip
+            y = depthwise_conv2d((3, 1), strides=(stride, 1), padding="same", use_bias=False,
+                                 formulation=depthwise, name=f"{name}_freq_dw")(y)  # fmt: skip
             f2 = SubSpectralNorm(5, name=f"{name}_ssn")(y)
             z = layers.AveragePooling2D(pool_size=(f2.shape[1], 1), name=f"{name}_freq_avg")(f2)
-            z = layers.DepthwiseConv2D((1, 3), padding="same", dilation_rate=(1, 2**stage), use_bias=False,
-                                       name=f"{name}_time_dw")(z)  # fmt: skip
+            z = depthwise_conv2d((1, 3), padding="same", dilation_rate=(1, 2**stage), use_bias=False,
+                                 formulation=depthwise, name=f"{name}_time_dw")(z)  # fmt: skip
             z = layers.Activation("silu")(bn(f"{name}_time_bn")(z))
             z = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_pw")(z)
             z = layers.SpatialDropout2D(dropout)(z)
@@ -626,7 +788,7 @@ def bc_resnet(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, tau: float = 1
             x = layers.ReLU()(layers.Add(name=f"{name}_add")(parts))
 
     x = layers.ZeroPadding2D(((0, 0), (2, 2)))(x)
-    x = layers.DepthwiseConv2D((5, 5), use_bias=False, name="cls_dw")(x)
+    x = depthwise_conv2d((5, 5), use_bias=False, formulation=depthwise, name="cls_dw")(x)
     x = layers.Conv2D(channels[-1], 1, use_bias=False, name="cls_pw")(x)
     x = layers.ReLU()(bn("cls_bn")(x))
     x = layers.GlobalAveragePooling2D()(x)
@@ -669,6 +831,9 @@ MODELS: dict[str, Callable[..., Any]] = {
     "res15_narrow": _variant(res_net, num_maps=19, num_layers=13, dilation=True),
     "res26": _variant(res_net, num_layers=24, dilation=False, pool=(2, 2)),
     "bc_resnet_1": _variant(bc_resnet, tau=1),
+    "bc_resnet_2": _variant(bc_resnet, tau=2),
+    "bc_resnet_3": _variant(bc_resnet, tau=3),
+    "bc_resnet_6": _variant(bc_resnet, tau=6),
     "bc_resnet_8": _variant(bc_resnet, tau=8),
 }
 
@@ -696,6 +861,9 @@ REFERENCES: dict[str, Reference] = {
     "res15_narrow": Reference(_TANG, 42_600, (101, 40)),
     "res26": Reference(_TANG, 438_000, (101, 40)),
     "bc_resnet_1": Reference(_KIM, 9_200, (101, 40)),
+    "bc_resnet_2": Reference(_KIM, 26_800, (101, 40)),
+    "bc_resnet_3": Reference(_KIM, 54_200, (101, 40)),
+    "bc_resnet_6": Reference(_KIM, 188_000, (101, 40)),
     "bc_resnet_8": Reference(_KIM, 321_000, (101, 40)),
     "course_cnn1d": Reference("original course", 28_000_000, WAVEFORM_SHAPE, note="'about 28 M' at full width"),
     "ds_cnn_s": Reference(
