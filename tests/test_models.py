@@ -1,4 +1,4 @@
-"""Tests for speechlib.models: shapes, documented parameter counts, one training step, helpers."""
+"""Tests for speechlib.models: shapes, documented parameter counts, training, depthwise formulations, helpers."""
 
 from __future__ import annotations
 
@@ -213,3 +213,166 @@ def test_count_params_keras_total_and_trainable():
     assert total == model.count_params()
     # res8-narrow: 6 batch norms of 19 maps, each with a moving mean and variance.
     assert total - trainable == 6 * 19 * 2
+
+
+# ---------------------------------------------------------------------------
+# Depthwise formulations: same weights, same outputs, same gradients
+# ---------------------------------------------------------------------------
+
+# (kernel_size, strides, dilation_rate, padding, use_bias, depth_multiplier): every use in the builders and more.
+DEPTHWISE_CASES = [
+    ((3, 3), (1, 1), (1, 1), "same", True, 1),  # DS-CNN block
+    ((3, 3), (2, 2), (1, 1), "same", True, 1),  # DS-CNN strided block
+    ((3, 1), (2, 1), (1, 1), "same", False, 1),  # BC-ResNet strided frequency convolution
+    ((1, 3), (1, 1), (1, 4), "same", False, 1),  # BC-ResNet dilated temporal convolution
+    ((5, 5), (1, 1), (1, 1), "valid", False, 1),  # BC-ResNet classifier
+    ((2, 3), (2, 1), (1, 1), "same", True, 2),  # even kernel, odd padding, depth multiplier
+]
+
+
+@pytest.mark.parametrize("formulation", ["grouped", "shifted"])
+@pytest.mark.parametrize(
+    "case", DEPTHWISE_CASES, ids=lambda c: "k{}x{}-s{}x{}-d{}x{}-{}-m{}".format(*c[0], *c[1], *c[2], c[3], c[5])
+)
+def test_depthwise_formulations_match_keras(formulation, case):
+    kernel_size, strides, dilation, padding, use_bias, multiplier = case
+    kwargs = {"strides": strides, "dilation_rate": dilation, "padding": padding, "use_bias": use_bias,
+              "depth_multiplier": multiplier}  # fmt: skip
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(size=(2, 9, 11, 3)).astype(np.float32))
+    reference = models.depthwise_conv2d(kernel_size, formulation="keras", **kwargs)
+    layer = models.depthwise_conv2d(kernel_size, formulation=formulation, **kwargs)
+    assert isinstance(reference, keras.layers.DepthwiseConv2D) and isinstance(layer, keras.layers.DepthwiseConv2D)
+    reference.build(x.shape)
+    layer.build(x.shape)
+    weights = [rng.normal(size=w.shape).astype(np.float32) for w in reference.weights]
+    reference.set_weights(weights)
+    layer.set_weights(weights)  # same weight layout
+    results = []
+    for lay in (reference, layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = lay(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        results.append([y, *tape.gradient(loss, [x, *lay.trainable_weights])])
+    assert results[1][0].shape == results[0][0].shape
+    for got, want in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_formulation_errors_say_what_to_use():
+    with pytest.raises(ValueError, match=r"unknown depthwise formulation 'fast'.*keras, grouped, shifted"):
+        models.depthwise_conv2d(3, formulation="fast")
+    with pytest.raises(ValueError, match="strides > 1 with dilation_rate > 1"):
+        models.depthwise_conv2d(3, strides=2, dilation_rate=2, formulation="grouped")
+    with pytest.raises(ValueError, match="unknown depthwise formulation"):
+        models.build("bc_resnet_1", depthwise="fast")
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_s", "bc_resnet_1"])
+def test_builders_give_the_same_model_with_each_depthwise_formulation(name):
+    x = np.random.default_rng(7).normal(size=(4, 32, 40)).astype(np.float32)
+    reference = _without_dropout(models.build(name, input_shape=(32, 40), num_classes=4))
+    weights = reference.get_weights()
+    want = np.asarray(reference(x, training=True))  # batch statistics: activations of order 1
+    for formulation in ("grouped", "shifted"):
+        model = _without_dropout(models.build(name, input_shape=(32, 40), num_classes=4, depthwise=formulation))
+        assert [w.shape for w in model.weights] == [w.shape for w in reference.weights]
+        assert models.count_params(model) == models.count_params(reference)
+        model.set_weights(weights)
+        np.testing.assert_allclose(model(x, training=True), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, formulation", [("bc_resnet_1", "shifted"), ("ds_cnn_s", "grouped")])
+def test_model_with_a_reformulated_depthwise_saves_and_reloads(tmp_path, name, formulation):
+    keras.utils.set_random_seed(1)
+    model = models.build(name, input_shape=(32, 40), num_classes=4, depthwise=formulation)
+    x = np.random.default_rng(8).normal(size=(3, 32, 40)).astype(np.float32)
+    model(x, training=True)  # move the batch-norm statistics off their initial values
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    layers = [layer for layer in again.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert layers and all(layer.get_config()["formulation"] == formulation for layer in layers)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, formulation", [("ds_cnn_s", "keras"), ("ds_cnn_s", "grouped"),
+                                               ("ds_cnn_s", "shifted"), ("bc_resnet_1", "shifted")])  # fmt: skip
+def test_tflite_conversion_keeps_the_outputs(name, formulation):
+    model = models.build(name, input_shape=(32, 40), num_classes=4, depthwise=formulation)
+    x = np.random.default_rng(9).normal(size=(1, 32, 40)).astype(np.float32)
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    want = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+# ---------------------------------------------------------------------------
+# Training: a few hundred steps on a small separable problem drive the loss down
+# ---------------------------------------------------------------------------
+
+# Input shapes kept small so each model trains in seconds on two cores (BC-ResNet needs its 40 bands).
+CONVERGENCE_INPUT = {
+    "res8": (32, 40), "res15": (16, 40), "ds_cnn_s": (32, 40), "ds_cnn_m": (16, 40), "ds_cnn_l": (16, 40),
+    "bc_resnet_1": (32, 40), "bc_resnet_3": (16, 40), "bc_resnet_8": (16, 40), "cnn2d": (32, 40),
+}  # fmt: skip
+SLOW_CONVERGENCE = {"res15", "ds_cnn_m", "ds_cnn_l", "bc_resnet_1", "bc_resnet_3", "bc_resnet_8"}
+CONVERGENCE_CLASSES = 4
+MAX_STEPS = 300
+TARGET_LOSS_RATIO = 0.3  # the final training loss as a share of the first
+
+
+def _separable_problem(input_shape, *, num_classes=CONVERGENCE_CLASSES, n=64, seed=0):
+    """``n`` noisy inputs; class c lights up the c-th of ``num_classes`` equal bands of bins."""
+    frames, bins = input_shape
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % num_classes
+    x = rng.normal(size=(n, frames, bins)).astype(np.float32)
+    band = bins // num_classes
+    for c in range(num_classes):
+        x[y == c, :, c * band : (c + 1) * band] += 1.5
+    return tf.constant(x), tf.constant(y)
+
+
+def _train_until(model, x, y, *, lr=3e-3, max_steps=MAX_STEPS, target=TARGET_LOSS_RATIO):
+    """Full-batch Adam steps until the training loss is below ``target`` x the first and accuracy is 1."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.Adam(lr)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        optimizer.apply(tape.gradient(loss, model.trainable_weights), model.trainable_weights)
+        accuracy = tf.reduce_mean(tf.cast(tf.argmax(logits, axis=1) == tf.cast(y, tf.int64), tf.float32))
+        return loss, accuracy
+
+    first, _ = step()
+    steps = 1
+    while steps < max_steps:
+        loss, accuracy = step()
+        steps += 1
+        if float(loss) < target * float(first) and float(accuracy) == 1.0:
+            break
+    return float(first), float(loss), float(accuracy), steps
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CONVERGENCE else n for n in CONVERGENCE_INPUT]
+)
+def test_training_drives_the_loss_down_on_a_separable_problem(name):
+    keras.utils.set_random_seed(0)
+    input_shape = CONVERGENCE_INPUT[name]
+    model = models.build(name, input_shape=input_shape, num_classes=CONVERGENCE_CLASSES)
+    x, y = _separable_problem(input_shape)
+    first, last, accuracy, steps = _train_until(model, x, y)
+    assert np.isfinite(first)
+    assert last < TARGET_LOSS_RATIO * first, f"{name}: loss {first:.3f} -> {last:.3f} after {steps} steps"
+    assert accuracy == 1.0, f"{name}: training accuracy {accuracy:.2f} after {steps} steps"
