@@ -463,3 +463,27 @@ def test_clip_without_speaker_is_reported_not_put_in_train(tmp_path: Path, capsy
     assert f"warning: {warning}" in printed
     assert cli.main(["data", "check", str(root)]) == 0
     assert f"yes/{name}: name does not follow <speaker>_nohash_<n>.wav" in capsys.readouterr().out
+
+
+def test_speaker_folds_cover_every_clip_once_and_keep_speakers_whole(synthetic_small: Path, tmp_path: Path) -> None:
+    split.make_split(synthetic_small, tmp_path / "split", small=True, verbose=False)
+    folders = split.write_folds(tmp_path / "split", tmp_path / "folds", k=3, seed=1)
+    pooled = pd.concat([split.load_manifest(tmp_path / "split", n) for n in ("train", "cv", "test")])
+    tests = [split.load_manifest(f, "test") for f in folders]
+    # Every clip is tested exactly once.
+    keys = lambda frame: list(zip(frame["path"], frame["offset"], frame["label"], strict=True))  # noqa: E731
+    assert sorted(key for t in tests for key in keys(t)) == sorted(keys(pooled))
+    for folder, test in zip(folders, tests, strict=True):
+        parts = {n: split.load_manifest(folder, n) for n in ("train", "cv")}
+        words = {n: set(f.loc[f["speaker"] != "", "speaker"]) for n, f in parts.items()}
+        tested = set(test.loc[test["speaker"] != "", "speaker"])
+        assert not (words["train"] & tested) and not (words["cv"] & tested) and not (words["train"] & words["cv"])
+        assert len(parts["train"]) + len(parts["cv"]) + len(test) == len(pooled)
+        assert split.load_info(folder)["fold"] == folders.index(folder)
+        assert set(test["label"]) == set(pooled["label"])  # stratified: every label in every fold
+    # Deterministic, and a second call leaves complete folders as they are.
+    stamp = (folders[0] / "split.json").stat().st_mtime_ns
+    assert split.write_folds(tmp_path / "split", tmp_path / "folds", k=3, seed=1) == folders
+    assert (folders[0] / "split.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="k >= 2"):
+        split.speaker_folds(pooled, 1)
