@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from speechlib import __version__, config
+from speechlib._files import check_replaceable_csv
 from speechlib._json import jsonable as _jsonable
 
 __all__ = [
@@ -530,19 +531,7 @@ def wav_entries(data: Path) -> list[Path]:
 
 def _check_submission_out(out: Path) -> None:
     """Refuse to replace anything but an earlier submission (a CSV whose header is ``fname,label``)."""
-    if out.is_dir():
-        raise FileExistsError(f"{out} is a folder: pass a file name for the submission, e.g. --out submission.csv")
-    if out.exists() or out.is_symlink():
-        try:
-            with open(out, encoding="utf-8", newline="") as f:
-                header = f.readline().strip()
-        except (OSError, UnicodeDecodeError):
-            header = ""
-        if header != ",".join(SUBMISSION_HEADER):
-            raise FileExistsError(
-                f"{out} exists and is not a submission (its first line is not {','.join(SUBMISSION_HEADER)}): "
-                "nothing was written; pass another --out"
-            )
+    check_replaceable_csv(out, SUBMISSION_HEADER, what="a submission", flag="--out", example="submission.csv")
 
 
 def evaluate_folder(

@@ -53,6 +53,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from speechlib import audio, config
+from speechlib._files import check_replaceable_csv
 
 COLUMNS = [
     "path",
@@ -523,19 +524,8 @@ def check(
 
 def _check_report_target(report: Path) -> None:
     """Refuse to replace a file that is not an earlier scan table (whose header is ``COLUMNS``)."""
-    if report.is_dir():
-        raise FileExistsError(f"{report} is a folder: pass a file name for the report, e.g. --report scan.csv")
-    if report.exists():
-        try:
-            with open(report, encoding="utf-8") as f:
-                header = f.readline().strip()
-        except (OSError, UnicodeDecodeError):
-            header = ""
-        if header != ",".join(COLUMNS):
-            raise FileExistsError(
-                f"{report} exists and is not a scan table of `speechlib data check`: nothing was written; "
-                "pass another --report file"
-            )
+    check_replaceable_csv(report, COLUMNS, what="a scan table of `speechlib data check`", flag="--report",
+                          example="scan.csv")  # fmt: skip
 
 
 def _usable(layout: str, good: pd.DataFrame, n_files: int) -> tuple[bool, str]:
