@@ -147,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| measure | result | target | command |")
     print("|---|---|---|---|")
     machines = []
-    benchmarks = (
+    benchmarks = (  # real speech first: the number the project is judged by
+        ("real_speech", real_speech_rows),
+        ("synthetic_test", synthetic_test_rows),
         ("featurize", featurize_rows),
         ("spark_featurize", spark_rows),
         ("train", train_rows),
-        ("real_speech", real_speech_rows),
-        ("synthetic_test", synthetic_test_rows),
     )
     for name, rows in benchmarks:
         result = final_model_metrics() if name == "synthetic_test" else _load(name)
