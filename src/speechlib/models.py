@@ -193,11 +193,9 @@ def _spectral_input(input_shape, name: str, *, channel: bool = True):
     return inputs, x
 
 
+@functools.cache
 def _get_subspectral_norm():
     """The SubSpectralNorm layer class, created on first use so importing this module stays light."""
-    global _SubSpectralNorm
-    if _SubSpectralNorm is not None:
-        return _SubSpectralNorm
     keras = _keras()
     from keras import ops
 
@@ -242,11 +240,7 @@ def _get_subspectral_norm():
             return {**super().get_config(), "sub_bands": self.sub_bands, "momentum": self.momentum,
                     "epsilon": self.epsilon}  # fmt: skip
 
-    _SubSpectralNorm = SubSpectralNorm
     return SubSpectralNorm
-
-
-_SubSpectralNorm = None
 
 #: How :func:`depthwise_conv2d` computes a depthwise convolution. All three give the
 #: same outputs (within float32 round-off) from the same ``kernel`` and ``bias``.
@@ -303,11 +297,9 @@ def depthwise_conv2d(kernel_size, *, formulation: str = "keras", name: str | Non
     return _get_reformulated_depthwise()(kernel_size, formulation=formulation, name=name, **kwargs)
 
 
+@functools.cache
 def _get_reformulated_depthwise():
     """The ReformulatedDepthwiseConv2D class, created on first use (like SubSpectralNorm)."""
-    global _ReformulatedDepthwiseConv2D
-    if _ReformulatedDepthwiseConv2D is not None:
-        return _ReformulatedDepthwiseConv2D
     keras = _keras()
     from keras import ops
 
@@ -384,11 +376,7 @@ def _get_reformulated_depthwise():
         def get_config(self):
             return {**super().get_config(), "formulation": self.formulation}
 
-    _ReformulatedDepthwiseConv2D = ReformulatedDepthwiseConv2D
     return ReformulatedDepthwiseConv2D
-
-
-_ReformulatedDepthwiseConv2D = None
 
 
 # ---------------------------------------------------------------------------
