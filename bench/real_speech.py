@@ -234,7 +234,7 @@ def summarize(variant: str, folds: list[dict], args: argparse.Namespace) -> dict
 
 
 def main(args: argparse.Namespace) -> int:
-    data = args.data or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    data = args.data or config.real_data_dir()  # SPEECHLIB_REAL_DATA
     if data is None or not data.is_dir():
         print(f"real-speech benchmark skipped: no real dataset folder (pass --data or set {DATA_ENV}); "
               f"{'not found: ' + str(data) if data else ''}")  # fmt: skip

@@ -9,6 +9,11 @@ Environment variables
 SPEECHLIB_DATA
     Path to a real Speech Commands folder. When set, notebooks and commands
     use it instead of the embedded synthetic dataset.
+SPEECHLIB_REAL_DATA
+    Path to a folder of *real* Speech Commands clips (any layout the scanner
+    reads, e.g. the official v0.02 test set) used where the course checks a
+    model on real speech beside the default dataset (notebooks 1 and 4,
+    ``bench/real_speech.py``). Unset: those checks say so and are skipped.
 SPEECHLIB_SMALL
     ``1`` shrinks every size (clips, epochs, models) so the whole course runs
     in minutes. Small mode changes sizes, never code paths.
@@ -130,6 +135,15 @@ def dataset_dir(small: bool | None = None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return synthetic_dir(small)
+
+
+def real_data_dir() -> Path | None:
+    """The folder of real clips for real-speech checks: ``SPEECHLIB_REAL_DATA``, or None when unset or missing."""
+    env = os.environ.get("SPEECHLIB_REAL_DATA")
+    if not env:
+        return None
+    path = Path(env).expanduser().resolve()
+    return path if path.is_dir() else None
 
 
 def work_dir(dataset: Path | str, small: bool | None = None) -> Path:
