@@ -68,16 +68,24 @@ class _QuietTensorFlow(_abc.MetaPathFinder):
     still raise as usual.
     """
 
+    _busy = False
+
     def find_spec(self, name, path, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self._busy:
             return None
-        _sys.meta_path.remove(self)
-        spec = _util.find_spec(name)
+        self._busy = True  # the other finders locate the package; a probe (find_spec) may come before the import
+        try:
+            spec = _util.find_spec(name)
+        finally:
+            self._busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
+        finder = self
 
         def quiet_exec(module):
+            if finder in _sys.meta_path:
+                _sys.meta_path.remove(finder)
             with _quiet_stderr():
                 exec_module(module)
                 module.config.list_physical_devices()  # the CUDA probe happens here, not at import
