@@ -118,3 +118,34 @@ def test_a_model_trains_with_soft_labels(small_store, tmp_path):
     assert np.isfinite(history.history["loss"][0]) and "val_accuracy" in history.history
     best = train.best_model(tmp_path / "run")  # compiled with the soft-label loss: it loads again
     assert best is not None and train.evaluate_split(best, data, "cv")["accuracy"] >= 0
+
+
+def test_the_budget_is_a_step_count(monkeypatch):
+    monkeypatch.setenv("SPEECHLIB_SMALL", "0")
+    assert train.auto_epochs(2400, 64) == round(train.DEFAULT_STEPS / 38)  # 38 batches an epoch
+    assert train.auto_epochs(8052, 64) == round(train.DEFAULT_STEPS / 126)
+    assert train.auto_epochs(85_000, 64) == 10  # at least `low` epochs
+    assert train.auto_epochs(10, 64) == 300  # at most `high`
+    monkeypatch.setenv("SPEECHLIB_SMALL", "1")
+    assert train.auto_epochs(370, 64) == round(train.SMALL_STEPS / 6)
+
+
+def test_the_default_model_is_read_from_the_final_model_record(tmp_path):
+    assert train.DEFAULT_MODEL == train.default_model() == "res8"
+    record = tmp_path / "final_model.json"
+    record.write_text('{"model": "ds_cnn_m", "rule": "test"}')
+    assert train.default_model(record) == "ds_cnn_m"
+    record.write_text("not json")
+    assert train.default_model(record) == train.FALLBACK_MODEL
+    assert train.default_model(tmp_path / "missing.json") == train.FALLBACK_MODEL
+
+
+def test_real_data_dir_comes_from_the_environment(monkeypatch, tmp_path):
+    from speechlib import config
+
+    monkeypatch.delenv("SPEECHLIB_REAL_DATA", raising=False)
+    assert config.real_data_dir() is None
+    monkeypatch.setenv("SPEECHLIB_REAL_DATA", str(tmp_path / "missing"))
+    assert config.real_data_dir() is None
+    monkeypatch.setenv("SPEECHLIB_REAL_DATA", str(tmp_path))
+    assert config.real_data_dir() == tmp_path.resolve()
