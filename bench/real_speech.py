@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "real_speech.json"
 DATA_ENV = "SPEECHLIB_REAL_DATA"
 FINAL_MODEL = "res8"  # see bench/results/real_speech.json and the README: the model of the final recipe
-DEFAULT_EPOCHS = None  # train.auto_epochs: about train.DEFAULT_STEPS steps (80 epochs of a fold's ~2,300 clips)
+DEFAULT_EPOCHS = None  # train.auto_epochs: about train.DEFAULT_STEPS steps over a fold's ~1,950 training clips
 TARGET_ACCURACY = 0.93  # the real-speech target of the project
 RECIPES = {
     "final": train.Recipe(),
