@@ -112,7 +112,9 @@ def real_speech_rows(result: dict) -> list[str]:
             f"| real speech, speaker-grouped {result['folds']}-fold CV over {row['clips']:,} clips{partial}: "
             f"{model}{what} | {row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; macro F1 {row['macro_f1']:.3f}"
             f"{spread}) | {'≥ ' + format(result['target_accuracy'], 'g') if row['variant'] == 'final' else '–'} | "
-            f"`python bench/real_speech.py --variants {row['variant']}` |"
+            f"`python bench/real_speech.py --variants {row['variant']}"
+            + (f" --epochs {row['epochs']}" if row.get("epochs") else "")
+            + "` |"
         )
     return rows
 
