@@ -27,3 +27,7 @@ def test_tensorflow_starts_quietly_unless_a_level_is_set():
     )
     level, finders = chosen.stdout.split()
     assert level == "0" and int(finders) == int(plain.stdout)
+    # A child of a process that imported speechlib (a notebook kernel) is still quiet.
+    child = "import os, subprocess, sys, speechlib; subprocess.run([sys.executable, '-c', sys.argv[1]], check=True)"
+    nested = subprocess.run([sys.executable, "-c", child, CODE], capture_output=True, text=True, env=env, timeout=300)
+    assert nested.returncode == 0 and "absl::InitializeLog" not in nested.stderr, nested.stderr
