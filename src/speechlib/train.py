@@ -528,8 +528,8 @@ class WaveformBatches:
         self.y = np.asarray(y, dtype=np.int32)
         self.num_rows = int(self.y.shape[0])
         self.kind, self.params = kind, dict(params)
-        self.mean = np.asarray(normalization["mean"], dtype=np.float32)
-        self.std = np.asarray(normalization["std"], dtype=np.float32)
+        self.normalization = {k: np.asarray(normalization[k], dtype=np.float32) for k in ("mean", "std")}
+        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
         self.recipe = recipe
         self.augmenter = recipe.augmenter(noise) if recipe.on_waveform else None
         self.spec = augment.SpecAugment() if recipe.spec_augment else None
@@ -550,16 +550,17 @@ class WaveformBatches:
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} of {len(self)}")
-        order = np.random.default_rng([self.seed, self.epoch_index]).permutation(self.num_rows)
-        index = order[i * self.batch_size : (i + 1) * self.batch_size]
+        if self._order[0] != self.epoch_index:  # one permutation per epoch, not per batch
+            order = np.random.default_rng([self.seed, self.epoch_index]).permutation(self.num_rows)
+            self._order = (self.epoch_index, order)
+        index = self._order[1][i * self.batch_size : (i + 1) * self.batch_size]
         rng = _draw(self.seed, self.epoch_index, i)
         clips = self._clips(index)
         if self.augmenter is not None:
             clips = np.stack([self.augmenter(clip, rng=rng) for clip in clips])
         from speechlib import features
 
-        X = features.compute_batch(clips, self.kind, **self.params)
-        X = (X - self.mean) / self.std
+        X = features.normalize(features.compute_batch(clips, self.kind, **self.params), self.normalization)
         if self.spec is not None:
             X = self.spec(X, rng=rng)
         return mixup_batch(X.astype(np.float32, copy=False), self.y[index], alpha=self.recipe.mixup, rng=rng,
