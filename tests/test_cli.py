@@ -143,3 +143,19 @@ def test_no_traceback_ever_reaches_the_user(tmp_path: Path, capsys: pytest.Captu
     monkeypatch.setenv("SPEECHLIB_DEBUG", "1")
     with pytest.raises(TypeError):
         cli.main(["data", "check", str(tmp_path)])
+
+
+def test_course_outputs_print_project_paths_relative(tmp_path):
+    from speechlib import course
+
+    root = tmp_path / "speechlib"
+    nb = {
+        "cells": [
+            {"cell_type": "code", "outputs": [{"name": "stdout", "text": [f"saved {root}/data/work/x\n", "ok\n"]}]},
+            {"cell_type": "code", "outputs": [{"data": {"text/plain": f"PosixPath('{root}/imgs/a.png')"}}]},
+            {"cell_type": "markdown"},
+        ]
+    }
+    assert course.relative_outputs(nb, root) == 2
+    assert nb["cells"][0]["outputs"][0]["text"] == "saved data/work/x\nok\n"
+    assert nb["cells"][1]["outputs"][0]["data"]["text/plain"] == "PosixPath('imgs/a.png')"

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from speechlib import config
 
 NOTEBOOK_GLOB = "[0-9]*_*.ipynb"  # numbered chapters: 0_split_by_speaker.ipynb, 1_..., ...
 
@@ -106,11 +109,41 @@ def execute_notebook(
         os.environ.update(old_env)
     if out is not None:
         out = Path(out)
+        root = config.project_root()
+        if root is not None:
+            relative_outputs(nb, root)
         tmp = out.with_name(out.name + ".tmp")
         nbformat.write(nb, tmp)
         os.replace(tmp, out)  # never leave a half-written notebook under the final name
         return out
     return path
+
+
+def relative_outputs(nb: Any, root: str | Path) -> int:
+    """Print paths under the project ``root`` relative to it in a notebook's outputs (no machine paths committed).
+
+    ``/home/me/speechlib/data/work/synthetic`` becomes ``data/work/synthetic``
+    in stream text and ``text/plain`` results; the outputs are changed in place.
+
+    Returns
+    -------
+    int
+        Outputs changed.
+    """
+    prefix = str(Path(root).resolve()) + "/"
+    changed = 0
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            places = [(output, "text"), (output.get("data", {}), "text/plain")]
+            for holder, key in places:
+                text = holder.get(key)
+                if text is None:
+                    continue
+                joined = "".join(text) if isinstance(text, list) else text
+                if prefix in joined:
+                    holder[key] = joined.replace(prefix, "")
+                    changed += 1
+    return changed
 
 
 def _failing_cell(nb) -> int:
