@@ -17,9 +17,9 @@ import soundfile as sf
 
 from speechlib import config, store
 from speechlib.featurize import featurize, format_report
+from speechlib.manifest import MANIFEST_COLUMNS
 
 LABELS = ["yes", "no", "unknown"]
-MANIFEST_COLUMNS = "path relpath label label_id word speaker split offset num_samples source".split()
 
 
 def make_split_dir(root: Path, *, n_train: int = 24, n_cv: int = 6, corrupt: bool = False) -> Path:

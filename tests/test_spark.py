@@ -22,12 +22,12 @@ sf = pytest.importorskip("soundfile")
 
 from speechlib import audio, config, features  # noqa: E402
 from speechlib import split as split_mod  # noqa: E402
+from speechlib.manifest import DIGITAL_SILENCE, MANIFEST_COLUMNS  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
 LABELS = config.KAGGLE12_LABELS
 WORDS = ["yes", "no", "up", "bed"]  # "bed" is an unknown word
-MANIFEST_COLUMNS = split_mod.MANIFEST_COLUMNS
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +81,7 @@ def _write_dataset(root: Path, split_dir: Path, *, seed: int = 0) -> None:
                 noise_rel,
             ]
         )
-    rows.append(["", "", "silence", silence, "", "", "train", 0, config.CLIP_SAMPLES, audio.DIGITAL_SILENCE])
+    rows.append(["", "", "silence", silence, "", "", "train", 0, config.CLIP_SAMPLES, DIGITAL_SILENCE])
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     split_dir.mkdir(parents=True, exist_ok=True)
     for split in config.SPLITS:

@@ -9,6 +9,7 @@ Data
     datasets     the embedded synthetic dataset, the real download, scanning and checking
     hashsplit    the dataset's speaker hash rule
     split        speaker-disjoint manifests, silence from noise, the sample set, leakage checks
+    manifest     the manifest schema (columns, dtypes, names) and its read / write
     stats        per-clip level, duration and word position; dataset tables
 
 Features

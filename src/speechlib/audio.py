@@ -38,6 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from speechlib.config import AUDIO_SUFFIXES, CLIP_SAMPLES, CLIP_SECONDS, SAMPLE_RATE
+from speechlib.manifest import DIGITAL_SILENCE
 
 __all__ = [
     "CONVERT_HINT",
@@ -51,7 +52,6 @@ __all__ = [
     "load_row",
 ]
 
-DIGITAL_SILENCE = "digital_silence"  # manifest `source` of an all-zero silence clip (no file)
 POSITIONS = ("center", "left", "right", "random")  # where fix_length puts the clip
 CONVERT_HINT = "convert it to 16 kHz mono 16-bit WAV or remove it"
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only sample formats that can hold NaN or infinity

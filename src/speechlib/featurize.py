@@ -51,12 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from speechlib import __version__, config
-from speechlib.store import MANIFEST_DTYPES, REPORT_FILE, FeatureStore, StoreError, file_sha256
+from speechlib.manifest import MANIFEST_NAMES, SAMPLE_PREFIX
+from speechlib.manifest import read as read_manifest
+from speechlib.store import REPORT_FILE, FeatureStore, StoreError, file_sha256
 
-MANIFEST_NAMES = ("train", "cv", "test", "sample_train", "sample_cv", "sample_test")  # as speechlib.split writes
 TRAINING_SPLITS = ("train", "sample_train")  # the splits that get augmented copies
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps workers busy, bounds memory
 
@@ -173,13 +173,7 @@ def _count_rows(path: Path) -> int:
 
 def _tasks(path: Path, *, start: int, chunk_size: int, noise_split: str, copies: int) -> Iterator[tuple]:
     """Chunks of manifest rows from ``start`` on, read lazily."""
-    reader = pd.read_csv(
-        path,
-        dtype=MANIFEST_DTYPES,
-        keep_default_na=False,
-        chunksize=chunk_size,
-        skiprows=range(1, start + 1),
-    )
+    reader = read_manifest(path, chunksize=chunk_size, skiprows=range(1, start + 1))
     index = start
     with reader:
         for frame in reader:
@@ -212,7 +206,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 
 def _noise_split(name: str) -> str:
-    return name.removeprefix("sample_")
+    return name.removeprefix(SAMPLE_PREFIX)
 
 
 def featurize(

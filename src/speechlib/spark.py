@@ -149,6 +149,9 @@ import pandas as pd
 
 from speechlib import __version__, audio, config, features
 from speechlib import split as split_mod
+from speechlib.manifest import DIGITAL_SILENCE, MANIFEST_COLUMNS
+from speechlib.manifest import load as load_manifest
+from speechlib.manifest import read as read_manifest
 
 __all__ = [
     "FEATURE_SCHEMA_DDL",
@@ -173,7 +176,6 @@ FEATURE_SCHEMA_DDL = (
     "split string, offset long, num_samples long, source string, "
     "features array<float>, shape array<int>, status string, error string"
 )
-_MANIFEST_COLUMNS = split_mod.MANIFEST_COLUMNS
 
 
 # --- The session -----------------------------------------------------------------------------
@@ -312,15 +314,12 @@ def _read_manifests(split_dir: str, splits: list[str] | None, spark) -> tuple[pd
         if "split" not in texts:
             raise FileNotFoundError(f"{split_dir}/split.json not found: run `speechlib split` first")
         info = json.loads(texts.pop("split"))
-        frames = {
-            name: pd.read_csv(io.StringIO(text), dtype=split_mod._DTYPES, keep_default_na=False)
-            for name, text in texts.items()
-        }
+        frames = {name: read_manifest(io.StringIO(text)) for name, text in texts.items()}
     else:
         local = _uri_path(split_dir)
         info = split_mod.load_info(local)
         wanted = splits or [s for s in config.SPLITS if (Path(local) / f"{s}.csv").is_file()]
-        frames = {name: split_mod.load_manifest(local, name) for name in wanted}
+        frames = {name: load_manifest(local, name) for name in wanted}
         texts = {name: (Path(local) / f"{name}.csv").read_text(encoding="utf-8") for name in wanted}
     if not frames:
         raise FileNotFoundError(f"no manifests ({', '.join(config.SPLITS)}.csv) in {split_dir}: run `speechlib split`")
@@ -335,7 +334,7 @@ def _read_manifests(split_dir: str, splits: list[str] | None, spark) -> tuple[pd
 
 def _is_file_row(frame: pd.DataFrame) -> pd.Series:
     """Rows whose audio is one whole file of the dataset (read by the binaryFile source)."""
-    return (frame["path"] != "") & (frame["source"] != audio.DIGITAL_SILENCE) & (frame["num_samples"] == 0)
+    return (frame["path"] != "") & (frame["source"] != DIGITAL_SILENCE) & (frame["num_samples"] == 0)
 
 
 # --- The UDF -------------------------------------------------------------------------------------
@@ -362,7 +361,7 @@ def _waveform(row: Any, noise_dir: str | None, local_root: str | None = None) ->
             )
     else:
         fields = {k: row[k] for k in ("path", "source", "offset", "num_samples")}
-        if noise_dir and fields["path"] and fields["source"] != audio.DIGITAL_SILENCE:
+        if noise_dir and fields["path"] and fields["source"] != DIGITAL_SILENCE:
             fields["path"] = os.path.join(noise_dir, os.path.basename(fields["source"] or fields["path"]))
         waveform = audio.load_row(fields)
     return audio.fix_length(waveform)
@@ -522,7 +521,7 @@ def featurize(
             batches, kind=kind, params=params, shape=shape, noise_dir=noise_dir, local_root=local_root
         )
 
-    columns = ["row", *_MANIFEST_COLUMNS, "content", "_file"]
+    columns = ["row", *MANIFEST_COLUMNS, "content", "_file"]
     result = joined.select(*columns).repartition(n_parts).mapInPandas(run, schema=out_schema)
 
     tmp_uri = f"{out_uri}.tmp-{uuid.uuid4().hex[:12]}"

@@ -70,43 +70,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from speechlib import __version__, config
+from speechlib import __version__, config, manifest
+from speechlib.manifest import DIGITAL_SILENCE as DIGITAL_SILENCE  # the manifest's names, as split.* too
+from speechlib.manifest import DTYPES, MANIFEST_COLUMNS
+from speechlib.manifest import MANIFEST_NAMES as MANIFEST_NAMES
+from speechlib.manifest import load as load_manifest
 
 # --- Constants of the split --------------------------------------------------
 SPLIT_FORMAT_VERSION = 1  # bumped when the manifest columns or split.json keys change
-MANIFEST_COLUMNS = [
-    "path",
-    "relpath",
-    "label",
-    "label_id",
-    "word",
-    "speaker",
-    "split",
-    "offset",
-    "num_samples",
-    "source",
-]
-MANIFEST_NAMES = ("train", "cv", "test", "sample_train", "sample_cv", "sample_test")
 TASKS = ("kaggle12", "all")  # a custom word list is the third kind of task
-DIGITAL_SILENCE = "digital_silence"  # `source` of rows of true digital silence
 DIGITAL_SILENCE_FRACTION = 0.1  # share of silence rows that are digital silence, not noise
 SAMPLE_PER_CLASS = (20, 5, 5)  # sample set: clips per class in train / cv / test, as the original course
 SMALL_PER_LABEL = 30  # small mode: about this many train clips per label (cv / test in proportion)
 SMALL_MIN_PER_LABEL = 5  # small mode: at least this many cv / test clips per label, when the data has them
 _LIST_SPLIT = {config.VALIDATION_LIST: "cv", config.TESTING_LIST: "test"}
 _HASH_SPLIT = {"training": "train", "validation": "cv", "testing": "test"}
-_DTYPES = {
-    "path": str,
-    "relpath": str,
-    "label": str,
-    "label_id": np.int64,
-    "word": str,
-    "speaker": str,
-    "split": str,
-    "offset": np.int64,
-    "num_samples": np.int64,
-    "source": str,
-}
 
 
 class LeakageError(ValueError):
@@ -320,14 +298,14 @@ def _subsample_by_speaker(clips: pd.DataFrame, targets: Mapping[str, int], *, se
     return clips.loc[clips.index.isin(keep)]
 
 
-def _sample_set(manifest: pd.DataFrame, per_class: int, *, seed: int, split_index: int) -> pd.DataFrame:
+def _sample_set(frame: pd.DataFrame, per_class: int, *, seed: int, split_index: int) -> pd.DataFrame:
     """A class-balanced subset of one split's manifest: ``per_class`` rows of every label (fewer if absent)."""
     rng = np.random.default_rng([seed, 100 + split_index])
     picked = []
-    for label_id in sorted(manifest["label_id"].unique()):
-        rows = np.flatnonzero(manifest["label_id"].to_numpy() == label_id)
+    for label_id in sorted(frame["label_id"].unique()):
+        rows = np.flatnonzero(frame["label_id"].to_numpy() == label_id)
         picked.extend(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist())
-    return manifest.iloc[sorted(picked)].reset_index(drop=True)
+    return frame.iloc[sorted(picked)].reset_index(drop=True)
 
 
 # --- Checks ------------------------------------------------------------------------------
@@ -844,7 +822,7 @@ def make_split(
 
     for name in config.SPLITS:
         m = manifests[name].assign(label_id=lambda f: f["label"].map(label_id))
-        m = m[MANIFEST_COLUMNS].astype(_DTYPES)
+        m = m[MANIFEST_COLUMNS].astype(DTYPES)
         manifests[name] = m.sort_values(["label_id", "relpath", "offset", "source"], kind="stable").reset_index(
             drop=True
         )
@@ -929,9 +907,9 @@ def _write(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         for name, frame in manifests.items():
-            frame.to_csv(tmp / f"{name}.csv", index=False, lineterminator="\n")
+            manifest.write(frame, tmp / f"{name}.csv")
         for name, frame in samples.items():
-            frame.to_csv(tmp / f"sample_{name}.csv", index=False, lineterminator="\n")
+            manifest.write(frame, tmp / f"{manifest.SAMPLE_PREFIX}{name}.csv")
         if materialize:
             _materialize(tmp / "materialized", manifests, samples)
         (tmp / "split.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -998,29 +976,6 @@ def _materialize(root: Path, manifests: Mapping[str, pd.DataFrame], samples: Map
 
 
 # --- Reading ---------------------------------------------------------------------------------
-
-
-def load_manifest(out_dir: str | os.PathLike, name: str) -> pd.DataFrame:
-    """Read one manifest that :func:`make_split` wrote.
-
-    Parameters
-    ----------
-    out_dir : path
-        The split folder.
-    name : str
-        One of ``MANIFEST_NAMES``: train, cv, test, sample_train, sample_cv, sample_test.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``MANIFEST_COLUMNS``; empty strings stay empty strings.
-    """
-    if name not in MANIFEST_NAMES:
-        raise ValueError(f"unknown manifest {name!r}: use one of {list(MANIFEST_NAMES)}")
-    path = Path(out_dir) / f"{name}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `speechlib split --out {Path(out_dir)}` (make_split) first")
-    return pd.read_csv(path, dtype=_DTYPES, keep_default_na=False)
 
 
 def load_info(out_dir: str | os.PathLike) -> dict:

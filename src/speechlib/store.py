@@ -62,6 +62,7 @@ from zarr.codecs import BloscCodec
 
 from speechlib import __version__, config
 from speechlib._json import jsonable as _jsonable
+from speechlib.manifest import read as read_manifest
 
 STORE_FORMAT = "speechlib-feature-store"
 STORE_FORMAT_VERSION = 1
@@ -837,14 +838,6 @@ def _keras_dataset_class() -> type:
 
     _KERAS_CLASS.append(StoreDataset)
     return StoreDataset
-
-
-MANIFEST_DTYPES = {name: str for name in ("path", "relpath", "label", "word", "speaker", "split", "source")}
-
-
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest CSV as written by ``speechlib.split`` (empty strings stay strings)."""
-    return pd.read_csv(path, keep_default_na=False, dtype=MANIFEST_DTYPES)
 
 
 # --- bcolz compatibility (the original course) ---------------------------------
