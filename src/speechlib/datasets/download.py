@@ -233,10 +233,11 @@ def extract(
 ) -> Path:
     """Extract a tar archive safely into ``target`` (which must not exist yet).
 
-    Every member is checked before it is written: absolute paths, ``..``
-    components, links (symbolic or hard) that point outside the target, and
-    device or FIFO files are refused with :class:`UnsafeArchiveError`.
-    tarfile's ``"data"`` filter is applied as well. Extraction goes into a
+    Every member passes tarfile's ``"data"`` extraction filter: a member
+    that would be written outside the target (``..`` components), a link
+    (symbolic or hard) to an absolute path or outside the target, and a
+    device or FIFO file are refused with :class:`UnsafeArchiveError`; leading
+    slashes of absolute member names are removed. Extraction goes into a
     temporary folder beside ``target``, which is removed on any failure and
     renamed to ``target`` when complete, with a marker file inside it. The
     folders and files get the permissions of the archive's members as the
@@ -270,19 +271,13 @@ def extract(
             _bar(None, f"extracting {archive_path.name}", progress, in_bytes=False) as bar,
         ):
             for member in tar:
-                problem = unsafe_member_reason(member)
-                if problem:
-                    raise UnsafeArchiveError(
-                        f"refusing to extract {archive_path}: member {member.name!r} {problem}. The archive is "
-                        "damaged or not a genuine dataset archive; nothing was extracted. Delete it and download "
-                        "it again from the official URL."
-                    )
                 try:
                     tar.extract(member, tmp, filter="data")
                 except tarfile.FilterError as err:
                     raise UnsafeArchiveError(
-                        f"refusing to extract {archive_path}: member {member.name!r} is unsafe ({err}); nothing "
-                        "was extracted. Delete the archive and download it again from the official URL."
+                        f"refusing to extract {archive_path}: member {member.name!r} is unsafe ({err}). The archive "
+                        "is damaged or not a genuine dataset archive; nothing was extracted. Delete it and download "
+                        "it again from the official URL."
                     ) from err
                 bar.update(1)
         root = _single_top_folder(tmp, target.name)
@@ -305,45 +300,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def unsafe_member_reason(member: tarfile.TarInfo) -> str:
-    """Why a tar member must not be extracted, or ``""`` when it is safe.
-
-    Refused: absolute paths, ``..`` components, symbolic or hard links whose
-    target leaves the extraction folder (or is absolute), and device or FIFO
-    files.
-    """
-    name = member.name
-    if _is_absolute(name):
-        return "has an absolute path"
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if ".." in parts:
-        return "has a '..' component (it would be written outside the target folder)"
-    if member.ischr() or member.isblk() or member.isfifo():
-        return "is a device or FIFO file"
-    if member.issym() or member.islnk():
-        kind = "symbolic" if member.issym() else "hard"
-        link = member.linkname.replace("\\", "/")
-        if _is_absolute(link):
-            return f"is a {kind} link to an absolute path ({member.linkname!r})"
-        # A symlink is relative to its own folder; a hard link to the archive's root.
-        base = PurePosixPath(*parts[:-1]) if member.issym() else PurePosixPath()
-        depth = 0
-        for part in (*base.parts, *PurePosixPath(link).parts):
-            if part == "..":
-                depth -= 1
-                if depth < 0:
-                    return f"is a {kind} link that points outside the target folder ({member.linkname!r})"
-            elif part not in ("", "."):
-                depth += 1
-    return ""
-
-
-def _is_absolute(name: str) -> bool:
-    """True for POSIX absolute paths and Windows drive or UNC paths."""
-    name = name.replace("\\", "/")
-    return name.startswith("/") or (len(name) >= 2 and name[1] == ":")
 
 
 def _single_top_folder(tmp: Path, name: str) -> Path:
