@@ -16,6 +16,8 @@ More examples:
     python train_keras.py --path_to_data ~/speech_commands_v0.01  # a downloaded dataset: split + featurized once
     python train_keras.py --path_to_data data/work/synthetic/features/logmel --model res8 --epochs 30
     python train_keras.py --resume                            # continue a killed run: same result as unkilled
+    python train_keras.py --path_to_data ~/my_real_clips --init_from data/work/synthetic/models/res8
+                                                              # pre-trained on the synthetic default, fine-tuned
     tensorboard --logdir data/work/synthetic/logs             # the curves
 
 Writes into --out (default <work dir>/models/<logrun>): model.keras + model.json (the
@@ -41,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line arguments (see --help)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_arguments(parser, logrun_default="the model name")
+    parser.add_argument(
+        "--init_from",
+        type=Path,
+        default=None,
+        help="start from this trained bundle (e.g. the model trained on the synthetic default) instead of random "
+        "weights, then train it on --path_to_data: pre-training, then fine-tuning (its model replaces --model)",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,7 +76,11 @@ def main(args: argparse.Namespace) -> dict:
             store, batch_size=args.batch_size, seed=args.seed, recipe=train.Recipe.from_args(args), initial_epoch=done
         )
 
-    model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
+    if args.init_from is not None:
+        model, args.model = train.init_model(args.init_from, data)
+        print(f"fine-tuning {args.model} from {args.init_from}")
+    else:
+        model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
     model.summary()
     print(data.describe())
     print(f"output: {out}\nTensorBoard: tensorboard --logdir {logdir.parent}")

@@ -140,8 +140,6 @@ def synthetic_bundle(args: argparse.Namespace) -> Path:
 
 def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) -> dict:
     """Train one variant on one fold (or reuse its saved predictions); return its predictions and timings."""
-    import keras
-
     from speechlib import models
 
     done = out / "predictions.json"
@@ -150,7 +148,7 @@ def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) ->
     train.set_seed(args.seed)
     data = train.load_data(folder / "store", batch_size=args.batch_size, seed=args.seed, recipe=RECIPES[variant])
     if variant == "pretrained":
-        model = keras.saving.load_model(synthetic_bundle(args))
+        model, _ = train.init_model(synthetic_bundle(args), data)
     else:
         model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
     started = time.perf_counter()

@@ -181,3 +181,41 @@ def test_kill_9_mid_epoch_then_resume_ends_as_an_uninterrupted_run(tmp_path, sma
     assert list(logs[1]["epoch"]) == [0, 1, 2] and logs[0].equals(logs[1])
     metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("clean", "cut")]
     assert metrics[0]["cv"] == metrics[1]["cv"] and metrics[0]["test"] == metrics[1]["test"]
+
+
+@pytest.mark.slow
+def test_init_from_fine_tunes_a_trained_bundle_and_refuses_a_mismatched_one(tmp_path, small_store):
+    """Pre-training then fine-tuning: --init_from starts from a bundle's weights (its model replaces --model)."""
+    import shutil
+
+    import keras
+    import numpy as np
+
+    from speechlib import inference, train
+
+    common = ["--path_to_data", str(small_store), "--epochs", "1", "--logdir", str(tmp_path)]
+    base = tmp_path / "base"
+    run([*common, "--model", MODEL, "--out", str(base)])
+    tuned = tmp_path / "tuned"
+    proc = run([*common, "--model", "cnn2d", "--init_from", str(base), "--out", str(tuned)])
+    assert f"fine-tuning {MODEL} from {base}" in proc.stdout
+    assert json.loads((tuned / "model.json").read_text())["model_name"] == MODEL
+    before, after = inference.load_bundle(base).model, keras.saving.load_model(tuned / "model.keras")
+    assert [w.shape for w in before.get_weights()] == [w.shape for w in after.get_weights()]
+    assert any(not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights(), strict=True))
+    start, name = train.init_model(base, train.load_data(small_store))  # what the fine-tuning started from
+    assert name == MODEL
+    for a, b in zip(before.get_weights(), start.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # A bundle of other labels is refused with one line naming it; so is a path without a bundle.
+    other = tmp_path / "other"
+    shutil.copytree(base, other, ignore=shutil.ignore_patterns("backup", "*.csv"))
+    meta = json.loads((other / "model.json").read_text())
+    meta["labels"] = meta["labels"][::-1]
+    (other / "model.json").write_text(json.dumps(meta))
+    for path, message in ((other, "its labels differ from the data's"), (tmp_path / "nothing", "no model file here")):
+        proc = run_failing([*common, "--init_from", str(path), "--out", str(tmp_path / "refused")])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("train_keras.py: error: --init_from") and message in last and str(path) in last

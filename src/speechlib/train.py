@@ -81,6 +81,7 @@ from typing import Any
 import numpy as np
 
 from speechlib import config
+from speechlib._json import jsonable
 from speechlib.pipeline import InputError
 
 __all__ = [
@@ -1450,6 +1451,56 @@ def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
         raise InputError(
             f"{path} is unreadable ({err}): it is not a complete Keras model file; delete it and train again"
         ) from err
+
+
+def init_model(path: str | Path, data: Data) -> tuple[Any, str]:
+    """A trained model to start from (pre-training, then fine-tuning on ``data``).
+
+    The course's pre-training: the final model trained on the synthetic
+    default (``python train_keras.py``) starts the training on real speech
+    instead of random weights (``train_keras.py --init_from``;
+    ``bench/real_speech.py`` measures the ``pretrained`` row with it). The
+    fine-tuned model is saved with the normalisation of ``data``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A bundle (``model.keras`` written by ``train_keras.py``, or its folder).
+    data : Data
+        What the model is fine-tuned on: its labels, feature kind, parameters
+        and input shape must be the bundle's.
+
+    Returns
+    -------
+    model : keras.Model
+        The bundle's model, weights loaded.
+    model_name : str
+        Its name in :data:`speechlib.models.MODELS` (the bundle's ``model_name``).
+
+    Raises
+    ------
+    speechlib.pipeline.InputError
+        ``path`` is not a bundle, or it was trained on other labels or features.
+    """
+    from speechlib import features, inference
+
+    try:
+        bundle = inference.load_bundle(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise InputError(f"--init_from {path}: {err}") from None
+    params = features.resolve_params(data.kind, **data.params)
+    found = jsonable(
+        {"labels": bundle.labels, "features": [bundle.kind, bundle.params], "input shape": bundle.model.input_shape[1:]}
+    )
+    wanted = jsonable({"labels": data.labels, "features": [data.kind, params], "input shape": data.feature_shape})
+    differ = [name for name in found if found[name] != wanted[name]]
+    if differ:
+        name = differ[0]
+        raise InputError(
+            f"--init_from {bundle.path}: its {' and '.join(differ)} differ from the data's ({found[name]} against "
+            f"{wanted[name]}): start from a model trained on the same labels and features, or leave --init_from out"
+        )
+    return bundle.model, str(bundle.meta.get("model_name") or DEFAULT_MODEL)
 
 
 def predict_split(model: Any, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:
