@@ -50,3 +50,13 @@ def small_store(synthetic_small, tmp_path_factory: pytest.TempPathFactory) -> Pa
             os.environ.pop("SPEECHLIB_HOME", None)
         else:
             os.environ["SPEECHLIB_HOME"] = saved
+
+
+SLOW_MARKERS = ("notebooks", "spark")  # tests of these kinds start Spark or run whole chapters: minutes each
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every notebook and Spark test is also ``slow``: ``pytest -m "not slow"`` is the quick suite."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
