@@ -199,3 +199,17 @@ def test_real_speech(shared_data: Path) -> None:
     assert np.all(log_mel.max(axis=(1, 2)) > -5)
     assert np.all(log_mel.min(axis=(1, 2)) >= np.log(1e-6) - 1e-3)
     assert log_mel[:, :, :20].mean() > log_mel[:, :, 30:].mean()
+
+
+def test_summary_and_mfcc_from_logmel_are_the_one_mfcc_summary():
+    rng = np.random.default_rng(7)
+    clips = (0.1 * rng.standard_normal((3, CLIP_SAMPLES))).astype(np.float32)
+    log_mel = features.compute_batch(clips, "logmel")
+    mfcc = features.compute_batch(clips, "mfcc")  # 13 coefficients, no deltas by default
+    np.testing.assert_array_equal(features.mfcc_from_logmel(log_mel, n_mfcc=13), mfcc)
+    np.testing.assert_array_equal(features.summary(log_mel, n_mfcc=13), features.summary(mfcc))
+    V = features.summary(mfcc)
+    assert V.shape == (3, 26) and V.dtype == np.float32
+    np.testing.assert_allclose(V[:, 13:], mfcc.std(axis=1), rtol=1e-6)
+    with pytest.raises(ValueError, match="between 1 and the number of bins"):
+        features.mfcc_from_logmel(log_mel, n_mfcc=41)

@@ -15,7 +15,8 @@ Parameters and shapes
     :data:`PRESETS`.
 Normalisation
     :func:`fit_normalizer` (streaming per-band mean/std, training split only),
-    :func:`normalize`.
+    :func:`normalize`; :func:`summary` (per-clip mean and std over time),
+    :func:`mfcc_from_logmel`.
 
 The log-mel spectrogram is the default feature (40 bands, 25 ms window,
 10 ms hop, 512-point FFT: 101 frames x 40 bands for a 1-s clip). It is
@@ -45,8 +46,11 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
+import librosa
 import numpy as np
 import scipy.fft
+import scipy.signal
+import scipy.sparse
 
 from speechlib.config import CLIP_SAMPLES, HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, WIN_LENGTH
 
@@ -59,9 +63,11 @@ __all__ = [
     "fit_normalizer",
     "logmel",
     "logmel_batch",
+    "mfcc_from_logmel",
     "normalize",
     "output_shape",
     "resolve_params",
+    "summary",
 ]
 
 KINDS = ("logmel", "mfcc", "stft", "fft", "tempogram", "chroma", "waveform")
@@ -192,8 +198,6 @@ def resolve_params(kind: str, **params: Any) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=32)
 def _window(win_length: int) -> np.ndarray:
-    import scipy.signal
-
     # Periodic Hann, as librosa.filters.get_window("hann", win_length, fftbins=True).
     window = scipy.signal.get_window("hann", win_length, fftbins=True).astype(np.float32)
     window.setflags(write=False)
@@ -209,9 +213,6 @@ def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: flo
     loop: as fast as a dense BLAS product on one thread, and immune to BLAS
     threads fighting each other when several featurizer processes share the cores.
     """
-    import librosa
-    import scipy.sparse
-
     basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     return scipy.sparse.csr_array(basis.astype(np.float32))
 
@@ -334,12 +335,31 @@ def logmel(waveform: np.ndarray, **params: Any) -> np.ndarray:
 # --- The other kinds (each takes one waveform and its resolved params) ------------------------
 
 
+def mfcc_from_logmel(log_mel: np.ndarray, *, n_mfcc: int) -> np.ndarray:
+    """MFCCs of log-mel features: the orthonormal type-II DCT over the bands, first ``n_mfcc`` coefficients.
+
+    What ``librosa.feature.mfcc`` does to a log-mel spectrogram, and the ``"mfcc"`` kind of :func:`compute`.
+
+    Parameters
+    ----------
+    log_mel : np.ndarray, shape (..., n_mels), float32
+        Log-mel features, bands on the last axis (e.g. (N, 101, 40)).
+    n_mfcc : int, keyword-only
+        Coefficients kept, 1 to ``n_mels``.
+
+    Returns
+    -------
+    np.ndarray, shape (..., n_mfcc)
+    """
+    if not 0 < n_mfcc <= log_mel.shape[-1]:
+        raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and the number of bins ({log_mel.shape[-1]})")
+    return scipy.fft.dct(log_mel, type=2, norm="ortho", axis=-1)[..., :n_mfcc]
+
+
 def _mfcc_batch(waveforms: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    log_mel = _logmel_batch(waveforms, p)
-    coefs = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=-1)[..., : p["n_mfcc"]]
+    coefs = mfcc_from_logmel(_logmel_batch(waveforms, p), n_mfcc=p["n_mfcc"])
     if not p["deltas"]:
         return np.ascontiguousarray(coefs, dtype=np.float32)
-    import librosa
 
     width = int(p["delta_width"])
     mode = "interp" if coefs.shape[1] >= width else "nearest"  # interp needs at least `width` frames
@@ -367,8 +387,6 @@ def _fft_batch(waveforms: np.ndarray, p: dict[str, Any]) -> np.ndarray:
 
 
 def _tempogram(waveform: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    import librosa
-
     t = librosa.feature.tempogram(
         y=waveform, sr=p["sample_rate"], hop_length=p["hop_length"], win_length=p["win_length"]
     )
@@ -376,8 +394,6 @@ def _tempogram(waveform: np.ndarray, p: dict[str, Any]) -> np.ndarray:
 
 
 def _chroma(waveform: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    import librosa
-
     c = librosa.feature.chroma_stft(
         y=waveform,
         sr=p["sample_rate"],
@@ -483,6 +499,34 @@ def output_shape(kind: str = "logmel", *, num_samples: int = CLIP_SAMPLES, **par
         "chroma": lambda: p["n_chroma"],
     }[kind]()
     return (frames, int(bins))
+
+
+# --- Per-clip summary -----------------------------------------------------------------------------
+
+
+def summary(X: np.ndarray, *, n_mfcc: int | None = None) -> np.ndarray:
+    """One fixed-length vector per clip: the mean and standard deviation over time of each bin.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (N, frames, bins)
+        Time-major features, e.g. log-mel (N, 101, 40) or MFCC.
+    n_mfcc : int or None, keyword-only
+        When an int, X is taken to be log-mel and turned into its first
+        ``n_mfcc`` MFCCs first (:func:`mfcc_from_logmel`); ``None``
+        summarises the bins of X as they are.
+
+    Returns
+    -------
+    np.ndarray, shape (N, 2 * k), float32
+        ``[mean_1..mean_k, std_1..std_k]`` with k = ``n_mfcc`` or ``bins``.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3:
+        raise ValueError(f"a summary needs (N, frames, bins) features, got shape {X.shape}")
+    if n_mfcc is not None:
+        X = mfcc_from_logmel(X, n_mfcc=n_mfcc)
+    return np.concatenate([X.mean(axis=1), X.std(axis=1)], axis=1).astype(np.float32)
 
 
 # --- Normalisation -----------------------------------------------------------------------------

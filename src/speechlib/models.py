@@ -46,11 +46,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from speechlib.config import CLIP_SAMPLES, N_MELS, SEED
+from speechlib import features
+from speechlib.config import CLIP_SAMPLES, SEED
 
-#: Default log-mel input: 101 frames (1 s at a 10 ms hop, centred) x N_MELS bands.
-LOGMEL_SHAPE = (101, N_MELS)
+#: Default log-mel input, (frames, bands): (101, 40) — 1 s at a 10 ms hop, centred, x N_MELS bands.
+LOGMEL_SHAPE = features.output_shape("logmel")
 #: Default raw-waveform input: one padded clip.
 WAVEFORM_SHAPE = (CLIP_SAMPLES,)
 
@@ -61,7 +68,7 @@ WAVEFORM_SHAPE = (CLIP_SAMPLES,)
 
 
 def summary_features(X: np.ndarray, *, n_mfcc: int | None = 20) -> np.ndarray:
-    """Per-clip summary: means and standard deviations over time.
+    """Per-clip summary of the baselines: :func:`speechlib.features.summary`, by default of the first 20 MFCCs.
 
     Parameters
     ----------
@@ -69,31 +76,18 @@ def summary_features(X: np.ndarray, *, n_mfcc: int | None = 20) -> np.ndarray:
         Time-major spectral features, e.g. log-mel (N, 101, 40) or MFCC.
     n_mfcc : int or None, keyword-only
         When an int, X is taken to be log-mel and turned into MFCCs first
-        (type-II orthonormal DCT over the bins, first ``n_mfcc`` coefficients —
-        what ``librosa.feature.mfcc`` does to a log-mel spectrogram); ``None``
-        summarises the bins of X as they are.
+        (:func:`speechlib.features.mfcc_from_logmel`); ``None`` summarises
+        the bins of X as they are.
 
     Returns
     -------
     np.ndarray, shape (N, 2 * k), float32
         ``[mean_1..mean_k, std_1..std_k]`` with k = ``n_mfcc`` or ``bins``.
     """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 3:
-        raise ValueError(f"summary_features expects (N, frames, bins) features, got shape {X.shape}")
-    if n_mfcc is not None:
-        from scipy.fft import dct
-
-        if not 0 < n_mfcc <= X.shape[2]:
-            raise ValueError(f"n_mfcc={n_mfcc} must be between 1 and the number of bins ({X.shape[2]})")
-        X = dct(X, type=2, axis=2, norm="ortho")[:, :, :n_mfcc]
-    return np.concatenate([X.mean(axis=1), X.std(axis=1)], axis=1).astype(np.float32)
+    return features.summary(X, n_mfcc=n_mfcc)
 
 
 def _sklearn_pipeline(classifier: Any, *, n_mfcc: int | None, scale: bool = True) -> Any:
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
     steps: list[tuple[str, Any]] = [
         ("summary", FunctionTransformer(summary_features, kw_args={"n_mfcc": n_mfcc})),
     ]
@@ -116,8 +110,6 @@ def majority(*, input_shape=LOGMEL_SHAPE, num_classes: int = 12, n_mfcc: int | N
     summary features (which it ignores), so it takes the same input as every
     other model. Its accuracy is the share of the largest class.
     """
-    from sklearn.dummy import DummyClassifier
-
     _check_spectral_shape(input_shape, "majority")
     return _sklearn_pipeline(DummyClassifier(strategy="most_frequent"), n_mfcc=n_mfcc, scale=False)
 
@@ -130,8 +122,6 @@ def logistic_regression(
     The original course's linear baseline. Pipeline: :func:`summary_features`
     -> ``StandardScaler`` -> ``LogisticRegression(C=C)``.
     """
-    from sklearn.linear_model import LogisticRegression
-
     _check_spectral_shape(input_shape, "logistic_regression")
     return _sklearn_pipeline(LogisticRegression(C=C, max_iter=max_iter, random_state=SEED), n_mfcc=n_mfcc)
 
@@ -146,8 +136,6 @@ def random_forest(
     seed: int = SEED,
 ) -> Any:
     """Random forest (Breiman 2001) on per-clip MFCC means and standard deviations."""
-    from sklearn.ensemble import RandomForestClassifier
-
     _check_spectral_shape(input_shape, "random_forest")
     forest = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=-1)
     return _sklearn_pipeline(forest, n_mfcc=n_mfcc, scale=False)
@@ -164,8 +152,6 @@ def mlp_classifier(
     seed: int = SEED,
 ) -> Any:
     """scikit-learn multi-layer perceptron on per-clip MFCC means and standard deviations."""
-    from sklearn.neural_network import MLPClassifier
-
     _check_spectral_shape(input_shape, "mlp_classifier")
     mlp = MLPClassifier(
         hidden_layer_sizes=hidden_layer_sizes, alpha=alpha, max_iter=max_iter, early_stopping=True, random_state=seed
@@ -241,6 +227,7 @@ def _get_subspectral_norm():
                     "epsilon": self.epsilon}  # fmt: skip
 
     return SubSpectralNorm
+
 
 #: How :func:`depthwise_conv2d` computes a depthwise convolution. All three give the
 #: same outputs (within float32 round-off) from the same ``kernel`` and ``bias``.
@@ -842,17 +829,17 @@ class Reference:
 
 _TANG = "Tang & Lin 2018, Table 1"
 _KIM = "Kim et al. 2021, Table 2"
-REFERENCES: dict[str, Reference] = {
-    "res8": Reference(_TANG, 110_000, (101, 40)),
-    "res8_narrow": Reference(_TANG, 19_900, (101, 40)),
-    "res15": Reference(_TANG, 238_000, (101, 40)),
-    "res15_narrow": Reference(_TANG, 42_600, (101, 40)),
-    "res26": Reference(_TANG, 438_000, (101, 40)),
-    "bc_resnet_1": Reference(_KIM, 9_200, (101, 40)),
-    "bc_resnet_2": Reference(_KIM, 26_800, (101, 40)),
-    "bc_resnet_3": Reference(_KIM, 54_200, (101, 40)),
-    "bc_resnet_6": Reference(_KIM, 188_000, (101, 40)),
-    "bc_resnet_8": Reference(_KIM, 321_000, (101, 40)),
+REFERENCES: dict[str, Reference] = {  # Tang & Lin and Kim et al. take 1-s, 10-ms-hop, 40-band input: LOGMEL_SHAPE
+    "res8": Reference(_TANG, 110_000, LOGMEL_SHAPE),
+    "res8_narrow": Reference(_TANG, 19_900, LOGMEL_SHAPE),
+    "res15": Reference(_TANG, 238_000, LOGMEL_SHAPE),
+    "res15_narrow": Reference(_TANG, 42_600, LOGMEL_SHAPE),
+    "res26": Reference(_TANG, 438_000, LOGMEL_SHAPE),
+    "bc_resnet_1": Reference(_KIM, 9_200, LOGMEL_SHAPE),
+    "bc_resnet_2": Reference(_KIM, 26_800, LOGMEL_SHAPE),
+    "bc_resnet_3": Reference(_KIM, 54_200, LOGMEL_SHAPE),
+    "bc_resnet_6": Reference(_KIM, 188_000, LOGMEL_SHAPE),
+    "bc_resnet_8": Reference(_KIM, 321_000, LOGMEL_SHAPE),
     "course_cnn1d": Reference("original course", 28_000_000, WAVEFORM_SHAPE, note="'about 28 M' at full width"),
     "ds_cnn_s": Reference(
         "Zhang et al. 2017, Table 7", 38_600, (49, 10), note="documented figure is memory in bytes, not parameters"

@@ -34,10 +34,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import librosa
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from speechlib import audio
+from speechlib import audio, features
 from speechlib.config import CLIP_SAMPLES, HOP_LENGTH, SAMPLE_RATE, WIN_LENGTH
 
 __all__ = [
@@ -135,8 +137,6 @@ def _frame_power(batch: np.ndarray, lengths: np.ndarray, *, frame_length: int, h
 
     Returns ``(power, valid, starts)``: power and valid of shape (batch, frames), starts (frames,) in samples.
     """
-    import librosa
-
     # Zeros after the end, so that every sample of every clip lies in some frame (the last frames are partial).
     batch = np.pad(batch, ((0, 0), (0, frame_length)))
     frames = librosa.util.frame(batch, frame_length=frame_length, hop_length=hop_length, axis=-1)
@@ -196,8 +196,6 @@ def _batches(table: pd.DataFrame, batch_size: int) -> Iterable[list[dict]]:
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="clip", disable=not progress)  # the finished bar stays: count, rate
 
 
@@ -362,13 +360,10 @@ def feature_summary(waveforms: np.ndarray, *, kind: str = "mfcc", **params: Any)
     np.ndarray, shape (N, 2 * bins), float32
         ``[mean of bin 0..bins-1, std of bin 0..bins-1]``, e.g. (N, 26) for the default MFCC.
     """
-    from speechlib import features
-
     waveforms = np.asarray(waveforms, dtype=np.float32)
     if waveforms.ndim != 2 or waveforms.shape[0] == 0:
         raise ValueError(f"waveforms must be (N, n_samples) with N >= 1, got shape {waveforms.shape}")
-    F = features.compute_batch(waveforms, kind, **params)  # (N, frames, bins)
-    return np.concatenate([F.mean(axis=1), F.std(axis=1)], axis=1).astype(np.float32)
+    return features.summary(features.compute_batch(waveforms, kind, **params))
 
 
 # --- tables ---------------------------------------------------------------------------------------------
