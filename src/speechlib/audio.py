@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from speechlib.config import AUDIO_SUFFIXES, CLIP_SAMPLES, CLIP_SECONDS, SAMPLE_RATE
 from speechlib.manifest import DIGITAL_SILENCE
@@ -388,8 +389,6 @@ def load(
     if not np.isfinite(waveform).all():
         raise AudioError(label, NOT_FINITE)
     if file_rate != sample_rate:
-        import soxr  # installed with librosa; imported here so plain 16 kHz reading never needs it
-
         waveform = soxr.resample(waveform, file_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
         if num_samples:
             waveform = waveform[:num_samples]

@@ -51,8 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
-from speechlib import __version__, config
+from speechlib import __version__, audio, augment, config, features
 from speechlib.manifest import MANIFEST_NAMES, SAMPLE_PREFIX
 from speechlib.manifest import read as read_manifest
 from speechlib.store import REPORT_FILE, FeatureStore, StoreError, file_sha256
@@ -77,8 +79,6 @@ def _init_worker(kind: str, params: dict, seed: int, noise_regions: dict, main_p
     _STATE.clear()
     _STATE.update(kind=kind, params=params, seed=seed, noise_regions=noise_regions, augmenters={})
     if main_pid is not None:  # a pool worker: one BLAS thread (the pool already uses every core); exit with main
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
-
         threadpool_limits(1)
         threading.Thread(target=_exit_with, args=(main_pid,), daemon=True).start()
 
@@ -97,8 +97,6 @@ def _exit_with(main_pid: int) -> None:
 
 def make_augmenter(noise_regions: dict, noise_split: str) -> Any:
     """The ``speechlib.augment.Augmenter`` of the stored copies: noise from ``noise_split``'s own regions only."""
-    from speechlib import augment
-
     regions = noise_regions.get(noise_split, [])
     return augment.Augmenter(noise=augment.NoiseBank(regions) if regions else None)
 
@@ -126,8 +124,6 @@ def _featurize_chunk(task: tuple[str, int, list[dict], int]) -> dict:
         ``X`` (n, ...) float32, ``y`` (n,) int32, ``row`` (n,) int64,
         ``augment`` (n,) int16, ``skipped`` list, ``manifest_rows`` int.
     """
-    from speechlib import audio, features
-
     noise_split, start, records, copies = task
     waveforms, y, rows, aug, skipped = [], [], [], [], []
     for i, record in enumerate(records):
@@ -267,10 +263,6 @@ def featurize(
         ``out`` holds a store made with other settings or from other manifests,
         or is a file or a non-empty folder that is not a feature store.
     """
-    from tqdm.auto import tqdm
-
-    from speechlib import features
-
     if augment < 0:
         raise ValueError(f"augment must be >= 0, not {augment}")
     split_dir = Path(split_dir)

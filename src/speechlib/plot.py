@@ -61,12 +61,18 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import librosa.display
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.preprocessing import StandardScaler
 
+from speechlib import features
 from speechlib.config import HOP_LENGTH, SAMPLE_RATE, SEED
 
 __all__ = [
@@ -357,8 +363,6 @@ def spectrogram(
         "frequency (Hz)" (linear for the STFT, mel-scaled for log-mel, never above the Nyquist
         frequency), "MFCC index", "pitch class" or "tempo (BPM)".
     """
-    import librosa.display
-
     if kind not in _KIND_INFO:
         raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
     S = _as_features(S, kind)
@@ -429,19 +433,13 @@ def _colorbar(fig: Figure, mappable, ax, kind: str, label: str | None = None, **
 
 
 def _mel_range(sample_rate: int) -> tuple[float, float]:
-    """(fmin, fmax) of speechlib's log-mel filterbank, Hz; (0, Nyquist) without speechlib.features."""
-    try:
-        from speechlib import features
-    except ImportError:  # plotting arrays needs no features module; axis defaults then span 0..Nyquist
-        return 0.0, _nyquist(sample_rate)
+    """(fmin, fmax) of speechlib's log-mel filterbank, Hz."""
     params = features.default_params("logmel")
     return float(params["fmin"]), float(params["fmax"] or _nyquist(sample_rate))
 
 
 def _feature(waveform: np.ndarray, kind: str, sample_rate: int, **params) -> tuple[np.ndarray, dict]:
     """``features.compute`` for display; returns the (frames, bins) array and :func:`spectrogram`'s axis arguments."""
-    from speechlib import features
-
     p = features.resolve_params(kind, sample_rate=sample_rate, **params)
     S = features.compute(waveform, kind, **p)
     axes = {"hop_length": int(p["hop_length"])}
@@ -532,8 +530,6 @@ def class_means(
     matplotlib.figure.Figure
         One panel per class (titled with the label) and a single colour bar for all of them.
     """
-    from matplotlib.ticker import MaxNLocator
-
     if not means:
         raise ValueError("means is empty: pass a mapping label -> (frames, bins) array")
     if kind not in _KIND_INFO:
@@ -762,10 +758,6 @@ def embed(X: np.ndarray, *, method: str = "pca", seed: int = SEED, standardize: 
     -------
     np.ndarray, shape (N, 2), float32
     """
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-    from sklearn.preprocessing import StandardScaler
-
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 3 or X.shape[1] < 2:
         raise ValueError(f"X must be (N, D) with N >= 3 clips and D >= 2 features, got shape {X.shape}")

@@ -69,8 +69,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
+from sklearn.model_selection import StratifiedGroupKFold
 
-from speechlib import __version__, config, manifest
+from speechlib import __version__, config, datasets, hashsplit, manifest
 from speechlib.manifest import DIGITAL_SILENCE as DIGITAL_SILENCE  # the manifest's names, as split.* too
 from speechlib.manifest import DTYPES, MANIFEST_COLUMNS
 from speechlib.manifest import MANIFEST_NAMES as MANIFEST_NAMES
@@ -169,8 +171,6 @@ def _hash_split(
     relpath: str, validation_percent: float, testing_percent: float, band: tuple[float, float] = (0.0, 100.0)
 ) -> str:
     """The split of one file under the dataset's hash rule (:func:`speechlib.hashsplit.which_set`)."""
-    from speechlib import hashsplit
-
     return _HASH_SPLIT[hashsplit.which_set(relpath, validation_percent, testing_percent, band=band)]
 
 
@@ -241,8 +241,6 @@ def _silence_rows(regions: list[dict], count: int, *, seed: int, split_index: in
 
 def _external_noise(noise_dir: Path | str) -> pd.DataFrame:
     """Noise recordings of a separate folder, as rows shaped like scan()'s ``noise`` rows."""
-    import soundfile as sf
-
     noise_dir = Path(noise_dir).resolve()
     if not noise_dir.is_dir():
         raise FileNotFoundError(
@@ -552,7 +550,6 @@ def _scanned(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]
         raise FileNotFoundError(
             f"dataset folder {root} does not exist: pass a Speech Commands folder (or its scan table)"
         )
-    from speechlib import datasets
 
     table = datasets.scan(root)
     return table, str(table.attrs.get("root") or root)
@@ -596,7 +593,6 @@ def _assign(
             _hash_split(relpath, validation_percent, testing_percent) for relpath in clips.loc[nameless, "relpath"]
         ]
         return assigned, "lists"
-    from speechlib import hashsplit
 
     # A folder that is itself one official set (the official test set holds only speakers of the
     # testing band) would land whole in one split: apply the same hash, zoomed into that band.
@@ -940,8 +936,6 @@ def _materialized_name(row) -> str:
 
 def _materialize(root: Path, manifests: Mapping[str, pd.DataFrame], samples: Mapping[str, pd.DataFrame]) -> None:
     """The original course's folders: symlinks to raw clips, written wav files for silence windows."""
-    import soundfile as sf
-
     written: dict[tuple, Path] = {}
     for part, frames in (("main", manifests), ("sample", samples)):
         for name, frame in frames.items():
@@ -1032,8 +1026,6 @@ def speaker_folds(frame: pd.DataFrame, k: int = 5, *, seed: int = config.SEED) -
     np.ndarray, shape (len(frame),), int
         The fold of each row, 0 .. k - 1.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     if k < 2:
         raise ValueError(f"k-fold cross-validation needs k >= 2 folds, not {k}")
     groups = fold_groups(frame)
@@ -1070,8 +1062,6 @@ def write_folds(
     list of Path
         ``out_root/fold_0`` ... ``out_root/fold_{k-1}``.
     """
-    from speechlib import hashsplit
-
     split_dir, out_root = Path(split_dir), Path(out_root)
     info = load_info(split_dir)
     pooled = pd.concat([load_manifest(split_dir, name) for name in ("train", "cv", "test")], ignore_index=True)

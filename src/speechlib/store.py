@@ -55,12 +55,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import bcolz
 import numpy as np
 import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
 
-from speechlib import __version__, config
+from speechlib import __version__, config, features
 from speechlib._json import jsonable as _jsonable
 from speechlib.manifest import read as read_manifest
 
@@ -338,8 +339,6 @@ class FeatureStore:
         Uses ``speechlib.features.fit_normalizer`` so that every part of the
         project normalises the same way. Returns the statistics.
         """
-        from speechlib import features
-
         X, _ = self.open_split(split)
         step = X.chunks[0]
         stats = features.fit_normalizer(X[start : start + step] for start in range(0, X.shape[0], step))
@@ -354,8 +353,6 @@ class FeatureStore:
         StoreError
             When no statistics were fitted (featurize the train split first).
         """
-        from speechlib import features
-
         norm = self.normalization
         if norm is None:
             raise StoreError(
@@ -854,8 +851,6 @@ def export_bcolz(store: FeatureStore | str | Path, split: str, out_dir: str | Pa
     (Path, Path)
         The X and y carray folders.
     """
-    import bcolz
-
     fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
     X, y = fs.open_split(split)
     out_dir = Path(out_dir)
@@ -901,8 +896,6 @@ def import_bcolz(
     FeatureStore
         The store, opened for writing.
     """
-    import bcolz
-
     bcolz_dir = Path(bcolz_dir)
     if splits is None:
         splits = sorted(p.name[: -len("_X.bc")] for p in bcolz_dir.glob("*_X.bc"))
