@@ -266,38 +266,20 @@ def featurize(
     if augment < 0:
         raise ValueError(f"augment must be >= 0, not {augment}")
     split_dir = Path(split_dir)
-    info_path = split_dir / "split.json"
-    if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path} not found: run `speechlib split` first, or pass the folder it wrote")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if splits is None:
-        splits = [name for name in MANIFEST_NAMES if (split_dir / f"{name}.csv").is_file()]
-        if not splits:
-            raise FileNotFoundError(f"no manifests ({', '.join(MANIFEST_NAMES)}.csv) in {split_dir}")
-    for name in splits:
-        if not (split_dir / f"{name}.csv").is_file():
-            raise FileNotFoundError(
-                f"{split_dir / f'{name}.csv'} not found: available manifests are "
-                f"{sorted(p.stem for p in split_dir.glob('*.csv'))}"
-            )
+    info, splits = _read_split_dir(split_dir, splits)
     params = features.resolve_params(kind, **(params or {}))
-    shape = features.output_shape(kind, **params)
     out = Path(out) if out is not None else default_out(split_dir, kind)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    command = f"speechlib featurize --split-dir {split_dir} --features {kind}"
-    command += f" --preset {params['preset']}" if params.get("preset") else ""
-    command += f" --augment {augment}" if augment else ""
-    command += f" --out {out}"
     store = FeatureStore.create(
         out,
         kind=kind,
         params=params,
         labels=info["labels"],
-        feature_shape=shape,
+        feature_shape=features.output_shape(kind, **params),
         overwrite=overwrite,
         split_dir=str(split_dir.resolve()),
         seed=seed,
-        command=command,
+        command=_command(split_dir, out, kind=kind, params=params, augment=augment),
     )
     noise_regions = info.get("noise_regions", {}) if augment else {}
     report: dict[str, Any] = {
@@ -313,108 +295,157 @@ def featurize(
     }
     started = time.perf_counter()
     processed_now = 0
-    executor = None
-    if workers > 1:
-        executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=_mp_context(),
-            initializer=_init_worker,
-            initargs=(kind, params, seed, noise_regions, os.getpid()),
-        )
-    else:
-        _init_worker(kind, params, seed, noise_regions)
+    executor = _start_workers(workers, kind=kind, params=params, seed=seed, noise_regions=noise_regions)
     try:
         for name in splits:
-            manifest = split_dir / f"{name}.csv"
             copies = augment if name in TRAINING_SPLITS else 0
-            total = _count_rows(manifest)
-            split_started = time.perf_counter()
-            status = "written"
-            if store.is_complete(name):
-                old = store.info(name)
-                if old.get("source_manifest_sha256") != file_sha256(manifest) or old.get("augment", 0) != copies:
-                    raise StoreError(
-                        f"split {name!r} of {out} was made from another manifest or --augment value: "
-                        "pass --overwrite (overwrite=True) to recompute the store, or choose another --out"
-                    )
-                status = "already complete"
-            else:
-                augmenter = make_augmenter(noise_regions, _noise_split(name)).to_dict() if copies else None
-                writer = store.new_split(
-                    name, manifest_path=manifest, augment=copies, augmenter=augmenter, manifest_rows=total
-                )
-                if int(store.info(name).get("augment", 0)) != copies:
-                    raise StoreError(
-                        f"split {name!r} of {out} was started with --augment {store.info(name).get('augment')}: "
-                        "re-run with that value to resume, or pass --overwrite to start over"
-                    )
-                if writer.manifest_rows_done:
-                    status = "resumed"
-                rows_per_chunk = writer.group["X"].chunks[0]
-                size = chunk_size or max(1, rows_per_chunk // (copies + 1))
-                tasks = _tasks(
-                    manifest,
-                    start=writer.manifest_rows_done,
-                    chunk_size=size,
-                    noise_split=_noise_split(name),
-                    copies=copies,
-                )
-                bar = tqdm(
-                    total=total,
-                    initial=writer.manifest_rows_done,
-                    desc=f"{kind} {name}",
-                    unit="file",
-                    disable=not progress,
-                    dynamic_ncols=True,
-                )
-                with bar:
-                    for result in _ordered_map(executor, tasks, IN_FLIGHT_PER_WORKER * workers):
-                        writer.append(
-                            result["X"],
-                            result["y"],
-                            rows=result["row"],
-                            augment=result["augment"],
-                            manifest_rows=result["manifest_rows"],
-                            skipped=result["skipped"],
-                        )
-                        processed_now += result["manifest_rows"] - len(result["skipped"])
-                        bar.update(result["manifest_rows"])
-                if writer.manifest_rows_done != total:
-                    raise RuntimeError(f"{manifest}: {writer.manifest_rows_done} rows featurized but {total} listed")
-                writer.finish(
-                    processed=total - len(writer.skipped),
-                    speechlib_version=__version__,
-                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                )
-            attrs = store.info(name)
-            skipped = attrs.get("skipped", [])
-            report["splits"][name] = {
-                "manifest_rows": total,
-                "processed": total - len(skipped),
-                "skipped": len(skipped),
-                "rows": int(attrs["rows_committed"]),
-                "augment": copies,
-                "status": status,
-                "seconds": round(time.perf_counter() - split_started, 3),
-            }
-            report["skipped"].extend({"split": name, **entry} for entry in skipped)
+            entry, processed = _featurize_split(
+                store, name, split_dir / f"{name}.csv", executor=executor, in_flight=IN_FLIGHT_PER_WORKER * workers,
+                copies=copies, noise_regions=noise_regions, chunk_size=chunk_size, progress=progress,
+            )  # fmt: skip
+            processed_now += processed
+            report["splits"][name] = entry
+            report["skipped"].extend({"split": name, **item} for item in store.info(name).get("skipped", []))
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-
-    # Normalisation statistics from the training split only; refitted when it changed in this run.
-    fit_on = "train" if store.is_complete("train") else "sample_train" if store.is_complete("sample_train") else None
-    norm = store.normalization
-    changed = fit_on in report["splits"] and report["splits"][fit_on]["status"] != "already complete"
-    if fit_on and (norm is None or norm["fit_on"] != fit_on or changed):
-        store.fit_normalization(fit_on)
-    report["normalization_fit_on"] = fit_on
+    report["normalization_fit_on"] = _fit_normalization(store, report["splits"])
     seconds = time.perf_counter() - started
     report["seconds"] = round(seconds, 3)
     report["files_processed_this_run"] = processed_now
     report["files_per_second"] = round(processed_now / seconds, 1) if seconds > 0 else None
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _read_split_dir(split_dir: Path, splits: Sequence[str] | None) -> tuple[dict, list[str]]:
+    """``split.json`` of a split folder and the manifests to featurize (default: every one present), checked."""
+    info_path = split_dir / "split.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: run `speechlib split` first, or pass the folder it wrote")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if splits is None:
+        splits = [name for name in MANIFEST_NAMES if (split_dir / f"{name}.csv").is_file()]
+        if not splits:
+            raise FileNotFoundError(f"no manifests ({', '.join(MANIFEST_NAMES)}.csv) in {split_dir}")
+    for name in splits:
+        if not (split_dir / f"{name}.csv").is_file():
+            raise FileNotFoundError(
+                f"{split_dir / f'{name}.csv'} not found: available manifests are "
+                f"{sorted(p.stem for p in split_dir.glob('*.csv'))}"
+            )
+    return info, list(splits)
+
+
+def _command(split_dir: Path, out: Path, *, kind: str, params: dict, augment: int) -> str:
+    """The ``speechlib featurize`` command that makes this store (recorded in it)."""
+    command = f"speechlib featurize --split-dir {split_dir} --features {kind}"
+    command += f" --preset {params['preset']}" if params.get("preset") else ""
+    command += f" --augment {augment}" if augment else ""
+    return command + f" --out {out}"
+
+
+def _start_workers(
+    workers: int, *, kind: str, params: dict, seed: int, noise_regions: dict
+) -> ProcessPoolExecutor | None:
+    """A pool of ``workers`` worker processes, or ``None`` (and this process set up as the worker) for one."""
+    if workers == 1:
+        _init_worker(kind, params, seed, noise_regions)
+        return None
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_mp_context(),
+        initializer=_init_worker,
+        initargs=(kind, params, seed, noise_regions, os.getpid()),
+    )
+
+
+def _featurize_split(
+    store: FeatureStore,
+    name: str,
+    manifest: Path,
+    *,
+    executor: ProcessPoolExecutor | None,
+    in_flight: int,
+    copies: int,
+    noise_regions: dict,
+    chunk_size: int | None,
+    progress: bool,
+) -> tuple[dict, int]:
+    """Featurize one manifest into the store's split ``name`` (or resume it, or accept it as complete).
+
+    Returns
+    -------
+    (dict, int)
+        The split's report entry, and the files processed in this call.
+    """
+    total = _count_rows(manifest)
+    started = time.perf_counter()
+    processed = 0
+    if store.is_complete(name):
+        old = store.info(name)
+        if old.get("source_manifest_sha256") != file_sha256(manifest) or old.get("augment", 0) != copies:
+            raise StoreError(
+                f"split {name!r} of {store.path} was made from another manifest or --augment value: "
+                "pass --overwrite (overwrite=True) to recompute the store, or choose another --out"
+            )
+        status = "already complete"
+    else:
+        augmenter = make_augmenter(noise_regions, _noise_split(name)).to_dict() if copies else None
+        writer = store.new_split(name, manifest_path=manifest, augment=copies, augmenter=augmenter, manifest_rows=total)
+        if int(store.info(name).get("augment", 0)) != copies:
+            raise StoreError(
+                f"split {name!r} of {store.path} was started with --augment {store.info(name).get('augment')}: "
+                "re-run with that value to resume, or pass --overwrite to start over"
+            )
+        status = "resumed" if writer.manifest_rows_done else "written"
+        size = chunk_size or max(1, writer.group["X"].chunks[0] // (copies + 1))
+        tasks = _tasks(
+            manifest, start=writer.manifest_rows_done, chunk_size=size, noise_split=_noise_split(name), copies=copies
+        )
+        bar = tqdm(total=total, initial=writer.manifest_rows_done, desc=f"{store.kind} {name}", unit="file",
+                   disable=not progress, dynamic_ncols=True)  # fmt: skip
+        with bar:
+            for result in _ordered_map(executor, tasks, in_flight):
+                writer.append(
+                    result["X"],
+                    result["y"],
+                    rows=result["row"],
+                    augment=result["augment"],
+                    manifest_rows=result["manifest_rows"],
+                    skipped=result["skipped"],
+                )
+                processed += result["manifest_rows"] - len(result["skipped"])
+                bar.update(result["manifest_rows"])
+        if writer.manifest_rows_done != total:
+            raise RuntimeError(f"{manifest}: {writer.manifest_rows_done} rows featurized but {total} listed")
+        writer.finish(
+            processed=total - len(writer.skipped),
+            speechlib_version=__version__,
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+    attrs = store.info(name)
+    skipped = attrs.get("skipped", [])
+    entry = {
+        "manifest_rows": total,
+        "processed": total - len(skipped),
+        "skipped": len(skipped),
+        "rows": int(attrs["rows_committed"]),
+        "augment": copies,
+        "status": status,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return entry, processed
+
+
+def _fit_normalization(store: FeatureStore, done: dict[str, dict]) -> str | None:
+    """Fit the normalisation on the training split only (refitted when it changed in this run); its name."""
+    fit_on = "train" if store.is_complete("train") else "sample_train" if store.is_complete("sample_train") else None
+    norm = store.normalization
+    changed = fit_on in done and done[fit_on]["status"] != "already complete"
+    if fit_on and (norm is None or norm["fit_on"] != fit_on or changed):
+        store.fit_normalization(fit_on)
+    return fit_on
 
 
 def format_report(report: dict, *, max_skipped: int = 20) -> str:

@@ -719,34 +719,10 @@ def make_split(
     if len(sample_per_class) != len(config.SPLITS):
         raise ValueError(f"sample_per_class needs one count per split {config.SPLITS}, got {sample_per_class!r}")
     table, root = _scanned(data)
-    warnings: list[str] = []
-
-    usable = table["status"] != "error"
-    skipped_rows = table[~usable & table["kind"].isin(["clip", "silence", "noise", "other"])]
-    skipped = [
-        {"relpath": r, "reason": why} for r, why in zip(skipped_rows["relpath"], skipped_rows["reason"], strict=True)
-    ]
-    skipped.sort(key=lambda s: s["relpath"])
-    clips = table[usable & table["kind"].isin(["clip", "silence"])].copy()
-    noise = table[usable & (table["kind"] == "noise")]
-    for column in ("word", "speaker"):
-        clips[column] = clips[column].fillna("").astype(str)
-
-    dataset_words = sorted(set(clips.loc[clips["kind"] == "clip", "word"]) - {""})
-    labels = task_labels(
-        task,
-        words=words,
-        dataset_words=dataset_words,
-        include_unknown=include_unknown,
-        include_silence=include_silence,
+    clips, noise, skipped = _usable(table)
+    labels, words = _task_of(
+        clips, root, task=task, words=words, include_unknown=include_unknown, include_silence=include_silence
     )
-    if words is not None:
-        missing = [w for w in words if w.strip() and w.strip() not in dataset_words]
-        if missing:
-            raise ValueError(f"words {missing} are not in the dataset {root or ''}; its words are {dataset_words}")
-        words = [w.strip() for w in words if w.strip()]
-    label_id = {label: i for i, label in enumerate(labels)}
-
     clips = _label_clips(clips, labels, task=task, words=words)
     clips["split"], used_rule = _assign(
         clips,
@@ -756,90 +732,24 @@ def make_split(
         validation_percent=validation_percent,
         testing_percent=testing_percent,
     )
-    for row in clips[_no_speaker(clips)].itertuples(index=False):
-        reason = next((part for part in str(getattr(row, "reason", "")).split(" | ") if "speaker" in part), "")
-        warnings.append(
-            f"{row.relpath}: {reason or 'its file name yields no speaker id'}; "
-            f"assigned to {row.split} by the hash of its file name, not by speaker"
-        )
+    warnings = _no_speaker_warnings(clips)
     if small:
-        targets = {
-            "train": SMALL_PER_LABEL,
-            **{
-                name: max(
-                    SMALL_MIN_PER_LABEL, round(SMALL_PER_LABEL * pct / (100 - validation_percent - testing_percent))
-                )
-                for name, pct in (("cv", validation_percent), ("test", testing_percent))
-            },
-        }
-        clips = _subsample_by_speaker(clips, targets, seed=seed)
-
-    clips = clips.assign(
-        path=clips["path"].astype(str),
-        offset=0,
-        num_samples=0,
-        source="",
-        word=np.where(clips["kind"] == "silence", "", clips["word"]),
-    )
-    manifests = {name: clips[clips["split"] == name] for name in config.SPLITS}
-
-    # Silence from the noise recordings (the test-set layout brings its own _silence_ clips instead).
+        clips = _subsample_by_speaker(clips, _small_targets(validation_percent, testing_percent), seed=seed)
+    manifests = _word_manifests(clips)
     noise_regions: dict[str, list[dict]] = {name: [] for name in config.SPLITS}
-    has_silence_clips = bool((clips["kind"] == "silence").any())
-    if config.SILENCE_LABEL in labels and not has_silence_clips:
-        if noise.empty and noise_dir is not None:
-            noise = _external_noise(noise_dir)
-        bad_rate = noise[(noise["sample_rate"] != config.SAMPLE_RATE) | (noise["channels"] != 1)]
-        for row in bad_rate.itertuples(index=False):
-            warnings.append(
-                f"{row.relpath}: noise recording at {row.sample_rate} Hz, {row.channels} channel(s); silence windows "
-                f"are cut only from {config.SAMPLE_RATE} Hz mono recordings, so it is not used"
-            )
-        noise = noise.drop(bad_rate.index)
+    if config.SILENCE_LABEL in labels and not (clips["kind"] == "silence").any():
+        # Silence from the noise recordings (the test-set layout brings its own _silence_ clips instead).
+        noise, noise_warnings = _usable_noise(noise, root, noise_dir)
+        warnings += noise_warnings
         noise_regions = _noise_regions(noise, validation_percent, testing_percent)
-        if noise.empty:
-            warnings.append(
-                f"no {config.BACKGROUND_NOISE_DIR} recordings in {root or 'the dataset'}: every silence example is "
-                "digital silence; pass noise_dir (--noise) to cut silence from real noise"
-            )
-        word_labels = [lbl for lbl in labels if lbl not in (config.SILENCE_LABEL, config.UNKNOWN_LABEL)]
-        for i, name in enumerate(config.SPLITS):
-            if isinstance(silence_per_split, Mapping):
-                count = int(silence_per_split.get(name, 0))
-            elif silence_per_split is not None:
-                count = int(silence_per_split)
-            else:
-                per_word = manifests[name]["label"].value_counts().reindex(word_labels, fill_value=0)
-                count = int(np.rint(per_word.mean())) if len(per_word) else 0
-            rows = pd.DataFrame(_silence_rows(noise_regions[name], count, seed=seed, split_index=i))
-            if len(rows):
-                rows = rows.assign(label=config.SILENCE_LABEL, word="", speaker="", split=name)
-                manifests[name] = pd.concat([manifests[name], rows], ignore_index=True)
-
-    for name in config.SPLITS:
-        m = manifests[name].assign(label_id=lambda f: f["label"].map(label_id))
-        m = m[MANIFEST_COLUMNS].astype(DTYPES)
-        manifests[name] = m.sort_values(["label_id", "relpath", "offset", "source"], kind="stable").reset_index(
-            drop=True
-        )
+        _add_silence(manifests, noise_regions, labels, silence_per_split, seed=seed)
+    manifests = _finished(manifests, labels)
     samples = {
         name: _sample_set(manifests[name], n, seed=seed, split_index=i)
         for i, (name, n) in enumerate(zip(config.SPLITS, sample_per_class, strict=True))
     }
-
     checks = _run_checks(manifests, noise_regions)
     check_speakers_disjoint(samples)
-
-    def counts(frames: Mapping[str, pd.DataFrame]) -> dict:
-        table = counts_table(_as_frame(dict(frames))) if any(len(f) for f in frames.values()) else None
-        return {
-            name: {
-                lbl: int(table.at[lbl, name]) if table is not None and lbl in table.index and name in table else 0
-                for lbl in labels
-            }
-            for name in config.SPLITS
-        }
-
     info = {
         "task": "custom" if words is not None else task,
         "labels": labels,
@@ -851,8 +761,8 @@ def make_split(
         "validation_percent": float(validation_percent),
         "testing_percent": float(testing_percent),
         "small": bool(small),
-        "counts": counts(manifests),
-        "sample_counts": counts(samples),
+        "counts": _counts(manifests, labels),
+        "sample_counts": _counts(samples, labels),
         "dataset": root,
         "noise_regions": noise_regions,
         "skipped": skipped,
@@ -866,6 +776,158 @@ def make_split(
     if verbose:
         _report(info, manifests)
     return info
+
+
+# --- The steps of make_split ------------------------------------------------------------------
+
+
+def _usable(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """The readable clips (word clips and ``_silence_`` clips), the noise recordings, and the skipped files."""
+    usable = table["status"] != "error"
+    skipped_rows = table[~usable & table["kind"].isin(["clip", "silence", "noise", "other"])]
+    skipped = [
+        {"relpath": r, "reason": why} for r, why in zip(skipped_rows["relpath"], skipped_rows["reason"], strict=True)
+    ]
+    skipped.sort(key=lambda s: s["relpath"])
+    clips = table[usable & table["kind"].isin(["clip", "silence"])].copy()
+    noise = table[usable & (table["kind"] == "noise")]
+    for column in ("word", "speaker"):
+        clips[column] = clips[column].fillna("").astype(str)
+    return clips, noise, skipped
+
+
+def _task_of(
+    clips: pd.DataFrame,
+    root: str | None,
+    *,
+    task: str,
+    words: Sequence[str] | None,
+    include_unknown: bool,
+    include_silence: bool,
+) -> tuple[list[str], list[str] | None]:
+    """The task's label list and its custom words (stripped; ``None`` for a named task), checked against the data."""
+    dataset_words = sorted(set(clips.loc[clips["kind"] == "clip", "word"]) - {""})
+    labels = task_labels(
+        task,
+        words=words,
+        dataset_words=dataset_words,
+        include_unknown=include_unknown,
+        include_silence=include_silence,
+    )
+    if words is None:
+        return labels, None
+    missing = [w for w in words if w.strip() and w.strip() not in dataset_words]
+    if missing:
+        raise ValueError(f"words {missing} are not in the dataset {root or ''}; its words are {dataset_words}")
+    return labels, [w.strip() for w in words if w.strip()]
+
+
+def _no_speaker_warnings(clips: pd.DataFrame) -> list[str]:
+    """One warning per clip without a speaker id: it was split by the hash of its file name."""
+    warnings = []
+    for row in clips[_no_speaker(clips)].itertuples(index=False):
+        reason = next((part for part in str(getattr(row, "reason", "")).split(" | ") if "speaker" in part), "")
+        warnings.append(
+            f"{row.relpath}: {reason or 'its file name yields no speaker id'}; "
+            f"assigned to {row.split} by the hash of its file name, not by speaker"
+        )
+    return warnings
+
+
+def _small_targets(validation_percent: float, testing_percent: float) -> dict[str, int]:
+    """Small mode's clips per label in each split: ``SMALL_PER_LABEL`` in train, cv and test in proportion."""
+    train_percent = 100 - validation_percent - testing_percent
+    return {
+        "train": SMALL_PER_LABEL,
+        **{
+            name: max(SMALL_MIN_PER_LABEL, round(SMALL_PER_LABEL * pct / train_percent))
+            for name, pct in (("cv", validation_percent), ("test", testing_percent))
+        },
+    }
+
+
+def _word_manifests(clips: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The clips of each split as manifest rows (whole files: offset and num_samples 0, no source)."""
+    clips = clips.assign(
+        path=clips["path"].astype(str),
+        offset=0,
+        num_samples=0,
+        source="",
+        word=np.where(clips["kind"] == "silence", "", clips["word"]),
+    )
+    return {name: clips[clips["split"] == name] for name in config.SPLITS}
+
+
+def _usable_noise(
+    noise: pd.DataFrame, root: str | None, noise_dir: str | os.PathLike | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The noise recordings silence is cut from (``noise_dir``'s when the dataset has none), and warnings.
+
+    Only 16 kHz mono recordings are used; each other one, and a dataset without any, is a warning.
+    """
+    warnings = []
+    if noise.empty and noise_dir is not None:
+        noise = _external_noise(noise_dir)
+    bad_rate = noise[(noise["sample_rate"] != config.SAMPLE_RATE) | (noise["channels"] != 1)]
+    for row in bad_rate.itertuples(index=False):
+        warnings.append(
+            f"{row.relpath}: noise recording at {row.sample_rate} Hz, {row.channels} channel(s); silence windows "
+            f"are cut only from {config.SAMPLE_RATE} Hz mono recordings, so it is not used"
+        )
+    noise = noise.drop(bad_rate.index)
+    if noise.empty:
+        warnings.append(
+            f"no {config.BACKGROUND_NOISE_DIR} recordings in {root or 'the dataset'}: every silence example is "
+            "digital silence; pass noise_dir (--noise) to cut silence from real noise"
+        )
+    return noise, warnings
+
+
+def _add_silence(
+    manifests: dict[str, pd.DataFrame],
+    noise_regions: Mapping[str, list[dict]],
+    labels: Sequence[str],
+    silence_per_split: int | Mapping[str, int] | None,
+    *,
+    seed: int,
+) -> None:
+    """Append silence rows (windows of each split's noise regions, some digital silence) to each manifest."""
+    word_labels = [lbl for lbl in labels if lbl not in (config.SILENCE_LABEL, config.UNKNOWN_LABEL)]
+    for i, name in enumerate(config.SPLITS):
+        if isinstance(silence_per_split, Mapping):
+            count = int(silence_per_split.get(name, 0))
+        elif silence_per_split is not None:
+            count = int(silence_per_split)
+        else:
+            per_word = manifests[name]["label"].value_counts().reindex(word_labels, fill_value=0)
+            count = int(np.rint(per_word.mean())) if len(per_word) else 0
+        rows = pd.DataFrame(_silence_rows(noise_regions[name], count, seed=seed, split_index=i))
+        if len(rows):
+            rows = rows.assign(label=config.SILENCE_LABEL, word="", speaker="", split=name)
+            manifests[name] = pd.concat([manifests[name], rows], ignore_index=True)
+
+
+def _finished(manifests: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Each manifest with its ``label_id``, the manifest columns and dtypes, in a stable order."""
+    label_id = {label: i for i, label in enumerate(labels)}
+    out = {}
+    for name in config.SPLITS:
+        m = manifests[name].assign(label_id=lambda f: f["label"].map(label_id))
+        m = m[MANIFEST_COLUMNS].astype(DTYPES)
+        out[name] = m.sort_values(["label_id", "relpath", "offset", "source"], kind="stable").reset_index(drop=True)
+    return out
+
+
+def _counts(frames: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> dict:
+    """``{split: {label: n}}`` for every split and label (0 where absent)."""
+    table = counts_table(_as_frame(dict(frames))) if any(len(f) for f in frames.values()) else None
+    return {
+        name: {
+            lbl: int(table.at[lbl, name]) if table is not None and lbl in table.index and name in table else 0
+            for lbl in labels
+        }
+        for name in config.SPLITS
+    }
 
 
 def _report(info: dict, manifests: Mapping[str, pd.DataFrame]) -> None:
