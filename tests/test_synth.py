@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from speechlib import config, hashsplit
-from speechlib.datasets import synth
+from speechlib.datasets import espeak, synth
 
 NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
 
@@ -242,7 +242,7 @@ def test_partial_folder_is_completed(synthetic_small: Path, tmp_path: Path) -> N
 
 
 def test_espeak_is_reproducible_after_reset() -> None:
-    engine = synth._engine()
+    engine = espeak.engine()
 
     def say() -> list[np.ndarray]:
         engine.reset()
@@ -254,5 +254,5 @@ def test_espeak_is_reproducible_after_reset() -> None:
     second = say()
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert engine.sample_rate == 22050
-    with pytest.raises(synth.EspeakError, match="no voice"):
+    with pytest.raises(espeak.EspeakError, match="no voice"):
         engine.speak("yes", voice="xx-nonexistent", rate=160, pitch=50, pitch_range=50)

@@ -46,9 +46,6 @@ Example
 
 from __future__ import annotations
 
-import _ctypes
-import ctypes
-import ctypes.util
 import dataclasses
 import hashlib
 import json
@@ -65,6 +62,8 @@ from scipy import signal
 from tqdm import tqdm
 
 from speechlib import __version__, config, hashsplit
+from speechlib.datasets import espeak, synth_text
+from speechlib.datasets.espeak import EspeakError as EspeakError  # raised by synthesize
 
 # --- What is generated -------------------------------------------------------
 # Bump when the generated audio changes for a given seed: it is recorded in the
@@ -143,137 +142,11 @@ _BABBLE_WORDS = (
 _BABBLE_WORDS = sorted(set(_BABBLE_WORDS) - set(config.WORDS_V001))
 
 # --- Audio processing constants ------------------------------------------------
-_ESPEAK_VOLUME = 60  # espeak's amplitude (100 = default); lower keeps its int16 output away from clipping
 _TRIM_DB = 50.0  # espeak's leading/trailing silence: samples more than 50 dB below the peak
 _MAX_WORD = config.CLIP_SAMPLES - config.SAMPLE_RATE // 20  # a word (with reverb tail) leaves >= 50 ms free
 _SHORT_CLIP_SHARE = 0.12  # about one clip in eight is shorter than one second, as in the real data
 _MIN_PEAK_DB, _MAX_PEAK_DB = -22.0, -0.5  # clip loudness (peak, dBFS) ranges over ~20 dB, as in the real data
 _FS = config.SAMPLE_RATE
-
-
-# --- espeak-ng through ctypes -------------------------------------------------------
-# speak_lib.h: espeak_AUDIO_OUTPUT, espeak_POSITION_TYPE, espeak_PARAMETER, flags.
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_POS_CHARACTER = 1
-_ESPEAK_CHARS_UTF8 = 1
-_ESPEAK_RATE, _ESPEAK_VOLUME_PARAM, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 2, 3, 4
-# int SynthCallback(short *wav, int numsamples, espeak_EVENT *events)
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-
-
-class EspeakError(RuntimeError):
-    """espeak-ng could not be loaded or could not speak."""
-
-
-class _Espeak:
-    """espeak-ng (the library bundled by the PyPI package espeakng-loader), driven through ctypes.
-
-    espeak-ng keeps state between utterances inside the library (the phase of its
-    pitch "flutter", for instance), so the same text spoken twice in a row can
-    differ. :meth:`reset` unloads the library and loads it again, which restores
-    its initial state: an utterance is then reproducible given the calls made
-    since the last reset. Loading a voice after a reset takes a few
-    milliseconds, so callers reset once per speaker, not once per utterance.
-    """
-
-    def __init__(self) -> None:
-        try:
-            import espeakng_loader
-        except ImportError as err:  # pragma: no cover - installed by req.txt
-            raise EspeakError("the package espeakng-loader is missing: run `pip install -r req.txt`") from err
-        self._lib_path = espeakng_loader.get_library_path()
-        self._data_path = espeakng_loader.get_data_path().encode()
-        self._chunks: list[np.ndarray] = []
-        self._callback = _SYNTH_CALLBACK(self._collect)  # kept alive as long as the library may call it
-        self._lib: ctypes.CDLL | None = None
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        self.sample_rate = self.reset()
-        self._lib.espeak_Info.restype = ctypes.c_char_p
-        self.version = self._lib.espeak_Info(None).decode()
-
-    def _collect(self, wav, num_samples, events) -> int:
-        if wav and num_samples > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
-        return 0  # 0 = continue synthesis
-
-    def reset(self) -> int:
-        """Unload and reload the library: back to its initial state. Returns the sample rate, Hz."""
-        if self._lib is not None:
-            self._lib.espeak_Terminate()
-            close = _ctypes.dlclose if hasattr(_ctypes, "dlclose") else _ctypes.FreeLibrary
-            close(self._lib._handle)
-            self._lib = None
-        try:
-            lib = ctypes.CDLL(self._lib_path)
-        except OSError as err:
-            raise EspeakError(
-                f"cannot load espeak-ng from {self._lib_path}: {err}; reinstall it with "
-                "`pip install --force-reinstall espeakng-loader`"
-            ) from err
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,  # text
-            ctypes.c_size_t,  # size
-            ctypes.c_uint,  # position
-            ctypes.c_int,  # position_type
-            ctypes.c_uint,  # end_position
-            ctypes.c_uint,  # flags
-            ctypes.c_void_p,  # unique_identifier
-            ctypes.c_void_p,  # user_data
-        ]
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data_path, 0)
-        if rate <= 0:
-            raise EspeakError(
-                f"espeak-ng did not start with its data at {self._data_path.decode()}; reinstall it with "
-                "`pip install --force-reinstall espeakng-loader`"
-            )
-        lib.espeak_SetSynthCallback(self._callback)
-        # Breathy voices draw noise from the C library's rand(), whose state outlives the reload.
-        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_ng_SetRandSeed(1)
-        self._libc.srand(1)
-        self._lib = lib
-        return rate
-
-    def speak(self, text: str, *, voice: str, rate: int, pitch: int, pitch_range: int) -> np.ndarray:
-        """Synthesize ``text``; return float32 samples in [-1, 1] at :attr:`sample_rate` (22,050 Hz).
-
-        Parameters
-        ----------
-        text : str
-            What to say (plain English text).
-        voice : str
-            espeak-ng voice name with an optional variant, e.g. ``"en-us+m3"``.
-        rate : int
-            Speaking rate, words per minute (80 to 450; 175 is espeak's normal).
-        pitch, pitch_range : int
-            Base pitch and pitch range, 0 to 100 (50 is the voice's normal).
-        """
-        lib = self._lib
-        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise EspeakError(f"espeak-ng has no voice {voice!r} in {self._data_path.decode()}")
-        lib.espeak_SetParameter(_ESPEAK_RATE, int(np.clip(rate, 80, 450)), 0)
-        lib.espeak_SetParameter(_ESPEAK_PITCH, int(np.clip(pitch, 0, 100)), 0)
-        lib.espeak_SetParameter(_ESPEAK_RANGE, int(np.clip(pitch_range, 0, 100)), 0)
-        lib.espeak_SetParameter(_ESPEAK_VOLUME_PARAM, _ESPEAK_VOLUME, 0)
-        self._chunks = []
-        data = text.encode()
-        err = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
-        if err != 0 or not self._chunks:
-            raise EspeakError(f"espeak-ng failed to say {text!r} with voice {voice!r} (error code {err})")
-        return (np.concatenate(self._chunks).astype(np.float32) / 32768.0).astype(np.float32)
-
-
-_ENGINE: _Espeak | None = None  # one per process, made on first use
-
-
-def _engine() -> _Espeak:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = _Espeak()
-    return _ENGINE
 
 
 # --- Speakers ------------------------------------------------------------------------
@@ -443,7 +316,7 @@ def _trim(x: np.ndarray, top_db: float = _TRIM_DB, pad: int = 0) -> np.ndarray:
 
 
 def _voice(
-    engine: _Espeak,
+    engine: espeak.Espeak,
     speaker: Speaker,
     text: str,
     *,
@@ -461,7 +334,7 @@ def _voice(
     return signal.sosfilt(sos, x)
 
 
-def _render_clip(engine: _Espeak, speaker: Speaker, word: str, n: int, seed: int, sos, ir) -> np.ndarray:
+def _render_clip(engine: espeak.Espeak, speaker: Speaker, word: str, n: int, seed: int, sos, ir) -> np.ndarray:
     """One clip of ``speaker`` saying ``word`` (repetition ``n``): int16 (num_samples,), at most 1 s."""
     rng = _rng(seed, _TAG_CLIP, int(speaker.id, 16), config.WORDS_V001.index(word), n)
     rate = speaker.rate * np.exp(rng.normal(0, 0.07))
@@ -498,7 +371,7 @@ def _at_rms(x: np.ndarray, rms_db: float) -> np.ndarray:
     return x * 10 ** (rms_db / 20) / np.sqrt(np.mean(x**2))
 
 
-def _babble(engine: _Espeak, seed: int, n: int) -> np.ndarray:
+def _babble(engine: espeak.Espeak, seed: int, n: int) -> np.ndarray:
     """Eight synthetic talkers reading random words at once, in one small room."""
     rng = _rng(seed, _TAG_BABBLE)
     preroll = 4 * _FS  # made and dropped, so that every talker is already talking at the start
@@ -579,7 +452,7 @@ def _noise_recording(name: str, seed: int, seconds: float) -> np.ndarray:
     elif name == "mains_hum.wav":
         x = _mains_hum(rng, n)
     elif name == "babble.wav":
-        x = _babble(_engine(), seed, n)
+        x = _babble(espeak.engine(), seed, n)
     elif name == "running_water.wav":
         x = _running_water(rng, n)
     else:  # pragma: no cover - NOISE_FILES lists every name
@@ -619,7 +492,7 @@ def _speaker_task(args: tuple[str, Speaker, list[tuple[str, int]], set[tuple[str
     already written.
     """
     out, speaker, plan, missing, seed = args
-    engine = _engine()
+    engine = espeak.engine()
     engine.reset()
     sos = _microphone_sos(speaker)
     ir = _room_ir(speaker, seed)
@@ -644,97 +517,6 @@ def _noise_task(args: tuple[str, str, int, float]) -> int:
 def _run(task: tuple) -> int:
     kind, args = task
     return _speaker_task(args) if kind == "speaker" else _noise_task(args)
-
-
-# --- README, LICENSE, lists -----------------------------------------------------------
-
-_CREDIT = (
-    "Warden, P. (2018). Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition. "
-    "arXiv:1804.03209. Licensed CC BY 4.0."
-)
-
-
-def _readme(info: dict) -> str:
-    words = ", ".join(config.WORDS_V001)
-    accents = ", ".join(sorted(info["accents"]))
-    size_cmd = " --small" if info["small"] else ""
-    return f"""# Synthetic Speech Commands (speechlib)
-
-**This is synthetic speech, not the real Speech Commands dataset.** It was generated
-offline by speechlib {info["created_by"].split()[-1]} so that the course runs end to end without
-a download. It copies the layout of Speech Commands v0.01 exactly: one folder per word,
-16 kHz mono 16-bit PCM clips of at most one second named `<speaker>_nohash_<n>.wav`,
-`_background_noise_/`, and `validation_list.txt` / `testing_list.txt`.
-
-## Contents
-
-- {info["clips"]:,} clips of {len(config.WORDS_V001)} words spoken by {info["speakers"]} synthetic speakers
-  ({info["validation_clips"]:,} clips in validation_list.txt, {info["testing_clips"]:,} in testing_list.txt,
-  the rest for training).
-- Words: {words}.
-- `_background_noise_/`: {len(NOISE_FILES)} noise recordings of {info["noise_seconds"]:g} s each (see its README.md).
-
-## How it was made
-
-    speechlib data synth --out <folder>{size_cmd} --seed {info["seed"]}
-
-- Speech: espeak-ng {info["espeak_ng"]} (through the PyPI package espeakng-loader), at 22,050 Hz,
-  resampled to 16 kHz with soxr.
-- Each speaker (an 8-hex-digit id derived from the seed) is a stable combination of an English
-  accent, one of {len(MALE_VARIANTS) + len(FEMALE_VARIANTS)} espeak-ng voice variants, a base pitch,
-  a pitch range, a speaking rate, a vocal-tract length (resampling), a microphone (high-pass,
-  low-pass, peaking EQ, tilt), a small room (synthetic reverb), a noise floor and a loudness.
-  Each repetition jitters rate, pitch and range a little.
-- Accents (espeak-ng languages): {accents}.
-- Clips: trimmed word, placed at a random position in one second (about 12% of the clips are
-  shorter, as in the real data), random loudness (peaks from {_MIN_PEAK_DB:g} to {_MAX_PEAK_DB:g} dBFS),
-  noise floor 20-50 dB below the speech.
-- Lists: the dataset's own hash rule on the speaker id (SHA-1, 10% validation, 10% testing;
-  see `speechlib.hashsplit`), as in the real data.
-- Deterministic: the same seed and speechlib version give byte-identical files
-  (generator format {SYNTH_FORMAT}, seed {info["seed"]}, {"small" if info["small"] else "default"} size).
-
-Synthetic voices are far more uniform than people: accuracy measured here says the
-pipeline works, not how well a model hears real speech.
-
-## The real data
-
-    speechlib data download --version v0.01 --out data/raw
-
-then point the course at it with `SPEECHLIB_DATA=data/raw/speech_commands_v0.01`.
-
-## Credit and license
-
-The layout, the word list, the file naming and the split rule are those of Speech Commands:
-
-> {_CREDIT}
-
-The synthetic audio in this folder is released under the same license (CC BY 4.0); see LICENSE.
-"""
-
-
-_LICENSE = f"""This folder holds synthetic audio generated by speechlib with espeak-ng. It contains no
-recording of a person. It copies the layout, word list, file naming and split rule of the
-Speech Commands dataset:
-
-  {_CREDIT}
-
-The synthetic audio is released under the Creative Commons Attribution 4.0 International
-license (CC BY 4.0), like the dataset whose layout it copies:
-https://creativecommons.org/licenses/by/4.0/
-"""
-
-
-def _noise_readme(seconds: float, seed: int) -> str:
-    lines = "\n".join(f"- `{name}`: {what}" for name, what in NOISE_FILES.items())
-    return f"""# Background noise (synthetic)
-
-Noise recordings of {seconds:g} s each, 16 kHz mono 16-bit PCM, generated by speechlib
-(seed {seed}). As in Speech Commands, they are meant to be mixed into clips (augmentation)
-and cut into one-second windows for the `silence` class.
-
-{lines}
-"""
 
 
 # --- The public function --------------------------------------------------------------
@@ -831,7 +613,7 @@ def synthesize(
     sizes = SMALL_SIZES if small else DEFAULT_SIZES
     speakers = [_make_speaker(s, seed) for s in _speaker_ids(seed, sizes.num_speakers)]
     plan = _plan(speakers, seed, sizes)
-    engine_version = _engine().version
+    engine_version = espeak.engine().version
 
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / PROGRESS, json.dumps({"params": params}, indent=2) + "\n")
@@ -889,9 +671,17 @@ def synthesize(
         "accents": sorted({s.accent for s in speakers}),
         "voices": sorted({s.voice for s in speakers}),
     }
-    _write_text(out / "README.md", _readme(info))
-    _write_text(out / "LICENSE", _LICENSE)
-    _write_text(out / config.BACKGROUND_NOISE_DIR / "README.md", _noise_readme(sizes.noise_seconds, seed))
+    readme = synth_text.readme(
+        info,
+        noise_files=NOISE_FILES,
+        num_voices=len(MALE_VARIANTS) + len(FEMALE_VARIANTS),
+        peak_db=(_MIN_PEAK_DB, _MAX_PEAK_DB),
+        synth_format=SYNTH_FORMAT,
+    )
+    _write_text(out / "README.md", readme)
+    _write_text(out / "LICENSE", synth_text.LICENSE)
+    noise_readme = synth_text.noise_readme(sizes.noise_seconds, seed, noise_files=NOISE_FILES)
+    _write_text(out / config.BACKGROUND_NOISE_DIR / "README.md", noise_readme)
     missing = [p for w, s, n in clips if not (p := _clip_path(out, w, s, n)).is_file()]
     if missing:  # pragma: no cover - a worker failing raises before this
         raise RuntimeError(f"{len(missing)} clips were not written, e.g. {missing[0]}; run the command again")
