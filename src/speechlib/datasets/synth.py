@@ -589,10 +589,46 @@ def synthesize(
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out).expanduser().resolve()
     params = _params(small, seed)
+    if _is_complete(out, params):
+        return out
+    sizes = SMALL_SIZES if small else DEFAULT_SIZES
+    speakers = [_make_speaker(s, seed) for s in _speaker_ids(seed, sizes.num_speakers)]
+    plan = _plan(speakers, seed, sizes)
+    engine_version = espeak.engine().version
+    _start_folder(out, params)
+    _run_tasks(_pending_tasks(out, speakers, plan, seed, sizes), workers, desc=f"synthesizing {out.name}")
+    clips = [(w, s.id, n) for s in speakers for w, n in plan[s.id]]
+    lists = _write_lists(out, clips)
+    per_word = Counter(w for w, _, _ in clips)
+    info = {
+        "params": params,
+        "created_by": f"speechlib {__version__}",
+        "espeak_ng": engine_version,
+        "seed": seed,
+        "small": small,
+        "clips": len(clips),
+        "speakers": len(speakers),
+        "clips_per_word": {w: per_word[w] for w in config.WORDS_V001},
+        "validation_clips": len(lists[hashsplit.VALIDATION]),
+        "testing_clips": len(lists[hashsplit.TESTING]),
+        "noise_seconds": sizes.noise_seconds,
+        "accents": sorted({s.accent for s in speakers}),
+        "voices": sorted({s.voice for s in speakers}),
+    }
+    _write_texts(out, info, seed=seed, noise_seconds=sizes.noise_seconds)
+    missing = [p for w, s, n in clips if not (p := _clip_path(out, w, s, n)).is_file()]
+    if missing:  # pragma: no cover - a worker failing raises before this
+        raise RuntimeError(f"{len(missing)} clips were not written, e.g. {missing[0]}; run the command again")
+    (out / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _is_complete(out: Path, params: dict) -> bool:
+    """True when ``out`` is complete with ``params``; raise when it is anything but new, empty or ours to finish."""
     marker = _read_json(out / MARKER)
     if marker is not None:
         if marker.get("params") == params:
-            return out
+            return True
         raise FileExistsError(
             f"{out} already holds a complete synthetic dataset made with {_describe(marker.get('params'))}, "
             f"not {_describe(params)}; choose another --out (or delete that folder first)"
@@ -609,12 +645,11 @@ def synthesize(
         raise FileExistsError(
             f"{out} is not empty and was not made by `speechlib data synth`; choose an empty or new --out"
         )
+    return False
 
-    sizes = SMALL_SIZES if small else DEFAULT_SIZES
-    speakers = [_make_speaker(s, seed) for s in _speaker_ids(seed, sizes.num_speakers)]
-    plan = _plan(speakers, seed, sizes)
-    engine_version = espeak.engine().version
 
+def _start_folder(out: Path, params: dict) -> None:
+    """Mark ``out`` as ours (the progress file), drop a killed run's temporary files, make the folders."""
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / PROGRESS, json.dumps({"params": params}, indent=2) + "\n")
     for stale in out.glob("**/.*.tmp"):  # temporary files of a run that was killed
@@ -623,6 +658,11 @@ def synthesize(
         (out / word).mkdir(exist_ok=True)
     (out / config.BACKGROUND_NOISE_DIR).mkdir(exist_ok=True)
 
+
+def _pending_tasks(
+    out: Path, speakers: list[Speaker], plan: dict[str, list[tuple[str, int]]], seed: int, sizes: _Sizes
+) -> list[tuple]:
+    """The work still to do: one task per missing noise recording, one per speaker with missing clips."""
     tasks: list[tuple] = [
         ("noise", (str(out), name, seed, sizes.noise_seconds))
         for name in NOISE_FILES
@@ -632,11 +672,16 @@ def synthesize(
         todo = {(w, n) for w, n in plan[speaker.id] if not _clip_path(out, w, speaker.id, n).is_file()}
         if todo:
             tasks.append(("speaker", (str(out), speaker, plan[speaker.id], todo, seed)))
+    return tasks
+
+
+def _run_tasks(tasks: list[tuple], workers: int | None, *, desc: str) -> None:
+    """Run the tasks in this process (one worker) or in a pool of spawned processes, with a progress bar."""
     total = sum(1 if kind == "noise" else len(args[3]) for kind, args in tasks)
     workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
     # A progress bar on a terminal only (in Jupyter, tqdm would leave an empty widget in the outputs).
     show = total > 0 and bool(sys.stderr) and sys.stderr.isatty()
-    with tqdm(total=total, desc=f"synthesizing {out.name}", unit="file", disable=not show) as bar:
+    with tqdm(total=total, desc=desc, unit="file", disable=not show) as bar:
         if workers == 1:
             for task in tasks:
                 bar.update(_run(task))
@@ -646,9 +691,10 @@ def synthesize(
                 for done in pool.imap_unordered(_run, tasks):
                     bar.update(done)
 
-    clips = [(w, s.id, n) for s in speakers for w, n in plan[s.id]]
-    per_word = Counter(w for w, _, _ in clips)
-    lists = {hashsplit.VALIDATION: [], hashsplit.TESTING: []}
+
+def _write_lists(out: Path, clips: list[tuple[str, str, int]]) -> dict[str, list[str]]:
+    """``validation_list.txt`` and ``testing_list.txt`` by the dataset's hash rule; their relpaths."""
+    lists: dict[str, list[str]] = {hashsplit.VALIDATION: [], hashsplit.TESTING: []}
     for word, speaker_id, n in clips:
         relpath = f"{word}/{speaker_id}{config.NOHASH}{n}.wav"
         which = hashsplit.which_set(relpath)
@@ -656,21 +702,11 @@ def synthesize(
             lists[which].append(relpath)
     _write_text(out / config.VALIDATION_LIST, "".join(f"{p}\n" for p in sorted(lists[hashsplit.VALIDATION])))
     _write_text(out / config.TESTING_LIST, "".join(f"{p}\n" for p in sorted(lists[hashsplit.TESTING])))
-    info = {
-        "params": params,
-        "created_by": f"speechlib {__version__}",
-        "espeak_ng": engine_version,
-        "seed": seed,
-        "small": small,
-        "clips": len(clips),
-        "speakers": len(speakers),
-        "clips_per_word": {w: per_word[w] for w in config.WORDS_V001},
-        "validation_clips": len(lists[hashsplit.VALIDATION]),
-        "testing_clips": len(lists[hashsplit.TESTING]),
-        "noise_seconds": sizes.noise_seconds,
-        "accents": sorted({s.accent for s in speakers}),
-        "voices": sorted({s.voice for s in speakers}),
-    }
+    return lists
+
+
+def _write_texts(out: Path, info: dict, *, seed: int, noise_seconds: float) -> None:
+    """README.md, LICENSE and the noise folder's README.md (:mod:`speechlib.datasets.synth_text`)."""
     readme = synth_text.readme(
         info,
         noise_files=NOISE_FILES,
@@ -680,10 +716,5 @@ def synthesize(
     )
     _write_text(out / "README.md", readme)
     _write_text(out / "LICENSE", synth_text.LICENSE)
-    noise_readme = synth_text.noise_readme(sizes.noise_seconds, seed, noise_files=NOISE_FILES)
+    noise_readme = synth_text.noise_readme(noise_seconds, seed, noise_files=NOISE_FILES)
     _write_text(out / config.BACKGROUND_NOISE_DIR / "README.md", noise_readme)
-    missing = [p for w, s, n in clips if not (p := _clip_path(out, w, s, n)).is_file()]
-    if missing:  # pragma: no cover - a worker failing raises before this
-        raise RuntimeError(f"{len(missing)} clips were not written, e.g. {missing[0]}; run the command again")
-    (out / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return out
