@@ -139,6 +139,7 @@ import os
 import re
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,12 +147,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+import scipy.special
 
-from speechlib import __version__, audio, config, features
+from speechlib import __version__, audio, config, features, inference
 from speechlib import split as split_mod
 from speechlib.manifest import DIGITAL_SILENCE, MANIFEST_COLUMNS
 from speechlib.manifest import load as load_manifest
 from speechlib.manifest import read as read_manifest
+from speechlib.store import FeatureStore
 
 __all__ = [
     "FEATURE_SCHEMA_DDL",
@@ -223,22 +227,16 @@ def session(master: str | None = None, app_name: str = "speechlib", **conf: Any)
 
 # --- Paths -------------------------------------------------------------------------------------
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
 
 def _has_scheme(path: str) -> bool:
-    return bool(_SCHEME.match(path)) and not re.match(r"^[A-Za-z]:[\\/]", path)  # not a Windows drive
+    """True for a URI (``file:/a``, ``hdfs://nn/a``, ``s3a://b/a``); False for a local path, a Windows drive too."""
+    return len(urllib.parse.urlsplit(str(path)).scheme) > 1
 
 
 def _uri_path(path: str) -> str:
     """The path part of a local path or URI: ``file:/a/b``, ``file:///a/b``, ``hdfs://nn:8020/a/b`` -> ``/a/b``."""
     text = str(path)
-    if _has_scheme(text):
-        text = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", "", text)  # scheme://authority
-        text = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:", "", text)  # scheme: without authority
-        text = "/" + text.lstrip("/")
-    else:
-        text = os.path.abspath(text)
+    text = "/" + urllib.parse.urlsplit(text).path.lstrip("/") if _has_scheme(text) else os.path.abspath(text)
     return text.replace("\\", "/").rstrip("/") or "/"
 
 
@@ -252,6 +250,12 @@ def _hadoop_fs(spark, uri: str):
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(uri)
     return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def _qualified(spark, uri: str) -> str:
+    """``uri`` as Hadoop names it and the files under it: ``file:///a/`` -> ``file:/a``, ``hdfs:///a`` -> ``hdfs://nn:8020/a``."""
+    fs, hpath = _hadoop_fs(spark, uri)
+    return str(fs.makeQualified(hpath).toString()).rstrip("/")
 
 
 def _write_text(spark, uri: str, text: str) -> None:
@@ -468,8 +472,6 @@ def featurize(
         ``params``, ``feature_shape``, ``labels``, ``partitions``, ``seconds``,
         ``rows_per_second``.
     """
-    from pyspark.sql import functions as F  # noqa: N812 (the usual Spark alias)
-
     started = time.perf_counter()
     spark = spark or session(master)
     params = features.resolve_params(kind, **(params or {}))
@@ -478,43 +480,13 @@ def featurize(
     root = str(data_root or info.get("dataset") or "")
     if not root:
         raise ValueError(f"{split_dir}/split.json names no dataset folder: pass data_root (--data-root)")
-    root_path = _uri_path(root)
-    local_root = root_path if not _has_scheme(root) or root.startswith("file:") else None
+    local_root = _uri_path(root) if not _has_scheme(root) or root.startswith("file:") else None
     out_uri = _to_uri(out).rstrip("/")
     check_output_target(spark, out_uri)  # before any work: never replace a folder of someone's files
     manifest["_file"] = _is_file_row(manifest)
     manifest["_key"] = np.where(manifest["_file"], manifest["relpath"], None)
-
-    # Every *.wav under the root, with its path relative to the root as the join key. Hadoop's file
-    # listing skips names that start with "_" or "." (as it does _SUCCESS files), so the official
-    # test-set layout's _unknown_ and _silence_ folders are named as roots of their own.
-    hidden = sorted(
-        {key.split("/", 1)[0] for key in manifest.loc[manifest["_file"], "relpath"] if "/" in key}
-        - {config.BACKGROUND_NOISE_DIR}
-    )
-    hidden = [folder for folder in hidden if folder.startswith(("_", "."))]
-    roots = [_to_uri(root)] + [_to_uri(root.rstrip("/") + "/" + folder) for folder in hidden]
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true").option("pathGlobFilter", "*.wav")
-    if local_root is not None:  # a file Spark cannot read is left out, then judged by path in the UDF
-        reader = reader.option("ignoreCorruptFiles", "true")
-    files = (
-        reader.load(roots)
-        .select(
-            F.regexp_replace(
-                F.regexp_replace(F.col("path"), r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", ""),
-                r"^[A-Za-z][A-Za-z0-9+.-]*:/*",
-                "/",
-            ).alias("_abs"),
-            "content",
-        )
-        .where(F.col("_abs").startswith(root_path.rstrip("/") + "/"))
-        .select(F.expr(f"substring(_abs, {len(root_path.rstrip('/')) + 2})").alias("_key"), "content")
-    )
-    rows = spark.createDataFrame(manifest)
-    # Right join: every manifest row survives (rows out = rows in); the small manifest is broadcast.
-    joined = files.join(F.broadcast(rows), on="_key", how="right").drop("_key")
+    joined = _join_clips(spark, manifest, root, local_root)
     n_parts = int(partitions or PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism)
-    out_schema = FEATURE_SCHEMA_DDL
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         return _featurize_batches(
@@ -522,28 +494,14 @@ def featurize(
         )
 
     columns = ["row", *MANIFEST_COLUMNS, "content", "_file"]
-    result = joined.select(*columns).repartition(n_parts).mapInPandas(run, schema=out_schema)
+    result = joined.select(*columns).repartition(n_parts).mapInPandas(run, schema=FEATURE_SCHEMA_DDL)
 
     tmp_uri = f"{out_uri}.tmp-{uuid.uuid4().hex[:12]}"
     fs, tmp_path = _hadoop_fs(spark, tmp_uri)
     try:
         result.write.mode("error").partitionBy("split").parquet(tmp_uri)
-        written = spark.read.parquet(tmp_uri)
-        counts = written.groupBy("split", "status").count().collect()
-        failed = (
-            written.where(F.col("status") != "ok")
-            .select("split", "relpath", "source", "offset", "error")
-            .limit(MAX_REPORTED_ERRORS)
-            .collect()
-        )
-        by_split: dict[str, dict[str, int]] = {}
-        for item in counts:
-            entry = by_split.setdefault(item["split"], {"rows": 0, "ok": 0, "error": 0})
-            entry["rows"] += item["count"]
-            entry[item["status"]] = entry.get(item["status"], 0) + item["count"]
+        by_split, failed = _count_written(spark.read.parquet(tmp_uri), len(manifest))
         total = sum(e["rows"] for e in by_split.values())
-        if total != len(manifest):
-            raise RuntimeError(f"wrote {total} rows for {len(manifest)} manifest rows: please report this as a bug")
         seconds = time.perf_counter() - started
         report = {
             "format": "speechlib-spark-features",
@@ -559,7 +517,7 @@ def featurize(
             "ok": sum(e["ok"] for e in by_split.values()),
             "error": sum(e["error"] for e in by_split.values()),
             "by_split": by_split,
-            "errors": [item.asDict() for item in failed],
+            "errors": failed,
             "partitions": n_parts,
             "master": spark.sparkContext.master,
             "seconds": round(seconds, 3),
@@ -568,18 +526,78 @@ def featurize(
         for name, text in texts.items():
             _write_text(spark, f"{tmp_uri}/{MANIFEST_DIR}/{name}.csv", text)
         _write_text(spark, f"{tmp_uri}/{REPORT_FILE}", json.dumps(report, indent=2, default=str) + "\n")
-        # Commit: drop the old output (only an earlier output, or an empty folder), move the new one in place.
-        check_output_target(spark, out_uri)
-        out_fs, out_path = _hadoop_fs(spark, out_uri)
-        if out_fs.exists(out_path) and not out_fs.delete(out_path, True):
-            raise OSError(f"cannot remove the previous output {out_uri}: check its permissions")
-        if not fs.rename(tmp_path, out_path):
-            raise OSError(f"cannot rename {tmp_uri} to {out_uri}: check the folder's permissions")
+        _replace_output(spark, tmp_uri, out_uri)
     except BaseException:
         if fs.exists(tmp_path):
             fs.delete(tmp_path, True)
         raise
     return report
+
+
+def _join_clips(spark, manifest: pd.DataFrame, root: str, local_root: str | None):
+    """The manifest rows (a Spark DataFrame) with the bytes of their clips (``content``) from a binaryFile read.
+
+    Every ``*.wav`` under the root is read, keyed by its path relative to the
+    root. Hadoop's file listing skips names that start with "_" or "." (as it
+    does _SUCCESS files), so the official test-set layout's ``_unknown_`` and
+    ``_silence_`` folders are named as roots of their own. A right join keeps
+    every manifest row (rows out = rows in); the small manifest is broadcast.
+    """
+    from pyspark.sql import functions as F  # noqa: N812 (the usual Spark alias)
+
+    hidden = sorted(
+        {key.split("/", 1)[0] for key in manifest.loc[manifest["_file"], "relpath"] if "/" in key}
+        - {config.BACKGROUND_NOISE_DIR}
+    )
+    hidden = [folder for folder in hidden if folder.startswith(("_", "."))]
+    roots = [_to_uri(root)] + [_to_uri(root.rstrip("/") + "/" + folder) for folder in hidden]
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true").option("pathGlobFilter", "*.wav")
+    if local_root is not None:  # a file Spark cannot read is left out, then judged by path in the UDF
+        reader = reader.option("ignoreCorruptFiles", "true")
+    prefix = _qualified(spark, roots[0]) + "/"  # the root as the binaryFile source names the files under it
+    files = (
+        reader.load(roots)
+        .where(F.col("path").startswith(prefix))
+        .select(F.expr(f"substring(path, {len(prefix) + 1})").alias("_key"), "content")
+    )
+    rows = spark.createDataFrame(manifest)
+    return files.join(F.broadcast(rows), on="_key", how="right").drop("_key")
+
+
+def _count_written(written, expected_rows: int) -> tuple[dict[str, dict[str, int]], list[dict]]:
+    """Rows, ok rows and error rows per split of the written Parquet, and the first error rows.
+
+    Raises ``RuntimeError`` when the Parquet does not hold ``expected_rows`` rows (one per manifest row).
+    """
+    from pyspark.sql import functions as F  # noqa: N812 (the usual Spark alias)
+
+    counts = written.groupBy("split", "status").count().collect()
+    failed = (
+        written.where(F.col("status") != "ok")
+        .select("split", "relpath", "source", "offset", "error")
+        .limit(MAX_REPORTED_ERRORS)
+        .collect()
+    )
+    by_split: dict[str, dict[str, int]] = {}
+    for item in counts:
+        entry = by_split.setdefault(item["split"], {"rows": 0, "ok": 0, "error": 0})
+        entry["rows"] += item["count"]
+        entry[item["status"]] = entry.get(item["status"], 0) + item["count"]
+    total = sum(e["rows"] for e in by_split.values())
+    if total != expected_rows:
+        raise RuntimeError(f"wrote {total} rows for {expected_rows} manifest rows: please report this as a bug")
+    return by_split, [item.asDict() for item in failed]
+
+
+def _replace_output(spark, tmp_uri: str, out_uri: str) -> None:
+    """Commit: drop the old output (only an earlier output, or an empty folder), move the new one in place."""
+    check_output_target(spark, out_uri)
+    fs, tmp_path = _hadoop_fs(spark, tmp_uri)
+    out_fs, out_path = _hadoop_fs(spark, out_uri)
+    if out_fs.exists(out_path) and not out_fs.delete(out_path, True):
+        raise OSError(f"cannot remove the previous output {out_uri}: check its permissions")
+    if not fs.rename(tmp_path, out_path):
+        raise OSError(f"cannot rename {tmp_uri} to {out_uri}: check the folder's permissions")
 
 
 # --- Reading the output ------------------------------------------------------------------------------
@@ -621,8 +639,6 @@ def load_parquet(out: str | os.PathLike, split: str) -> tuple[np.ndarray, np.nda
         Their manifest rows (``row`` = index in the split's manifest), aligned with X —
         the same rows, order and values as ``FeatureStore.load_array`` / ``.manifest``.
     """
-    import pyarrow.parquet as pq
-
     path = _local_out(out)
     folder = path / f"split={split}"
     if not folder.is_dir():
@@ -654,10 +670,6 @@ def to_store(out: str | os.PathLike, store_path: str | os.PathLike, *, overwrite
     -------
     speechlib.store.FeatureStore
     """
-    import pyarrow.parquet as pq
-
-    from speechlib.store import FeatureStore
-
     path = _local_out(out)
     report = read_report(path)
     store = FeatureStore.create(
@@ -729,13 +741,9 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...], normalizati
             x = np.asarray(inputs, dtype=np.float32).reshape(-1, *feature_shape)
             if stats is not None:
                 x = features.normalize(x, stats)
-            scores = np.asarray(model.predict(x, verbose=0, batch_size=len(x)), dtype=np.float64)
-            probs = scores
-            looks_like_probs = np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
-            if not looks_like_probs:  # logits: softmax them
-                shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-                probs = shifted / shifted.sum(axis=1, keepdims=True)
-            return {"prediction": scores.argmax(axis=1).astype(np.int32), "probabilities": probs.astype(np.float32)}
+            logits = np.asarray(model.predict(x, verbose=0, batch_size=len(x)), dtype=np.float64)
+            probs = scipy.special.softmax(logits, axis=1)  # speechlib's models output logits
+            return {"prediction": logits.argmax(axis=1).astype(np.int32), "probabilities": probs.astype(np.float32)}
 
         return predict
 
@@ -749,8 +757,6 @@ def bundle_normalization(model_path: str | os.PathLike) -> dict | None:
     expects features normalised with the train split's per-band mean and std;
     a plain ``.keras`` file without the sidecar takes its input as stored.
     """
-    from speechlib import inference
-
     text = str(model_path)
     if _has_scheme(text) and not text.startswith("file:"):
         return None  # a model on HDFS / S3: pass normalization= explicitly
@@ -784,7 +790,7 @@ def predict(
         column (rows with ``status != "ok"`` are dropped).
     model_path : path or URI
         A saved ``.keras`` model taking ``(batch, *feature_shape)`` float32
-        and returning ``(batch, num_classes)`` probabilities or logits. It is
+        and returning ``(batch, num_classes)`` logits (as speechlib's models do). It is
         shipped to the executors with ``SparkContext.addFile``.
     batch_size : int
         Rows per model call on an executor.
@@ -824,11 +830,7 @@ def predict(
     model_uri = str(model_path) if _has_scheme(str(model_path)) else str(Path(model_path).resolve())
     if not _has_scheme(model_uri) and Path(model_uri).is_dir():
         model_uri = str(Path(model_uri) / "model.keras")  # a bundle folder
-    try:
-        spark.sparkContext.addFile(model_uri)
-    except Exception as exc:  # already shipped under this name (same session): the executors have it
-        if "already" not in str(exc).lower() and "overwrit" not in str(exc).lower():
-            raise
+    spark.sparkContext.addFile(model_uri)  # the same path again is only a warning; another of the name fails
     udf = predict_batch_udf(
         make_predict_fn(model_uri, tuple(int(d) for d in feature_shape), normalization),
         return_type=StructType(
