@@ -36,15 +36,21 @@ follows ``keras.optimizers.Adam`` exactly (same defaults and update rule).
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
+from google.protobuf import text_format
 
+from speechlib import evaluate, features, inference, train
 from speechlib.config import CLIP_SAMPLES, SEED
 from speechlib.models import DS_CNN_SIZES, LOGMEL_SHAPE
+from speechlib.train import LOG_FILE, ResumeError
 
 #: The ``speechlib.models`` names written out here in raw TensorFlow.
 MODELS = ("cnn2d", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l", "res8", "res15")
@@ -513,8 +519,6 @@ def weighted_loss(logits: tf.Tensor, y: tf.Tensor, class_weights: tf.Tensor | No
 
 def lr_schedule(*, lr: float, steps_per_epoch: int, epochs: int):
     """Learning rate as a function of the step: ``speechlib.train.lr_schedule``, the Keras path's schedule."""
-    from speechlib import train
-
     return train.lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
 
 
@@ -568,21 +572,6 @@ def predict_logits(model: Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
 CHECKPOINT_DIR = "checkpoints"  # the last epochs' state (model, optimizer, epoch, step), for --resume
 BEST_DIR = "best"  # the model weights of the best cv epoch
 SAVED_MODEL_DIR = "saved_model"  # the exported SavedModel
-LOG_FILE = "training_log.csv"  # one row per epoch (resumed runs append)
-
-
-def scalar_summary(name: str, value: Any, step: Any) -> None:
-    """Write one scalar to the default ``tf.summary`` writer, as ``tf.summary.scalar`` writes it.
-
-    ``tf.summary.scalar`` needs the ``tensorboard`` package (it is not a
-    dependency of TensorFlow, nor of speechlib); this writes the same event
-    (``tf.summary.write`` with the "scalars" plugin metadata), so TensorBoard,
-    wherever it is installed, shows it as a scalar curve.
-    """
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=metadata.SerializeToString())
 
 
 def _latest_checkpoint(out_dir: str | Path) -> str | None:
@@ -593,8 +582,6 @@ def _latest_checkpoint(out_dir: str | Path) -> str | None:
     speechlib.train.ResumeError
         The ``checkpoint`` state file is unreadable.
     """
-    from google.protobuf import text_format
-
     folder = Path(out_dir) / CHECKPOINT_DIR
     try:
         return tf.train.latest_checkpoint(str(folder))
@@ -604,8 +591,6 @@ def _latest_checkpoint(out_dir: str | Path) -> str | None:
 
 def _resume_error(path: str | Path, err: BaseException) -> Exception:
     """A ``speechlib.train.ResumeError`` for an unreadable checkpoint: the file, the first line of ``err``, the fix."""
-    from speechlib.train import ResumeError
-
     reason = (getattr(err, "message", None) or str(err) or type(err).__name__).strip().splitlines()[0]
     folder = Path(_out_dir_of(path)) / CHECKPOINT_DIR
     return ResumeError(
@@ -680,7 +665,7 @@ def fit(
     - ``best/``: the weights of the best cv epoch;
     - ``training_log.csv``: epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds (rewritten
       atomically each epoch; on resume cut back to the checkpoint's epochs);
-    - TensorBoard scalars (loss, accuracy, learning rate; :func:`scalar_summary`) in ``logdir/train``
+    - TensorBoard scalars (loss, accuracy, learning rate; ``tf.summary.scalar``) in ``logdir/train``
       and ``logdir/validation`` (per epoch) and ``batch_loss`` per step.
 
     Parameters
@@ -710,13 +695,6 @@ def fit(
     list of dict
         The rows of this call's epochs (as written to the CSV log).
     """
-    import shutil
-    import time
-
-    import pandas as pd
-
-    from speechlib import train
-
     patience = train.PATIENCE if patience is None else patience
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -768,7 +746,7 @@ def fit(
             correct, seen = correct + int(right), seen + int(tf.shape(y)[0])
             if writers:
                 with writers["train"].as_default():
-                    scalar_summary("batch_loss", loss, step=optimizer.iterations)
+                    tf.summary.scalar("batch_loss", loss, step=optimizer.iterations)
         cv_logits, cv_y = predict_logits(model, data.cv)
         cv_accuracy = float((cv_logits.argmax(axis=1) == cv_y).mean()) if len(cv_y) else float("nan")
         epoch.assign_add(1)
@@ -793,10 +771,10 @@ def fit(
         for name, prefix in (("train", ""), ("validation", "val_")):
             if writers:
                 with writers[name].as_default():
-                    scalar_summary("epoch_loss", row[f"{prefix}loss"], step=int(epoch))
-                    scalar_summary("epoch_accuracy", row[f"{prefix}accuracy"], step=int(epoch))
+                    tf.summary.scalar("epoch_loss", row[f"{prefix}loss"], step=int(epoch))
+                    tf.summary.scalar("epoch_accuracy", row[f"{prefix}accuracy"], step=int(epoch))
                     if name == "train":
-                        scalar_summary("epoch_learning_rate", row["learning_rate"], step=int(epoch))
+                        tf.summary.scalar("epoch_learning_rate", row["learning_rate"], step=int(epoch))
         rows.append(row)
         if verbose:
             print(
@@ -813,8 +791,6 @@ def fit(
 
 def evaluate_split(model: Model, data: Any, split: str) -> dict:
     """``speechlib.evaluate.classification_metrics`` of ``model`` (inference mode) on a split of ``data``."""
-    from speechlib import evaluate
-
     logits, y = predict_logits(model, data.split(split))
     return evaluate.classification_metrics(y, logits.argmax(axis=1), data.labels)
 
@@ -876,8 +852,6 @@ class ServingModule(tf.Module):
 
 
 def _logmel_layer(params: dict) -> Any:
-    from speechlib import inference
-
     return inference.LogMel(params, name="logmel")
 
 
@@ -904,8 +878,6 @@ def check_saved_model(path: str | Path, waveforms: np.ndarray, *, feature_params
     difference of a probability), ``label_agreement`` (share of equal
     predicted labels) and ``num_clips``.
     """
-    from speechlib import features
-
     serving = tf.saved_model.load(str(path))
     waveforms = np.asarray(waveforms, np.float32)
     logmel = features.compute_batch(waveforms, "logmel", **feature_params)
