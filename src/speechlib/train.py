@@ -107,6 +107,7 @@ __all__ = [
     "default_out",
     "evaluate_split",
     "fit",
+    "init_model",
     "load_backup",
     "load_data",
     "lr_schedule",
@@ -120,7 +121,6 @@ __all__ = [
     "sample_waveforms",
     "save_backup",
     "set_seed",
-    "tensorboard_available",
 ]
 
 FINAL_MODEL_RECORD = Path(__file__).with_name("final_model.json")  # the course's committed choice of final model
@@ -1177,7 +1177,6 @@ def _backup_and_restore(out_dir: Path, state: Backup | None, *, checkpoint: Any,
         def on_train_begin(self, logs=None):
             if self.state is not None:
                 _restore(self.model, self.state, checkpoint=checkpoint, stopping=stopping)
-                _write_log(out_dir / LOG_FILE, self.rows)  # the log as it was at the backup's epoch
 
         def on_epoch_end(self, epoch, logs=None):
             self.rows.append(_log_row(epoch, logs))
@@ -1235,28 +1234,6 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def _csv_log(path: Path):
-    """A CSV log that appends and closes the file every epoch, so a killed run keeps every finished epoch.
-
-    (Keras' CSVLogger keeps its file open and its rows may not reach the disk before a kill.)
-    """
-    import csv
-
-    import keras
-
-    class EpochCSV(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            row = _log_row(epoch, logs)
-            new = not path.is_file() or path.stat().st_size == 0
-            with open(path, "a", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-
-    return EpochCSV()
-
-
 def read_log(out_dir: str | Path):
     """The CSV log of a run (one row per epoch, resumed runs appended) as a DataFrame."""
     import pandas as pd
@@ -1290,8 +1267,8 @@ def callbacks(
     Returns
     -------
     list of keras.callbacks.Callback
-        ``EpochTimer``, ``ModelCheckpoint``, ``EarlyStopping``, ``EpochCSV``,
-        ``TensorBoard`` (when installed) and last ``BackupAndRestore``, which
+        ``EpochTimer``, ``ModelCheckpoint``, ``EarlyStopping``, ``CSVLogger``,
+        ``TensorBoard`` (with ``logdir``) and last ``BackupAndRestore``, which
         restores the others' state at the start of training and saves it after
         every epoch; its ``initial_epoch`` is the epoch to pass to ``model.fit``.
 
@@ -1313,6 +1290,8 @@ def callbacks(
             print(f"note: nothing to resume in {out_dir / BACKUP_DIR}: training from the first epoch")
         shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
+    else:  # the log as it was at the backup's epoch (a killed epoch may have written no row, or its row only)
+        _write_log(out_dir / LOG_FILE, list(state.meta["rows"]))
     checkpoint = _best_checkpoint(out_dir / BEST_FILE)
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
@@ -1321,26 +1300,13 @@ def callbacks(
         _epoch_timer(),  # first: adds `seconds` before the loggers write the epoch
         checkpoint,
         stopping,
-        _csv_log(out_dir / LOG_FILE),
+        keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=True),  # a row per epoch, flushed at once
     ]
     if logdir is not None:
-        if tensorboard_available():
-            result.append(keras.callbacks.TensorBoard(log_dir=str(logdir), write_graph=False, profile_batch=0))
-        else:
-            print(
-                f"note: no TensorBoard logs in {logdir}: the tensorboard package is not installed "
-                "(`pip install tensorboard`); the CSV log has the same curves"
-            )
+        result.append(keras.callbacks.TensorBoard(log_dir=str(logdir), write_graph=False, profile_batch=0))
     # last: it saves the state the others reached in the epoch, and restores theirs after they reset it
     result.append(_backup_and_restore(out_dir, state, checkpoint=checkpoint, stopping=stopping))
     return result
-
-
-def tensorboard_available() -> bool:
-    """True when the ``tensorboard`` package (needed by Keras' TensorBoard callback) is importable."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
 
 
 def auto_epochs(num_rows: int, batch_size: int, *, steps: int | None = None, low: int = 10, high: int = 300) -> int:
