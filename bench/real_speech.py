@@ -100,16 +100,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wilson_interval(correct: int, total: int) -> list[float]:
-    """95% Wilson score interval of ``correct / total`` (scipy), as [low, high]."""
-    from scipy import stats
-
-    if total == 0:
-        return [0.0, 1.0]
-    ci = stats.binomtest(int(correct), int(total)).proportion_ci(confidence_level=0.95, method="wilson")
-    return [round(float(ci.low), 4), round(float(ci.high), 4)]
-
-
 def prepare_folds(data: Path, work: Path, *, k: int, seed: int) -> list[Path]:
     """The split of ``data`` (as ``speechlib split`` makes it), its k fold folders, and a log-mel store per fold."""
     from speechlib import featurize, split
@@ -213,7 +203,7 @@ def summarize(variant: str, folds: list[dict], args: argparse.Namespace) -> dict
         "folds_done": len(folds),
         "clips": len(y_true),
         "accuracy": round(correct / len(y_true), 4),
-        "accuracy_ci95": wilson_interval(correct, len(y_true)),
+        "accuracy_ci95": evaluate.wilson_interval(correct, len(y_true)),
         "macro_f1": round(float(metrics["macro_f1"]), 4),
         "per_fold_accuracy": [round(a, 4) for a in per_fold],
         "per_fold_std": round(float(np.std(per_fold, ddof=1)), 4) if len(per_fold) > 1 else None,

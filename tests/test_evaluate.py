@@ -169,3 +169,13 @@ def test_count_macs_by_hand():
     # cnn2d: two convolutions and two dense layers, from the layer plan
     cnn = models.build("cnn2d")
     assert evaluate.count_macs(cnn) == 30 * 30 * 3 * 3 * 32 + 28 * 28 * 3 * 3 * 32 * 64 + 12544 * 128 + 128 * 12
+
+
+def test_wilson_interval_matches_the_closed_form():
+    """50 of 100: 0.5 ± 1.96·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n), by hand; 0 of 10 starts at 0."""
+    from speechlib import evaluate
+
+    assert evaluate.wilson_interval(50, 100) == pytest.approx([0.4038, 0.5962], abs=1e-4)
+    low, high = evaluate.wilson_interval(0, 10)
+    assert low == 0.0 and 0.25 < high < 0.3
+    assert evaluate.wilson_interval(0, 0) == [0.0, 1.0]

@@ -109,6 +109,29 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[
     }
 
 
+def wilson_interval(correct: int, total: int, *, confidence: float = 0.95) -> list[float]:
+    """Wilson score interval of an accuracy ``correct / total`` (scipy's ``binomtest``), as ``[low, high]``.
+
+    Parameters
+    ----------
+    correct, total : int
+        Clips right, clips scored (``total`` 0 gives ``[0.0, 1.0]``).
+    confidence : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    list of float
+        ``[low, high]``, rounded to 4 decimals.
+    """
+    from scipy import stats
+
+    if total == 0:
+        return [0.0, 1.0]
+    ci = stats.binomtest(int(correct), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
 def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
     """The ``per_class`` part of :func:`classification_metrics` as a DataFrame (one row per label)."""
     table = pd.DataFrame.from_dict(metrics["per_class"], orient="index")
