@@ -99,7 +99,7 @@ REAL_SPEECH_NAMES = {
 }
 
 
-REAL_SPEECH_TARGETS = {"final": "≥ 0.93", "pretrained": "≥ 0.93", "synthetic": "≥ 0.60"}  # the project's real-speech targets
+REAL_SPEECH_TARGETS = {"final": "≥ 0.93", "pretrained": "≥ 0.93", "synthetic": "≥ 0.60"}  # the targets of the project
 
 
 def real_speech_rows(result: dict) -> list[str]:
