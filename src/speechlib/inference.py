@@ -21,7 +21,7 @@ The raw-waveform model
 ----------------------
 :func:`waveform_model` wraps the trained model into one Keras model that takes
 raw 16 kHz audio, shape ``(CLIP_SAMPLES,)`` float32 in [-1, 1], and returns
-class probabilities: a :class:`LogMel` layer computes the log-mel spectrogram
+class probabilities: a ``speechlib.models.LogMel`` layer computes the log-mel spectrogram
 with ``tf.signal`` exactly as ``speechlib.features.logmel`` does (same
 centred zero padding, periodic Hann window of ``win_length`` samples,
 ``n_fft``-point real FFT, the same librosa mel basis passed in as a constant,
@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from speechlib import __version__, config
+from speechlib import __version__, config, models
 from speechlib._files import check_replaceable_csv
 from speechlib._json import jsonable as _jsonable
 
@@ -200,8 +200,6 @@ def load_bundle(path: str | Path) -> Bundle:
     """
     import keras
 
-    import speechlib.models  # noqa: F401  (registers the custom layers of speechlib's models)
-
     path = _model_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no model file here; pass the model.keras written by train_keras.py")
@@ -215,7 +213,7 @@ def load_bundle(path: str | Path) -> Bundle:
     if meta.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"{sidecar} is not a speechlib model description (format {meta.get('format')!r})")
     if meta.get("kind") == "logmel":
-        _logmel_layer_class()  # a raw-waveform export needs the LogMel layer registered
+        models._get_logmel()  # a raw-waveform export needs the LogMel layer registered
     model = keras.saving.load_model(path)
     return Bundle(model=model, meta=meta, path=path)
 
@@ -323,97 +321,26 @@ class Predictor:
 
 # --- The raw-waveform model ----------------------------------------------------------------------
 
-_LOGMEL_CLASS: list[type] = []
-
-
-def _logmel_layer_class() -> type:
-    """The LogMel and Normalize layer classes (created on first use: they import TensorFlow)."""
-    if _LOGMEL_CLASS:
-        return _LOGMEL_CLASS[0]
-    import keras
-    import tensorflow as tf
-
-    from speechlib import features
-
-    @keras.saving.register_keras_serializable(package="speechlib")
-    class LogMel(keras.layers.Layer):
-        """Log-mel spectrogram of raw audio with ``tf.signal``, equal to ``speechlib.features.logmel``.
-
-        Input (batch, n_samples) float32; output (batch, frames, n_mels)
-        float32. The parameters are those of ``features.logmel_batch``; the
-        window and the mel basis are the numpy arrays speechlib uses
-        (periodic Hann; ``librosa.filters.mel``, Slaney), held as constants.
-        ``mean``/``std`` (optional, per band) normalise the output as
-        ``features.normalize`` does.
-        """
-
-        def __init__(self, params: dict | None = None, mean=None, std=None, **kwargs):
-            super().__init__(**kwargs)
-            p = features.resolve_params("logmel", **(params or {}))
-            self.params = p
-            self.n_fft, self.win_length, self.hop_length = int(p["n_fft"]), int(p["win_length"]), int(p["hop_length"])
-            fmax = p["sample_rate"] / 2 if p["fmax"] is None else p["fmax"]
-            # The constants of speechlib.features: a periodic Hann window and librosa's mel basis
-            # (Slaney scale and norm), as numpy arrays; tests check the two paths agree.
-            import librosa
-            import scipy.signal
-
-            self._window = scipy.signal.get_window("hann", self.win_length, fftbins=True).astype(np.float32)
-            basis = librosa.filters.mel(
-                sr=int(p["sample_rate"]), n_fft=self.n_fft, n_mels=int(p["n_mels"]), fmin=float(p["fmin"]), fmax=fmax
-            )
-            self._basis = np.ascontiguousarray(basis.T, dtype=np.float32)  # (n_fft // 2 + 1, n_mels)
-            self.mean = None if mean is None else [float(v) for v in np.asarray(mean).ravel()]
-            self.std = None if std is None else [float(v) for v in np.asarray(std).ravel()]
-
-        def call(self, waveforms):
-            x = tf.cast(waveforms, tf.float32)
-            n = x.shape[-1]
-            frames = 1 + n // self.hop_length if self.params["center"] else 1 + (n - self.n_fft) // self.hop_length
-            pad = self.n_fft // 2 if self.params["center"] else 0
-            lead = (self.n_fft - self.win_length) // 2  # where librosa's window sits inside the n_fft frame
-            needed = (frames - 1) * self.hop_length + lead + self.win_length
-            x = tf.pad(x, [[0, 0], [pad, max(needed, n + pad) - n - pad]])
-            framed = tf.signal.frame(x[:, lead:needed], self.win_length, self.hop_length, pad_end=False)
-            spectrum = tf.signal.rfft(framed * self._window, fft_length=[self.n_fft])
-            power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
-            mel = tf.linalg.matmul(power, self._basis)
-            out = tf.math.log(mel + np.float32(self.params["log_offset"]))
-            if self.mean is not None:
-                std = np.maximum(np.asarray(self.std, np.float32), np.float32(1e-6))  # as features.normalize
-                out = (out - np.asarray(self.mean, np.float32)) / std
-            return out
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], *features.output_shape("logmel", num_samples=input_shape[-1], **self.params))
-
-        def get_config(self):
-            return {**super().get_config(), "params": self.params, "mean": self.mean, "std": self.std}
-
-    _LOGMEL_CLASS.append(LogMel)
-    return LogMel
-
 
 def __getattr__(name: str) -> Any:
-    if name == "LogMel":  # the layer class, built on first access
-        return _logmel_layer_class()
+    if name == "LogMel":  # the layer class, in speechlib.models, built on first access
+        return models.LogMel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def waveform_model(bundle: Bundle) -> Any:
     """One Keras model: raw audio (batch, CLIP_SAMPLES) float32 in [-1, 1] -> probabilities (batch, num_classes).
 
-    Log-mel (:class:`LogMel`) and the training normalisation inside, then the
+    Log-mel (``speechlib.models.LogMel``) and the training normalisation inside, then the
     bundle's model and a softmax. Only log-mel bundles can be exported.
     """
     import keras
 
     if bundle.kind != "logmel":
         raise ValueError(f"only log-mel models have a raw-waveform export; this model uses {bundle.kind!r} features")
-    LogMel = _logmel_layer_class()
     norm = bundle.normalization
     inputs = keras.Input(shape=(bundle.meta["clip_samples"],), name="waveform", dtype="float32")
-    x = LogMel(bundle.params, mean=norm["mean"], std=norm["std"], name="logmel")(inputs)
+    x = models.LogMel(bundle.params, mean=norm["mean"], std=norm["std"], name="logmel")(inputs)
     logits = bundle.model(x)
     outputs = keras.layers.Softmax(name="probabilities")(logits)
     return keras.Model(inputs, outputs, name=f"{bundle.model.name}_waveform")

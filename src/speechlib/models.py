@@ -36,6 +36,11 @@ DEPTHWISE_FORMULATIONS
 Helpers: :func:`build`, :func:`count_params`, :func:`predict_proba`,
 :func:`predict`, :func:`is_keras`, :func:`summary_features`,
 :func:`depthwise_conv2d`.
+
+Layers: ``LogMel`` (log-mel of raw audio in the graph, equal to
+``speechlib.features.logmel``; the first layer of
+``speechlib.inference.waveform_model`` and of ``speechlib.tfmodel``'s
+SavedModel), built on first access like the other custom layers.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import librosa
 import numpy as np
+import scipy.signal
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -364,6 +371,73 @@ def _get_reformulated_depthwise():
             return {**super().get_config(), "formulation": self.formulation}
 
     return ReformulatedDepthwiseConv2D
+
+
+@functools.cache
+def _get_logmel():
+    """The LogMel layer class, created on first use (like SubSpectralNorm): it imports TensorFlow."""
+    keras = _keras()
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="speechlib")
+    class LogMel(keras.layers.Layer):
+        """Log-mel spectrogram of raw audio with ``tf.signal``, equal to ``speechlib.features.logmel``.
+
+        Input (batch, n_samples) float32; output (batch, frames, n_mels)
+        float32. The parameters are those of ``features.logmel_batch``; the
+        window and the mel basis are the numpy arrays speechlib uses
+        (periodic Hann; ``librosa.filters.mel``, Slaney), held as constants.
+        ``mean``/``std`` (optional, per band) normalise the output as
+        ``features.normalize`` does.
+        """
+
+        def __init__(self, params: dict | None = None, mean=None, std=None, **kwargs):
+            super().__init__(**kwargs)
+            p = features.resolve_params("logmel", **(params or {}))
+            self.params = p
+            self.n_fft, self.win_length, self.hop_length = int(p["n_fft"]), int(p["win_length"]), int(p["hop_length"])
+            fmax = p["sample_rate"] / 2 if p["fmax"] is None else p["fmax"]
+            # The constants of speechlib.features: a periodic Hann window and librosa's mel basis
+            # (Slaney scale and norm), as numpy arrays; tests check the two paths agree.
+            self._window = scipy.signal.get_window("hann", self.win_length, fftbins=True).astype(np.float32)
+            basis = librosa.filters.mel(
+                sr=int(p["sample_rate"]), n_fft=self.n_fft, n_mels=int(p["n_mels"]), fmin=float(p["fmin"]), fmax=fmax
+            )
+            self._basis = np.ascontiguousarray(basis.T, dtype=np.float32)  # (n_fft // 2 + 1, n_mels)
+            self.mean = None if mean is None else [float(v) for v in np.asarray(mean).ravel()]
+            self.std = None if std is None else [float(v) for v in np.asarray(std).ravel()]
+
+        def call(self, waveforms):
+            x = tf.cast(waveforms, tf.float32)
+            n = x.shape[-1]
+            frames = 1 + n // self.hop_length if self.params["center"] else 1 + (n - self.n_fft) // self.hop_length
+            pad = self.n_fft // 2 if self.params["center"] else 0
+            lead = (self.n_fft - self.win_length) // 2  # where librosa's window sits inside the n_fft frame
+            needed = (frames - 1) * self.hop_length + lead + self.win_length
+            x = tf.pad(x, [[0, 0], [pad, max(needed, n + pad) - n - pad]])
+            framed = tf.signal.frame(x[:, lead:needed], self.win_length, self.hop_length, pad_end=False)
+            spectrum = tf.signal.rfft(framed * self._window, fft_length=[self.n_fft])
+            power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+            mel = tf.linalg.matmul(power, self._basis)
+            out = tf.math.log(mel + np.float32(self.params["log_offset"]))
+            if self.mean is not None:
+                std = np.maximum(np.asarray(self.std, np.float32), np.float32(1e-6))  # as features.normalize
+                out = (out - np.asarray(self.mean, np.float32)) / std
+            return out
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], *features.output_shape("logmel", num_samples=input_shape[-1], **self.params))
+
+        def get_config(self):
+            return {**super().get_config(), "params": self.params, "mean": self.mean, "std": self.std}
+
+    return LogMel
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LogMel":  # the layer class, built on first access (it imports TensorFlow)
+        return _get_logmel()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ import pandas as pd
 import tensorflow as tf
 from google.protobuf import text_format
 
-from speechlib import evaluate, features, inference, train
+from speechlib import evaluate, features, models, train
 from speechlib.config import CLIP_SAMPLES, SEED
 from speechlib.models import DS_CNN_SIZES, LOGMEL_SHAPE
 from speechlib.train import LOG_FILE, ResumeError
@@ -811,7 +811,7 @@ class ServingModule(tf.Module):
         computes them (not normalised: the store's mean/std are applied inside).
     ``waveform(waveform)``
         raw clips (N, CLIP_SAMPLES) float32 in [-1, 1] at 16 kHz; log-mel is
-        computed in the graph by ``speechlib.inference.LogMel`` (``tf.signal``,
+        computed in the graph by ``speechlib.models.LogMel`` (``tf.signal``,
         equal to ``speechlib.features.logmel``; the layer of the Keras
         raw-waveform export).
     """
@@ -852,7 +852,7 @@ class ServingModule(tf.Module):
 
 
 def _logmel_layer(params: dict) -> Any:
-    return inference.LogMel(params, name="logmel")
+    return models.LogMel(params, name="logmel")
 
 
 def export_saved_model(
