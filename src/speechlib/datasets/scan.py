@@ -289,14 +289,54 @@ def _is_audio_name(name: str) -> bool:
 
 
 def _scan_file(path: Path, relpath: str, layout: str) -> dict:
-    """One row of the table for one file (never raises for a bad file)."""
+    """One row of the table for one file (never raises for a bad file).
+
+    Parameters
+    ----------
+    path : Path
+        The file (absolute).
+    relpath : str
+        Its POSIX path relative to the scanned folder.
+    layout : str
+        The folder's layout (:func:`detect_layout`).
+
+    Returns
+    -------
+    dict
+        The file's values of :data:`COLUMNS`.
+    """
     parts = relpath.split("/")
-    folder = parts[0] if len(parts) > 1 else ""
-    name = parts[-1]
-    row = {
+    row = _blank_row(path, relpath, layout)
+    if not _is_audio_name(parts[-1]):
+        return _not_audio(row)
+    errors, warnings = _read_place(row, parts, layout)
+    try:
+        info = audio.inspect(path)
+    except audio.AudioError as err:
+        return _finish(row, [*errors, err.reason], warnings)
+    row.update(
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        frames=info.frames,
+        duration=info.duration,
+        subtype=info.subtype,
+    )
+    return _finish(row, errors, [*warnings, *_off_spec(info, row["kind"])])
+
+
+def _blank_row(path: Path, relpath: str, layout: str) -> dict:
+    """The row of a file before anything is read: where it is, a clip of no known word, speaker or format.
+
+    Returns
+    -------
+    dict
+        Every column of :data:`COLUMNS` but ``status`` and ``reason``.
+    """
+    parts = relpath.split("/")
+    return {
         "path": str(path),
         "relpath": relpath,
-        "folder": folder,
+        "folder": parts[0] if len(parts) > 1 else "",
         "kind": "clip",
         "word": "",
         "speaker": "",
@@ -308,59 +348,104 @@ def _scan_file(path: Path, relpath: str, layout: str) -> dict:
         "duration": 0.0,
         "subtype": "",
     }
-    errors: list[str] = []
-    warnings: list[str] = []
 
-    # What the file should be, from where it is and what it is called.
-    if not _is_audio_name(name):
-        row["kind"] = "other"
-        if folder:
-            errors.append("not a WAV file; remove it or move it out of the dataset")
-        else:
-            warnings.append("not part of the dataset layout (a file at the top level); ignored")
-        return _finish(row, errors, warnings)
+
+def _not_audio(row: dict) -> dict:
+    """The finished row of a file that is not named like a WAV file.
+
+    An error inside a class folder; a warning at the top level (ignored there).
+    """
+    row["kind"] = "other"
+    if row["folder"]:
+        return _finish(row, ["not a WAV file; remove it or move it out of the dataset"], [])
+    return _finish(row, [], ["not part of the dataset layout (a file at the top level); ignored"])
+
+
+def _read_place(row: dict, parts: list[str], layout: str) -> tuple[list[str], list[str]]:
+    """Set what an audio file should be from where it is: ``kind``, ``word``, ``speaker``, ``utterance``.
+
+    Parameters
+    ----------
+    row : dict
+        From :func:`_blank_row`; updated in place.
+    parts : list of str
+        The components of its ``relpath``.
+    layout : str
+        The folder's layout.
+
+    Returns
+    -------
+    errors, warnings : list of str
+        The problems of its place and name.
+    """
+    folder = row["folder"]
     if folder == config.BACKGROUND_NOISE_DIR:
         row["kind"] = "noise"
-    elif folder == config.TEST_SET_SILENCE_DIR and layout == "test_set":
+        return [], []
+    if folder == config.TEST_SET_SILENCE_DIR and layout == "test_set":
         row["kind"] = "silence"
-    elif not folder:
-        errors.append("outside any class folder; move it into the folder of its word")
+        return [], []
+    if not folder:
+        return ["outside any class folder; move it into the folder of its word"], []
+    warnings = _read_name(row, parts[-1], layout)
+    if len(parts) > 2:
+        warnings.append(f"nested in a subfolder of {folder}/; expected {folder}/<file>.wav (labelled {folder})")
+    return [], warnings
+
+
+def _read_name(row: dict, name: str, layout: str) -> list[str]:
+    """Set a clip's ``word``, ``speaker`` and ``utterance`` from its folder and file name.
+
+    Parameters
+    ----------
+    row : dict
+        From :func:`_blank_row`, of a file in a class folder; updated in place.
+    name : str
+        The file name: ``<speaker>_nohash_<n>.wav``, or ``<word>_<speaker>_nohash_<n>.wav``
+        in the test set's ``_unknown_``.
+    layout : str
+        The folder's layout.
+
+    Returns
+    -------
+    list of str
+        A warning when the name does not follow its pattern (the speaker is then unknown), else empty.
+    """
+    if row["folder"] == config.TEST_SET_UNKNOWN_DIR and layout == "test_set":
+        match = UNKNOWN_NAME.match(name)
+        pattern = "<word>_<speaker>_nohash_<n>.wav"
     else:
-        if folder == config.TEST_SET_UNKNOWN_DIR and layout == "test_set":
-            match = UNKNOWN_NAME.match(name)
-            pattern = "<word>_<speaker>_nohash_<n>.wav"
-        else:
-            match = CLIP_NAME.match(name)
-            pattern = "<speaker>_nohash_<n>.wav"
-            row["word"] = folder
-        if match:
-            row["speaker"] = match["speaker"]
-            row["utterance"] = int(match["utterance"])
-            if "word" in match.groupdict():
-                row["word"] = match["word"]
-        else:
-            warnings.append(
-                f"name does not follow {pattern}; its speaker is unknown, so a split cannot keep that "
-                "speaker's clips in one set (rename it to follow the pattern)"
-            )
-        if len(parts) > 2:
-            warnings.append(f"nested in a subfolder of {folder}/; expected {folder}/<file>.wav (labelled {folder})")
+        match = CLIP_NAME.match(name)
+        pattern = "<speaker>_nohash_<n>.wav"
+        row["word"] = row["folder"]
+    if not match:
+        return [
+            f"name does not follow {pattern}; its speaker is unknown, so a split cannot keep that "
+            "speaker's clips in one set (rename it to follow the pattern)"
+        ]
+    row["speaker"] = match["speaker"]
+    row["utterance"] = int(match["utterance"])
+    if "word" in match.groupdict():
+        row["word"] = match["word"]
+    return []
 
-    # What the file is: speechlib.audio's verdict, the one every command gives.
-    try:
-        info = audio.inspect(path)
-    except audio.AudioError as err:
-        errors.append(err.reason)
-        return _finish(row, errors, warnings)
-    row.update(
-        sample_rate=info.sample_rate,
-        channels=info.channels,
-        frames=info.frames,
-        duration=info.duration,
-        subtype=info.subtype,
-    )
 
-    # Readable: is it what the dataset's format promises?
+def _off_spec(info: audio.AudioInfo, kind: str) -> list[str]:
+    """Warnings for a readable file that is not what the dataset's format promises (speechlib converts it).
+
+    Parameters
+    ----------
+    info : speechlib.audio.AudioInfo
+        :func:`speechlib.audio.inspect`'s verdict on the file.
+    kind : str
+        The row's ``kind``; only clips are checked for length.
+
+    Returns
+    -------
+    list of str
+        One warning per difference: channels, sample rate, sample format, length.
+    """
+    warnings = []
     if info.channels != 1:
         warnings.append(f"{info.channels} channels; speechlib mixes to mono")
     if info.sample_rate != config.SAMPLE_RATE:
@@ -368,11 +453,11 @@ def _scan_file(path: Path, relpath: str, layout: str) -> dict:
     if info.subtype != config.SAMPLE_SUBTYPE:
         what = SUBTYPE_NAMES.get(info.subtype, info.subtype_info or info.subtype)
         warnings.append(f"{what} samples ({info.subtype}); converted on load, the dataset's format is 16-bit PCM")
-    if row["kind"] == "clip" and info.sample_rate and info.frames > math.ceil(config.CLIP_SECONDS * info.sample_rate):
+    if kind == "clip" and info.sample_rate and info.frames > math.ceil(config.CLIP_SECONDS * info.sample_rate):
         warnings.append(
-            f"longer than {config.CLIP_SECONDS:g} s ({row['duration']:.2f} s); cut to {config.CLIP_SECONDS:g} s on load"
+            f"longer than {config.CLIP_SECONDS:g} s ({info.duration:.2f} s); cut to {config.CLIP_SECONDS:g} s on load"
         )
-    return _finish(row, errors, warnings)
+    return warnings
 
 
 def _finish(row: dict, errors: list[str], warnings: list[str]) -> dict:
@@ -423,103 +508,205 @@ def check(
         file with a problem. 1 otherwise.
     """
     out = file or sys.stdout
+
+    def say(*lines: str) -> None:
+        for line in lines:
+            print(line, file=out)
+
     if report is not None:
         _check_report_target(Path(report))
     table = scan(root)
     layout = detect_layout(table.attrs["root"])
+    say(*_header_lines(table, layout))
+    say(*_label_lines(table, layout))
+    say(_speaker_line(table))
+    say(*_duration_lines(table))
+    say(_noise_line(table))
+    say(_lists_line(table, layout))
+    say(*_problem_lines(table))
+    if report is not None:
+        say(_write_report(table, Path(report)))
+    usable, why = _verdict(table, layout, strict=strict)
+    say(f"usable: {'yes' if usable else 'no'} ({why})")
+    return 0 if usable else 1
 
-    def say(line: str = "") -> None:
-        print(line, file=out)
 
-    note = f" ({table.attrs['note']})" if table.attrs["note"] else ""
-    say(f"dataset root: {table.attrs['given_root']}{note}")
-    say(f"layout: {layout}")
-    audio = table[table["kind"] != "other"]
+def _good_clips(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of spoken-word clips without an error."""
     clips = table[table["kind"] == "clip"]
-    good = clips[clips["status"] != "error"]
-    labelled = table[table["kind"].isin(["clip", "silence"]) & (table["status"] != "error")]
-    kinds = ", ".join(f"{(audio['kind'] == k).sum():,} {k}" for k in ("clip", "silence", "noise"))
-    say(f"audio files: {len(audio):,} ({kinds})")
+    return clips[clips["status"] != "error"]
 
+
+def _header_lines(table: pd.DataFrame, layout: str) -> list[str]:
+    """The summary's first lines: the folder (and how it was read), its layout, its audio files by kind.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`scan`.
+    layout : str
+        From :func:`detect_layout`.
+
+    Returns
+    -------
+    list of str
+    """
+    note = f" ({table.attrs['note']})" if table.attrs["note"] else ""
+    audio_files = table[table["kind"] != "other"]
+    kinds = ", ".join(f"{(audio_files['kind'] == k).sum():,} {k}" for k in ("clip", "silence", "noise"))
+    return [
+        f"dataset root: {table.attrs['given_root']}{note}",
+        f"layout: {layout}",
+        f"audio files: {len(audio_files):,} ({kinds})",
+    ]
+
+
+def _label_lines(table: pd.DataFrame, layout: str) -> list[str]:
+    """The classes and their clip counts.
+
+    The test set's label folders (and the words inside ``_unknown_``), or the
+    words with usable clips of any other layout.
+
+    Returns
+    -------
+    list of str
+    """
     if layout == "test_set":
         counts = table[table["kind"] != "other"].groupby("folder").size()
-        say(f"labels (folders): {len(counts)}")
-        say(_columns([f"{name} {n:,}" for name, n in counts.items()]))
+        clips = table[table["kind"] == "clip"]
         unknown_words = clips.loc[clips["folder"] == config.TEST_SET_UNKNOWN_DIR, "word"]
         unknown_words = unknown_words[unknown_words != ""]
-        say(f"words inside {config.TEST_SET_UNKNOWN_DIR}: {unknown_words.nunique()}")
-    else:
-        counts = good[good["word"] != ""].groupby("word").size()
-        say(f"words: {len(counts)}")
-        if len(counts):
-            say(_columns([f"{name} {n:,}" for name, n in counts.items()]))
-    speakers = clips.loc[clips["speaker"] != "", "speaker"]
-    say(
-        f"speakers: {speakers.nunique():,}"
-        + (f" ({(clips['speaker'] == '').sum():,} clips without one)" if (clips["speaker"] == "").any() else "")
-    )
+        return [
+            f"labels (folders): {len(counts)}",
+            _columns([f"{name} {n:,}" for name, n in counts.items()]),
+            f"words inside {config.TEST_SET_UNKNOWN_DIR}: {unknown_words.nunique()}",
+        ]
+    good = _good_clips(table)
+    counts = good[good["word"] != ""].groupby("word").size()
+    lines = [f"words: {len(counts)}"]
+    if len(counts):
+        lines.append(_columns([f"{name} {n:,}" for name, n in counts.items()]))
+    return lines
 
-    durations = good["duration"].to_numpy()
-    if len(durations):
-        short = np.mean(durations < config.CLIP_SECONDS - 1e-9)
-        say(
-            f"durations (clips): min {durations.min():.2f} s, median {np.median(durations):.2f} s, "
-            f"max {durations.max():.2f} s; {short:.1%} shorter than {config.CLIP_SECONDS:g} s"
-        )
+
+def _speaker_line(table: pd.DataFrame) -> str:
+    """The number of speakers of the clips, and of clips whose name gives none."""
+    clips = table[table["kind"] == "clip"]
+    speakers = clips.loc[clips["speaker"] != "", "speaker"]
+    without = (clips["speaker"] == "").sum()
+    return f"speakers: {speakers.nunique():,}" + (f" ({without:,} clips without one)" if without else "")
+
+
+def _duration_lines(table: pd.DataFrame) -> list[str]:
+    """The shortest, median and longest usable clip and the share shorter than a clip (none without clips)."""
+    durations = _good_clips(table)["duration"].to_numpy()
+    if not len(durations):
+        return []
+    short = np.mean(durations < config.CLIP_SECONDS - 1e-9)
+    return [
+        f"durations (clips): min {durations.min():.2f} s, median {np.median(durations):.2f} s, "
+        f"max {durations.max():.2f} s; {short:.1%} shorter than {config.CLIP_SECONDS:g} s"
+    ]
+
+
+def _noise_line(table: pd.DataFrame) -> str:
+    """The number and total length of the readable background-noise recordings."""
     noise = table[(table["kind"] == "noise") & (table["status"] != "error")]
     if len(noise):
-        say(f"background noise: {len(noise)} recordings, {noise['duration'].sum():,.1f} s in total")
-    else:
-        say(f"background noise: none (no {config.BACKGROUND_NOISE_DIR}/ folder)")
+        return f"background noise: {len(noise)} recordings, {noise['duration'].sum():,.1f} s in total"
+    return f"background noise: none (no {config.BACKGROUND_NOISE_DIR}/ folder)"
 
-    lists = table.attrs["lists"]
+
+def _lists_line(table: pd.DataFrame, layout: str) -> str:
+    """Which official lists the folder has, their entries and how many of those are in the folder.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`scan`; ``table.attrs["lists"]`` from :func:`find_lists`.
+    layout : str
+        The test set expects no lists.
+
+    Returns
+    -------
+    str
+    """
     if layout == "test_set":
-        say("lists: none expected (the official test set is a test split of its own)")
-    else:
-        present = set(table["relpath"])
-        described = []
-        for name, path in lists.items():
-            if path is None:
-                described.append(f"{name} missing")
-            else:
-                entries = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-                here = sum(entry in present for entry in entries)
-                described.append(f"{name} present ({len(entries):,} entries, {here:,} in this folder)")
-        say("lists: " + "; ".join(described))
+        return "lists: none expected (the official test set is a test split of its own)"
+    present = set(table["relpath"])
+    described = []
+    for name, path in table.attrs["lists"].items():
+        if path is None:
+            described.append(f"{name} missing")
+        else:
+            entries = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            here = sum(entry in present for entry in entries)
+            described.append(f"{name} present ({len(entries):,} entries, {here:,} in this folder)")
+    return "lists: " + "; ".join(described)
 
+
+def _problem_lines(table: pd.DataFrame) -> list[str]:
+    """The files with a warning or an error: counts by status, by problem (errors first), then each file.
+
+    Returns
+    -------
+    list of str
+        ``["problems: none"]`` when every file is ok.
+    """
     problems = table[table["status"] != "ok"]
-    if len(problems):
-        n_err = (problems["status"] == "error").sum()
-        say(f"problems: {len(problems):,} files ({n_err:,} errors, {len(problems) - n_err:,} warnings)")
-        by_reason: dict[tuple[str, str], int] = {}
-        for status, reason in zip(problems["status"], problems["reason"], strict=True):
-            for category in problem_category(reason):
-                by_reason[(status, category)] = by_reason.get((status, category), 0) + 1
-        for (status, category), n in sorted(by_reason.items(), key=lambda item: (item[0][0] != "error", -item[1])):
-            say(f"  {status:<5}  {n:>6,}  {category}")
-        say("problem files:")
-        order = problems.assign(_e=problems["status"] != "error").sort_values(["_e", "relpath"])
-        for status, relpath, reason in zip(order["status"], order["relpath"], order["reason"], strict=True):
-            say(f"  {status:<5}  {relpath}: {reason}")
-    else:
-        say("problems: none")
+    if not len(problems):
+        return ["problems: none"]
+    n_err = (problems["status"] == "error").sum()
+    lines = [f"problems: {len(problems):,} files ({n_err:,} errors, {len(problems) - n_err:,} warnings)"]
+    by_reason: dict[tuple[str, str], int] = {}
+    for status, reason in zip(problems["status"], problems["reason"], strict=True):
+        for category in problem_category(reason):
+            by_reason[(status, category)] = by_reason.get((status, category), 0) + 1
+    for (status, category), n in sorted(by_reason.items(), key=lambda item: (item[0][0] != "error", -item[1])):
+        lines.append(f"  {status:<5}  {n:>6,}  {category}")
+    lines.append("problem files:")
+    order = problems.assign(_e=problems["status"] != "error").sort_values(["_e", "relpath"])
+    for status, relpath, reason in zip(order["status"], order["relpath"], order["reason"], strict=True):
+        lines.append(f"  {status:<5}  {relpath}: {reason}")
+    return lines
 
-    if report is not None:
-        report = Path(report)
-        report.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(report, index=False)
-        say(f"scan table written to {report}")
 
+def _write_report(table: pd.DataFrame, report: Path) -> str:
+    """Write the scan table to the CSV file ``report`` (its folder made as needed); the line that says so."""
+    report.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(report, index=False)
+    return f"scan table written to {report}"
+
+
+def _verdict(table: pd.DataFrame, layout: str, *, strict: bool) -> tuple[bool, str]:
+    """Whether the scanned folder is usable, and why (see :func:`check`'s return value).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`scan`.
+    layout : str
+        From :func:`detect_layout`; for an unknown layout, the reason names the
+        subfolders that are datasets themselves.
+    strict : bool
+        Any file with a problem makes the folder unusable.
+
+    Returns
+    -------
+    usable : bool
+    why : str
+    """
+    labelled = table[table["kind"].isin(["clip", "silence"]) & (table["status"] != "error")]
     usable, why = _usable(layout, labelled, len(table))
     if layout == UNKNOWN_LAYOUT:
         root_dir = Path(table.attrs["root"])
         inner = [name for name in _subdirs(root_dir) if detect_layout(root_dir / name) != UNKNOWN_LAYOUT]
         if inner:
             why += f"; these subfolders are datasets, check one of them instead: {', '.join(inner)}"
-    if usable and strict and len(problems):
-        usable, why = False, f"--strict and {len(problems):,} files have problems"
-    say(f"usable: {'yes' if usable else 'no'} ({why})")
-    return 0 if usable else 1
+    problems = (table["status"] != "ok").sum()
+    if usable and strict and problems:
+        usable, why = False, f"--strict and {problems:,} files have problems"
+    return usable, why
 
 
 def _check_report_target(report: Path) -> None:
