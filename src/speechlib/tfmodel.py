@@ -36,6 +36,7 @@ follows ``keras.optimizers.Adam`` exactly (same defaults and update rule).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Sequence
@@ -698,17 +699,99 @@ def fit(
     patience = train.PATIENCE if patience is None else patience
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    latest = _resume_point(out_dir, resume=resume)
+    steps_per_epoch = max(1, int(data.train.cardinality()))
+    if epochs is None:
+        epochs = train.auto_epochs(data.sizes["train"], data.batch_size)
+        print(f"training for {epochs} epochs of {steps_per_epoch} steps each (train.auto_epochs)")
+    run = _run_state(model, lr=lr, out_dir=out_dir)
+    log_rows = [] if latest is None else _restore(run, latest, out_dir, verbose=verbose)
+    weights = _class_weights(data) if use_class_weight else None
+    step = make_train_step(
+        model, run.optimizer, weights, lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    )
+    writers = _summary_writers(logdir)
+    rows = []
+    while int(run.epoch) < epochs and int(run.wait) < patience:
+        row = _run_epoch(model, data, step, run, writers)
+        log_rows.append(row)  # the log first: a kill before the checkpoint redoes this epoch and its row
+        train._write_log(out_dir / LOG_FILE, log_rows)
+        run.manager.save(checkpoint_number=int(run.epoch))
+        _write_epoch_summaries(writers, row, epoch=int(run.epoch))
+        rows.append(row)
+        if verbose:
+            print(_epoch_line(row, run, epochs=epochs))
+    for writer in writers.values():
+        writer.flush()
+    if run.best.latest_checkpoint:  # the best cv weights, as Keras' EarlyStopping(restore_best_weights=True)
+        tf.train.Checkpoint(model=model).restore(run.best.latest_checkpoint).assert_existing_objects_matched()
+    return rows
+
+
+@dataclasses.dataclass
+class _RunState:
+    """The state :func:`fit` checkpoints besides the model, and its two checkpoint managers.
+
+    Attributes
+    ----------
+    optimizer : Adam
+    epoch : tf.Variable, int64
+        Epochs completed.
+    best_cv : tf.Variable, float32
+        The best cv accuracy so far (-1 before the first epoch).
+    wait : tf.Variable, int64
+        Epochs since the best cv accuracy.
+    checkpoint : tf.train.Checkpoint
+        Model, optimizer, epoch and early-stopping state.
+    manager : tf.train.CheckpointManager
+        ``checkpoint`` in ``out_dir/checkpoints`` (the last two epochs).
+    best : tf.train.CheckpointManager
+        The model weights of the best cv epoch in ``out_dir/best``.
+    """
+
+    optimizer: Adam
+    epoch: tf.Variable
+    best_cv: tf.Variable
+    wait: tf.Variable
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    best: tf.train.CheckpointManager
+
+
+def _resume_point(out_dir: Path, *, resume: bool) -> str | None:
+    """The checkpoint to resume from; without one, clear the state of an earlier run (a fresh start).
+
+    Parameters
+    ----------
+    out_dir : Path
+        The run folder.
+    resume : bool
+        Look for a checkpoint at all (``--resume``).
+
+    Returns
+    -------
+    str or None
+        The latest checkpoint's prefix, or None for a fresh run (its
+        ``checkpoints/``, ``best/`` and training log are then deleted).
+    """
     latest = _latest_checkpoint(out_dir) if resume else None
-    if latest is None:  # a fresh run
+    if latest is None:
         if resume:
             print(f"note: nothing to resume in {out_dir / CHECKPOINT_DIR}: training from the first epoch")
         shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
         shutil.rmtree(out_dir / BEST_DIR, ignore_errors=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
-    steps_per_epoch = max(1, int(data.train.cardinality()))
-    if epochs is None:
-        epochs = train.auto_epochs(data.sizes["train"], data.batch_size)
-        print(f"training for {epochs} epochs of {steps_per_epoch} steps each (train.auto_epochs)")
+    return latest
+
+
+def _run_state(model: Model, *, lr: float, out_dir: Path) -> _RunState:
+    """A new optimizer, epoch counter and early-stopping state, and the checkpoint managers of ``out_dir``.
+
+    Returns
+    -------
+    _RunState
+        At epoch 0, before any restore.
+    """
     optimizer = Adam(model.trainable_variables, lr=lr)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     best_cv = tf.Variable(-1.0, trainable=False, name="best_cv_accuracy")
@@ -716,77 +799,141 @@ def fit(
     state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_cv=best_cv, wait=wait)
     manager = tf.train.CheckpointManager(state, str(out_dir / CHECKPOINT_DIR), max_to_keep=2)
     best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(out_dir / BEST_DIR), max_to_keep=1)
+    return _RunState(optimizer, epoch, best_cv, wait, state, manager, best)
+
+
+def _restore(run: _RunState, latest: str, out_dir: Path, *, verbose: bool) -> list[dict]:
+    """Restore the checkpoint ``latest`` into ``run`` and read back the log rows of the epochs it holds.
+
+    Parameters
+    ----------
+    run : _RunState
+        From :func:`_run_state`; restored in place (with the model).
+    latest : str
+        The checkpoint prefix.
+    out_dir : Path
+        The run folder (its training log).
+    verbose : bool
+        Print where training resumes.
+
+    Returns
+    -------
+    list of dict
+        The log rows of the checkpoint's epochs (a later row is redone).
+
+    Raises
+    ------
+    speechlib.train.ResumeError
+        The checkpoint is truncated, corrupt or of another model.
+    """
+    try:
+        run.checkpoint.restore(latest).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:  # IndexError: a short file
+        raise _resume_error(latest, err) from err
     log_rows = []
-    if latest is not None:
-        try:
-            state.restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:  # IndexError: a short file
-            raise _resume_error(latest, err) from err
-        if (out_dir / LOG_FILE).is_file():  # the rows of the epochs the checkpoint holds (a later one is redone)
-            saved = pd.read_csv(out_dir / LOG_FILE, float_precision="round_trip").to_dict("records")
-            log_rows = [row for row in saved if row["epoch"] < int(epoch)]
-        if verbose:
-            print(f"resumed from {latest}: epoch {int(epoch)}, step {int(optimizer.iterations)}")
-    weights = None
-    if use_class_weight:
-        weights = np.array([data.class_weight.get(i, 1.0) for i in range(data.num_classes)], np.float32)
-    step = make_train_step(
-        model, optimizer, weights, lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    if (out_dir / LOG_FILE).is_file():
+        saved = pd.read_csv(out_dir / LOG_FILE, float_precision="round_trip").to_dict("records")
+        log_rows = [row for row in saved if row["epoch"] < int(run.epoch)]
+    if verbose:
+        print(f"resumed from {latest}: epoch {int(run.epoch)}, step {int(run.optimizer.iterations)}")
+    return log_rows
+
+
+def _class_weights(data: Any) -> np.ndarray:
+    """``data.class_weight`` as an array, shape (num_classes,), float32 (1 for a class it leaves out)."""
+    return np.array([data.class_weight.get(i, 1.0) for i in range(data.num_classes)], np.float32)
+
+
+def _summary_writers(logdir: str | Path | None) -> dict:
+    """TensorBoard writers ``{"train": ..., "validation": ...}`` under ``logdir`` (empty for None)."""
+    if logdir is None:
+        return {}
+    return {name: tf.summary.create_file_writer(str(Path(logdir) / name)) for name in ("train", "validation")}
+
+
+def _run_epoch(model: Model, data: Any, step: Any, run: _RunState, writers: dict) -> dict:
+    """Train one epoch, validate, count the epoch and update the early-stopping state.
+
+    Parameters
+    ----------
+    model : ResNet, CNN2D or DSCNN
+    data : speechlib.train.Data
+        Its ``train`` and ``cv`` datasets.
+    step : callable
+        From :func:`make_train_step`.
+    run : _RunState
+        ``epoch``, ``best_cv``, ``wait`` and ``best`` are updated.
+    writers : dict
+        From :func:`_summary_writers` (``batch_loss`` per step).
+
+    Returns
+    -------
+    dict
+        The epoch's log row: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds.
+    """
+    start = time.perf_counter()
+    loss, accuracy = _train_epoch(step, data.train, run.optimizer, writers)
+    cv_logits, cv_y = predict_logits(model, data.cv)
+    cv_accuracy = float((cv_logits.argmax(axis=1) == cv_y).mean()) if len(cv_y) else float("nan")
+    run.epoch.assign_add(1)
+    row = {
+        "epoch": int(run.epoch) - 1,
+        "loss": loss,
+        "accuracy": accuracy,
+        "val_loss": _cross_entropy(cv_logits, cv_y),
+        "val_accuracy": cv_accuracy,
+        "learning_rate": float(run.optimizer.lr),
+        "seconds": time.perf_counter() - start,
+    }
+    if cv_accuracy > float(run.best_cv):
+        run.best_cv.assign(cv_accuracy)
+        run.wait.assign(0)
+        run.best.save(checkpoint_number=int(run.epoch))
+    else:
+        run.wait.assign_add(1)
+    return row
+
+
+def _train_epoch(step: Any, dataset: Any, optimizer: Adam, writers: dict) -> tuple[float, float]:
+    """One optimizer step per batch of ``dataset``, each loss written as ``batch_loss`` when there are writers.
+
+    Returns
+    -------
+    loss : float
+        The mean of the batch losses (NaN without batches).
+    accuracy : float
+        The share of training clips the model got right while training.
+    """
+    losses, correct, seen = [], 0, 0
+    for x, y in dataset:
+        loss, right = step(x, y)
+        losses.append(float(loss))
+        correct, seen = correct + int(right), seen + int(tf.shape(y)[0])
+        if writers:
+            with writers["train"].as_default():
+                tf.summary.scalar("batch_loss", loss, step=optimizer.iterations)
+    return (float(np.mean(losses)) if losses else float("nan")), correct / max(seen, 1)
+
+
+def _write_epoch_summaries(writers: dict, row: dict, *, epoch: int) -> None:
+    """Write an epoch's loss and accuracy (train and validation) and learning rate to TensorBoard."""
+    if not writers:
+        return
+    for name, prefix in (("train", ""), ("validation", "val_")):
+        with writers[name].as_default():
+            tf.summary.scalar("epoch_loss", row[f"{prefix}loss"], step=epoch)
+            tf.summary.scalar("epoch_accuracy", row[f"{prefix}accuracy"], step=epoch)
+            if name == "train":
+                tf.summary.scalar("epoch_learning_rate", row["learning_rate"], step=epoch)
+
+
+def _epoch_line(row: dict, run: _RunState, *, epochs: int) -> str:
+    """The line :func:`fit` prints after an epoch: its losses, accuracies, learning rate, time and step."""
+    return (
+        f"epoch {int(run.epoch)}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+        f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} lr {row['learning_rate']:.2e} "
+        f"({row['seconds']:.1f} s, step {int(run.optimizer.iterations)})"
     )
-    writers = {}
-    if logdir is not None:
-        writers = {name: tf.summary.create_file_writer(str(Path(logdir) / name)) for name in ("train", "validation")}
-    rows = []
-    while int(epoch) < epochs and int(wait) < patience:
-        start = time.perf_counter()
-        losses, correct, seen = [], 0, 0
-        for x, y in data.train:
-            loss, right = step(x, y)
-            losses.append(float(loss))
-            correct, seen = correct + int(right), seen + int(tf.shape(y)[0])
-            if writers:
-                with writers["train"].as_default():
-                    tf.summary.scalar("batch_loss", loss, step=optimizer.iterations)
-        cv_logits, cv_y = predict_logits(model, data.cv)
-        cv_accuracy = float((cv_logits.argmax(axis=1) == cv_y).mean()) if len(cv_y) else float("nan")
-        epoch.assign_add(1)
-        row = {
-            "epoch": int(epoch) - 1,
-            "loss": float(np.mean(losses)) if losses else float("nan"),
-            "accuracy": correct / max(seen, 1),
-            "val_loss": _cross_entropy(cv_logits, cv_y),
-            "val_accuracy": cv_accuracy,
-            "learning_rate": float(optimizer.lr),
-            "seconds": time.perf_counter() - start,
-        }
-        if cv_accuracy > float(best_cv):
-            best_cv.assign(cv_accuracy)
-            wait.assign(0)
-            best.save(checkpoint_number=int(epoch))
-        else:
-            wait.assign_add(1)
-        log_rows.append(row)  # the log first: a kill before the checkpoint redoes this epoch and its row
-        train._write_log(out_dir / LOG_FILE, log_rows)
-        manager.save(checkpoint_number=int(epoch))
-        for name, prefix in (("train", ""), ("validation", "val_")):
-            if writers:
-                with writers[name].as_default():
-                    tf.summary.scalar("epoch_loss", row[f"{prefix}loss"], step=int(epoch))
-                    tf.summary.scalar("epoch_accuracy", row[f"{prefix}accuracy"], step=int(epoch))
-                    if name == "train":
-                        tf.summary.scalar("epoch_learning_rate", row["learning_rate"], step=int(epoch))
-        rows.append(row)
-        if verbose:
-            print(
-                f"epoch {int(epoch)}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-                f"val_loss {row['val_loss']:.4f} val_acc {cv_accuracy:.4f} lr {row['learning_rate']:.2e} "
-                f"({row['seconds']:.1f} s, step {int(optimizer.iterations)})"
-            )
-    for writer in writers.values():
-        writer.flush()
-    if best.latest_checkpoint:  # the best cv weights, as Keras' EarlyStopping(restore_best_weights=True)
-        tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).assert_existing_objects_matched()
-    return rows
 
 
 def evaluate_split(model: Model, data: Any, split: str) -> dict:
