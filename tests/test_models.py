@@ -376,3 +376,34 @@ def test_training_drives_the_loss_down_on_a_separable_problem(name):
     assert np.isfinite(first)
     assert last < TARGET_LOSS_RATIO * first, f"{name}: loss {first:.3f} -> {last:.3f} after {steps} steps"
     assert accuracy == 1.0, f"{name}: training accuracy {accuracy:.2f} after {steps} steps"
+
+
+LOAD_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+from speechlib import models
+model = models.load_model(sys.argv[1])
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict(x, verbose=0))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, formulation", [("bc_resnet_1", "keras"), ("ds_cnn_s", "grouped")])
+def test_a_saved_model_with_custom_layers_loads_in_a_fresh_process(tmp_path, name, formulation):
+    """SubSpectralNorm and the reformulated depthwise are defined on first use: models.load_model defines them."""
+    import subprocess
+    import sys
+
+    model = models.build(name, input_shape=(32, 40), num_classes=4, depthwise=formulation)
+    x = np.random.default_rng(3).normal(size=(2, 32, 40)).astype(np.float32)
+    model.save(tmp_path / "model.keras")
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_IN_A_FRESH_PROCESS)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "model.keras"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -198,8 +198,6 @@ def load_bundle(path: str | Path) -> Bundle:
     ValueError
         The sidecar is not a speechlib model description.
     """
-    import keras
-
     path = _model_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no model file here; pass the model.keras written by train_keras.py")
@@ -212,9 +210,7 @@ def load_bundle(path: str | Path) -> Bundle:
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     if meta.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"{sidecar} is not a speechlib model description (format {meta.get('format')!r})")
-    if meta.get("kind") == "logmel":
-        models._get_logmel()  # a raw-waveform export needs the LogMel layer registered
-    model = keras.saving.load_model(path)
+    model = models.load_model(path)  # the custom layers registered first, in any process
     return Bundle(model=model, meta=meta, path=path)
 
 

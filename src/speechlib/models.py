@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import librosa
@@ -1006,3 +1007,36 @@ def predict(model: Any, X: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     if is_keras(model):
         return predict_proba(model, X, batch_size=batch_size).argmax(axis=1).astype(np.int64)
     return np.asarray(model.predict(np.asarray(X, dtype=np.float32)), dtype=np.int64)
+
+
+def register_layers() -> None:
+    """Define and register every custom Keras layer of the models (``speechlib>...``), once per process.
+
+    The layers (``SubSpectralNorm``, ``ReformulatedDepthwiseConv2D``, ``LogMel``)
+    are created on first use, so that importing this module does not import
+    TensorFlow; a model saved with one of them loads in a fresh process only
+    after this has run. :func:`load_model` calls it.
+    """
+    _get_subspectral_norm()
+    _get_reformulated_depthwise()
+    _get_logmel()
+
+
+def load_model(path: str | Path, *, compile: bool = True) -> Any:
+    """Load a ``.keras`` file saved from any model of this module, in any process.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.keras`` file.
+    compile : bool
+        Restore the loss, metrics and optimizer too (their custom classes, if
+        any, must be registered: ``speechlib.train`` registers its own).
+
+    Returns
+    -------
+    keras.Model
+    """
+    keras = _keras()
+    register_layers()
+    return keras.saving.load_model(path, compile=compile)

@@ -723,10 +723,9 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...], normalizati
         stats = {key: np.asarray(normalization[key], dtype=np.float32).tolist() for key in ("mean", "std")}
 
     def make():
-        import keras
         from pyspark import SparkFiles
 
-        import speechlib.models  # noqa: F401  (registers the custom layers of speechlib's models)
+        from speechlib import models
 
         local = model_path
         try:
@@ -735,7 +734,7 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...], normalizati
                 local = shipped
         except Exception:  # no SparkFiles root outside a Spark worker: use the path as given
             local = model_path
-        model = keras.models.load_model(local, compile=False)
+        model = models.load_model(local, compile=False)
 
         def predict(inputs: np.ndarray) -> dict[str, np.ndarray]:
             x = np.asarray(inputs, dtype=np.float32).reshape(-1, *feature_shape)

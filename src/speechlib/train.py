@@ -1406,13 +1406,14 @@ def fit(
 
 def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
     """The best model on cv saved in ``out_dir`` (``best.keras``), or ``fallback`` when none was saved."""
-    import keras
+    from speechlib import models
 
     path = Path(out_dir) / BEST_FILE
     if not path.is_file():
         return fallback
+    _soft_or_sparse()  # a checkpoint compiled with the soft-label loss (mixup) names it
     try:
-        return keras.saving.load_model(path)
+        return models.load_model(path)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise InputError(
             f"{path} is unreadable ({err}): it is not a complete Keras model file; delete it and train again"
