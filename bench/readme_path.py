@@ -83,7 +83,9 @@ def run_variant(variant: str, data: Path, bundle: Path | None) -> dict:
     correct = round(test["accuracy"] * test["num_samples"])
     return {
         "variant": variant,
-        "command": " ".join(["python", "train_keras.py", *command[2:]]).replace(str(data), "DATA"),
+        "command": " ".join(["python", "train_keras.py", *command[2:]])
+        .replace(str(data), "DATA")
+        .replace(f"{REPO}{os.sep}", ""),
         "model": metrics["model"],
         "test_accuracy": round(test["accuracy"], 4),
         "test_accuracy_ci95": evaluate.wilson_interval(correct, test["num_samples"]),
@@ -119,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
         "benchmark": "readme_path",
         "data": Path(data).name,
         "target_accuracy": TARGET_ACCURACY,
-        "machine": f"{os.cpu_count()} cores, {cpu_model()}",
+        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
         "rows": [rows[v] for v in VARIANTS if v in rows],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
