@@ -450,6 +450,121 @@ def _run_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- listen / export (streaming detection, edge formats) ---------------------
+
+
+def _default_bundle() -> Path:
+    """The final model of the course's dataset, where train_keras.py and notebook 4 write it."""
+    from speechlib import inference, train
+
+    store = config.work_dir(config.dataset_dir()) / "features" / "logmel"
+    return train.default_out(store, train.DEFAULT_MODEL) / inference.MODEL_FILE
+
+
+def _add_listen(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "listen",
+        help="detect keywords with timestamps in a long recording (or a microphone)",
+        description=(
+            "Slide the model's one-second window over audio of any length (one window every --hop seconds, "
+            "features computed incrementally, constant memory), smooth the posteriors, and print each detected "
+            "keyword once with its time: TIME_S LABEL SCORE. The file is read chunk by chunk; --mic listens to "
+            "the default microphone instead (needs the optional package sounddevice)."
+        ),
+    )
+    parser.add_argument("file", type=Path, nargs="?", default=None, help="audio file (.wav); omit with --mic")
+    parser.add_argument("--model", type=Path, default=None, help="model.keras (or its folder); default: final model")
+    parser.add_argument(
+        "--threshold",
+        default=None,
+        help="smoothed score a keyword needs: one value (0.8) or per keyword (yes=0.9,no=0.7); default 0.5",
+    )
+    parser.add_argument("--hop", type=float, default=None, help="seconds between windows (default 0.05)")
+    parser.add_argument("--smooth", type=int, default=None, help="windows averaged (default 3)")
+    parser.add_argument("--refractory", type=float, default=None, help="seconds of quiet after a detection (default 1)")
+    parser.add_argument("--tflite", type=Path, default=None, help="score with this LiteRT model (speechlib export)")
+    parser.add_argument("--mic", action="store_true", help="listen to the default microphone (Ctrl-C stops)")
+    parser.add_argument("--seconds", type=float, default=None, help="with --mic: stop after this many seconds")
+    parser.set_defaults(func=_run_listen)
+
+
+def _parse_threshold(text: str | None) -> float | dict[str, float] | None:
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        return {k.strip(): float(v) for k, v in (part.split("=", 1) for part in text.split(",") if part.strip())}
+    except ValueError:
+        raise UserError(f"--threshold {text!r}: give a number (0.8) or label=number pairs (yes=0.9,no=0.7)") from None
+
+
+def _run_listen(args: argparse.Namespace) -> int:
+    from speechlib import inference, stream
+
+    if (args.file is None) == (not args.mic):
+        raise UserError("give one audio file to listen to, or --mic for the microphone")
+    if args.file is not None:
+        from speechlib import audio
+
+        audio.inspect(args.file)  # a bad file: one line naming it and what is wrong, before the model loads
+    bundle = inference.load_bundle(args.model or _default_bundle())
+    options = {"threshold": _parse_threshold(args.threshold), "hop_seconds": args.hop,
+               "smooth_windows": args.smooth, "refractory_seconds": args.refractory}  # fmt: skip
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.tflite is not None:
+        from speechlib import export
+
+        options["scorer"] = export.LiteRTModel(args.tflite).predict
+    detector = stream.Detector(bundle, **options)
+    if args.mic:
+        chunks = stream.microphone_chunks(sample_rate=detector.sample_rate, seconds=args.seconds)
+        print("listening to the microphone (Ctrl-C stops)", file=sys.stderr)
+    else:
+        chunks = stream.file_chunks(args.file, sample_rate=detector.sample_rate)
+    count = 0
+    for detection in detector.run(chunks):
+        count += 1
+        print(f"{detection.time:9.2f} s  {detection.label:8s} {detection.score:.3f}", flush=True)
+    print(f"{count} detection(s); keywords: {', '.join(detector.keywords)}", file=sys.stderr)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="TFLite (float, float16, full-integer int8) or SavedModel files of a saved model, for the edge",
+        description=(
+            "Convert a model saved by train_keras.py with TensorFlow's TFLite converter. int8 is full-integer "
+            "(int8 input and output), calibrated on clips of the training split of the model's feature store "
+            "(--data; default: the store the model records). --waveform exports raw audio in, probabilities out "
+            "(the log-mel computed inside; float and float16 only). Writes the file and a .json sidecar."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) from train_keras.py")
+    parser.add_argument("--format", dest="export_format", choices=["tflite", "saved_model"], default="tflite")
+    parser.add_argument("--quantize", choices=["float", "float16", "int8"], default="float", help="(default float)")
+    parser.add_argument("--waveform", action="store_true", help="raw 16 kHz audio in (float / float16)")
+    parser.add_argument("--data", type=Path, default=None, help="int8: the feature store whose train split calibrates")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: beside the model)")
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from speechlib import export, inference
+
+    bundle = inference.load_bundle(args.model)
+    if args.export_format == "saved_model":
+        if args.quantize != "float" or args.waveform:
+            raise UserError("--quantize and --waveform apply to --format tflite only")
+        out = export.export_saved_model(bundle, args.out)
+    else:
+        out = export.export_tflite(bundle, args.out, quantize=args.quantize, waveform=args.waveform, store=args.data)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
+    print(f"wrote {out} ({size / 1024:,.0f} KB)")
+    return 0
+
+
 # --- the parser --------------------------------------------------------------
 
 
@@ -475,6 +590,8 @@ _SUBCOMMANDS = [
     _add_evaluate,
     _add_predict,
     _add_submit,
+    _add_listen,
+    _add_export,
 ]
 
 
