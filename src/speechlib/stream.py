@@ -694,14 +694,15 @@ def long_audio(
 
 
 def long_audio_from_store(store_path: str | Path, split: str, *, snr_db: float, keywords: Sequence[str],
-                          **kwargs: Any) -> LongAudio:  # fmt: skip
+                          max_clips: int | None = None, **kwargs: Any) -> LongAudio:  # fmt: skip
     """:func:`long_audio` from one split of a feature store: its clips (read from their files) and its own noise.
 
     The noise is ``speechlib.train.noise_bank(store, split)``: the split's
     regions of the background-noise recordings, or its silence clips where
     the layout has no recordings (the official test-set layout). ``kwargs`` go
     to :func:`long_audio`. Silence rows are left out of the clips: the noise
-    bed between the words is the silence.
+    bed between the words is the silence. ``max_clips`` keeps a random subset
+    of that many clips (seeded by ``kwargs["seed"]``), for a shorter recording.
     """
     from speechlib import train
     from speechlib.store import FeatureStore
@@ -709,6 +710,8 @@ def long_audio_from_store(store_path: str | Path, split: str, *, snr_db: float, 
     fs = FeatureStore(store_path)
     rows = fs.manifest(split)
     rows = rows[(rows["augment"] == 0) & (rows["label"] != config.SILENCE_LABEL)]
+    if max_clips is not None and len(rows) > max_clips:
+        rows = rows.sample(max_clips, random_state=kwargs.get("seed", config.SEED))
     clips = [(r["label"], audio.load_row(r)) for r in rows.to_dict("records")]
     bank = train.noise_bank(fs, split)
     if bank is None:

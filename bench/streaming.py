@@ -1,0 +1,188 @@
+"""Benchmark: streaming detection on long audio, as the field measures it — recall, false accepts per hour, DET.
+
+For each model, long recordings are built from one split of the dataset it
+was trained on (``speechlib.stream.long_audio_from_store``): its keyword and
+unknown-word clips at known times in that split's *own* background noise at
+a given SNR, noise alone between them. The operating point (one threshold
+for every keyword) is chosen on **cv**-built audio at ``--cv_snr`` — the
+lowest threshold with at most ``--max_fa`` false accepts per hour — and the
+**test**-built audio is then scored at that threshold at each SNR, with the
+DET curve over the threshold. The real-time factor of the whole detector
+(features + model + logic, fed 50 ms chunks as a stream) is measured on one
+core with the Keras model and with the LiteRT exports.
+
+Datasets: ``synthetic`` — the course's final model on the default dataset;
+``real`` — a fold model of ``bench/real_speech.py`` on the real dev subset
+(``SPEECHLIB_REAL_DATA``), its own fold's cv and test speakers.
+
+::
+
+    taskset -c 1 python bench/streaming.py                      # both datasets
+    taskset -c 1 python bench/streaming.py --datasets real --snrs 0,10,20
+
+Targets (issue #15): on real speech (test speakers, 10 dB) >= 90% recall at
+<= 1 false accept per hour; detector real-time factor <= 0.05 on one core at
+a 50 ms hop. Results go to ``bench/results/streaming.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when run)
+
+import speechlib  # noqa: F401  (TensorFlow starts quietly)
+from speechlib import config, export, inference, pipeline, stream, train
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "streaming.json"
+REAL_RUN = Path("real_cv") / "runs" / "final_res8_eauto"  # bench/real_speech.py's final-recipe runs
+TARGETS = {"real_recall_min": 0.90, "real_false_accepts_per_hour_max": 1.0, "real_time_factor_max": 0.05}
+RTF_SECONDS = 60.0  # audio streamed for the real-time factor
+CHUNK_SECONDS = 0.05  # chunks fed while measuring it: one window hop
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line arguments (see --help)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="synthetic,real", help="synthetic, real or both")
+    parser.add_argument("--model", type=Path, default=None, help="synthetic: bundle (default: the final model)")
+    parser.add_argument("--fold", default="fold_0", help="real: the fold of bench/real_speech.py (default fold_0)")
+    parser.add_argument("--snrs", default="0,10,20", help="test SNRs in dB (default 0,10,20)")
+    parser.add_argument("--cv_snr", type=float, default=10.0, help="SNR of the cv audio that picks the threshold")
+    parser.add_argument("--max_fa", type=float, default=1.0, help="false accepts per hour allowed at the threshold")
+    parser.add_argument("--max_clips", type=int, default=None, help="at most this many clips per split (a subset)")
+    parser.add_argument("--cv_passes", type=int, default=2, help="times each cv clip appears (longer cv audio)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
+    return parser.parse_args(argv)
+
+
+def real_bundle(fold: str) -> tuple[inference.Bundle, Path] | None:
+    """The fold model of bench/real_speech.py as a bundle (its store's normalisation), and the fold's store."""
+    data = config.real_data_dir()
+    if data is None:
+        return None
+    work = config.work_dir(data, False)
+    best, store = work / REAL_RUN / fold / train.BEST_FILE, work / "real_cv" / "folds" / fold / "store"
+    if not best.is_file() or not (store / "zarr.json").is_file():
+        print(f"real: no fold model at {best} (run bench/real_speech.py first); skipped")
+        return None
+    import keras
+
+    info = train.load_data(store, recipe=train.NO_AUGMENTATION).bundle_info()
+    model = keras.saving.load_model(best)
+    path = work / "streaming" / fold / inference.MODEL_FILE
+    return inference.save_bundle(model, path, **info, data=str(store), model_name=f"res8 {fold}"), store
+
+
+def trace(detector: stream.Detector, store: Path, split: str, snr: float, args, *, passes: int = 1) -> dict:
+    """Build one long recording and score it once: the smoothed score trace, its truth and duration."""
+    kwargs = {"passes": passes, "seed": config.SEED + int(snr)}
+    long = stream.long_audio_from_store(store, split, snr_db=snr, keywords=detector.keywords, **kwargs)
+    if args.max_clips:  # a subset: the first clips of the recording
+        stop = long.events["stop"].iloc[min(args.max_clips, len(long.events)) - 1] + 1.0
+        long = stream.LongAudio(long.waveform[: int(stop * long.sample_rate)],
+                                long.events[long.events["stop"] <= stop], snr)  # fmt: skip
+    started = time.perf_counter()
+    times, scores = detector.scores([long.waveform])
+    seconds = time.perf_counter() - started
+    return {"times": times, "scores": scores, "truth": long.truth, "duration": long.duration, "seconds": seconds}
+
+
+def curve_of(detector: stream.Detector, t: dict, thresholds) -> object:
+    return stream.det_curve(t["times"], t["scores"], detector.labels, detector.keywords, t["truth"],
+                            duration=t["duration"], thresholds=thresholds)  # fmt: skip
+
+
+def evaluate(bundle: inference.Bundle, store: Path, args) -> dict:
+    """Operating point on cv, then recall / false accepts per hour / DET on test at each SNR."""
+    detector = stream.Detector(bundle)
+    thresholds = np.round(np.concatenate([np.linspace(0.3, 0.9, 13), np.linspace(0.92, 0.998, 14)]), 3)
+    cv = trace(detector, store, "cv", args.cv_snr, args, passes=args.cv_passes)
+    cv_curve = curve_of(detector, cv, thresholds)
+    threshold = stream.choose_threshold(cv_curve, max_false_accepts_per_hour=args.max_fa)
+    out = {"threshold": threshold, "cv": {"snr_db": args.cv_snr, "hours": round(cv["duration"] / 3600, 3),
+           "keywords": len(cv["truth"]), "curve": cv_curve.round(4).to_dict("records")}, "test": {}}  # fmt: skip
+    for snr in [float(s) for s in args.snrs.split(",")]:
+        t = trace(detector, store, "test", snr, args)
+        curve = curve_of(detector, t, thresholds)
+        at = curve[curve["threshold"] == threshold].iloc[0]
+        out["test"][f"{snr:g}"] = {"snr_db": snr, "hours": round(t["duration"] / 3600, 3),
+                                   "keywords": len(t["truth"]),
+                                   "recall": round(float(at["recall"]), 4),
+                                   "false_accepts": int(at["false_accepts"]),
+                                   "false_accepts_per_hour": round(float(at["false_accepts_per_hour"]), 2),
+                                   "scoring_real_time_factor": round(t["seconds"] / t["duration"], 4),
+                                   "curve": curve.round(4).to_dict("records")}  # fmt: skip
+        print(f"  test {snr:g} dB: recall {at['recall']:.3f}, {at['false_accepts_per_hour']:.1f} false accepts/h "
+              f"at threshold {threshold} ({t['duration'] / 60:.0f} min of audio)", flush=True)  # fmt: skip
+    return out
+
+
+def real_time_factor(bundle: inference.Bundle, store: Path) -> dict:
+    """Seconds of processing per second of audio, fed in 50 ms chunks: Keras, LiteRT float and int8 scorers."""
+    long = stream.long_audio_from_store(store, "test", snr_db=10.0, keywords=stream.Detector(bundle).keywords)
+    audio = long.waveform[: int(RTF_SECONDS * long.sample_rate)]
+    step = int(CHUNK_SECONDS * long.sample_rate)
+    folder = bundle.path.parent / "edge"
+    float_path = export.export_tflite(bundle, folder / "model_float.tflite")
+    int8_path = export.export_tflite(bundle, folder / "model_int8.tflite", quantize="int8", store=store)
+    scorers = {"keras": None, "litert float": export.LiteRTModel(float_path).predict,
+               "litert int8": export.LiteRTModel(int8_path).predict}  # fmt: skip
+    out = {}
+    for name, scorer in scorers.items():
+        detector = stream.Detector(bundle, scorer=scorer, block_windows=1)
+        detector.detect(audio[: 2 * step * 20])  # warm-up (tracing)
+        started = time.perf_counter()
+        detector.detect(audio, chunk_samples=step)
+        out[name] = round((time.perf_counter() - started) / (len(audio) / long.sample_rate), 4)
+        print(f"  real-time factor, {name}: {out[name]}", flush=True)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    one_thread = export.limit_tensorflow_threads(1)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.setdefault("datasets", {})
+    for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        if name == "synthetic":
+            store = pipeline.prepare(verbose=False).store
+            bundle = inference.load_bundle(args.model or train.default_out(store, train.DEFAULT_MODEL))
+        else:
+            found = real_bundle(args.fold)
+            if found is None:
+                continue
+            bundle, store = found
+        print(f"{name}: {bundle.meta.get('model_name')}", flush=True)
+        row = {"model": bundle.meta.get("model_name"), "hop_seconds": stream.DEFAULT_HOP_SECONDS,
+               "smooth_windows": stream.DEFAULT_SMOOTH_WINDOWS, "max_clips": args.max_clips,
+               **evaluate(bundle, store, args), "real_time_factor": real_time_factor(bundle, store)}  # fmt: skip
+        results["datasets"][name] = row
+    real = results["datasets"].get("real")
+    ten = real["test"].get("10") if real else None
+    rtf = (
+        min(d["real_time_factor"]["litert int8"] for d in results["datasets"].values()) if results["datasets"] else None
+    )
+    results.update({
+        "benchmark": "streaming", "command": "taskset -c 1 python bench/streaming.py", "targets": TARGETS,
+        "met": {"real_10db": None if ten is None else bool(ten["recall"] >= TARGETS["real_recall_min"] and
+                ten["false_accepts_per_hour"] <= TARGETS["real_false_accepts_per_hour_max"]),
+                "real_time_factor": None if rtf is None else bool(rtf <= TARGETS["real_time_factor_max"])},
+        "machine": {"cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
+                    "tensorflow_threads_1": one_thread, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+    })  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"met: {results['met']}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(REPO)
+    sys.exit(main(parse_args()))
