@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_stream import tiny_bundle_path  # the same real bundle, trained once per process
 
 from speechlib import config, export, features, inference, train
 from speechlib.store import FeatureStore
@@ -20,8 +19,8 @@ WAVEFORM_TOLERANCE = 1e-3  # |p_waveform_tflite - p_two_step|: TFLite's log-mel 
 
 
 @pytest.fixture(scope="module")
-def bundle(small_store):
-    return inference.load_bundle(tiny_bundle_path(str(small_store)))
+def bundle(tiny_bundle):
+    return inference.load_bundle(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ the model's generalisation.
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +16,6 @@ import soundfile as sf
 
 from speechlib import audio, config, features, stream
 
-TINY_EPOCHS = 40  # enough for the small CNN below to know the ~400 small training clips, shifted and in noise
 TIME_TOLERANCE = 0.2  # s: a detection must be this close to the word's centre (the issue's target)
 WORDS = 4  # keyword clips placed in the constructed file
 SNR_DB = 30.0  # speech over the recordings' own noise
@@ -27,39 +23,11 @@ THRESHOLD = 0.7  # smoothed score a word needs
 CONTEXTS = 3  # noise contexts (and offsets to the window grid) a word must be found in, alone, to be placed
 
 
-def tiny_model(input_shape: tuple[int, int], num_classes: int):
-    """Two small convolutions and a global max over time and frequency: shift-invariant and quick to train."""
-    import keras
-
-    inputs = keras.Input(shape=input_shape)
-    x = keras.layers.Reshape((*input_shape, 1))(inputs)
-    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
-    x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(x)
-    x = keras.layers.GlobalMaxPooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="tiny_cnn")
-
-
-@functools.cache
-def tiny_bundle_path(store: str) -> Path:
-    """Train (once per process) a small CNN on the store and save it beside it: a real bundle for tests."""
-    from speechlib import inference, train
-
-    train.set_seed(config.SEED)
-    recipe = train.Recipe(gain=False, spec_augment=False, snr_db=(10.0, 30.0))  # shift and noise
-    data = train.load_data(store, batch_size=32, seed=config.SEED, recipe=recipe)
-    model = tiny_model(data.feature_shape, data.num_classes)
-    train.compile_model(model, lr=1e-2, steps_per_epoch=int(data.train.cardinality()), epochs=TINY_EPOCHS)
-    model.fit(data.train, epochs=TINY_EPOCHS, verbose=0, class_weight=data.class_weight)
-    out = train.default_out(store, "tiny_cnn")
-    return inference.save_bundle(model, out / "model.keras", **data.bundle_info(), data=str(store)).path
-
-
 @pytest.fixture(scope="module")
-def bundle(small_store):
+def bundle(tiny_bundle):
     from speechlib import inference
 
-    return inference.load_bundle(tiny_bundle_path(str(small_store)))
+    return inference.load_bundle(tiny_bundle)
 
 
 @pytest.fixture(scope="module")
