@@ -29,6 +29,10 @@ Models
     inference    the saved model bundle, prediction, folder evaluation, Kaggle submission
     plot         every figure of the course
 
+Deployment
+    stream       the keyword detector over audio of any length; long-audio benchmarks (recall, false accepts/h, DET)
+    export       TFLite float / float16 / int8 and waveform-in flat buffers, run with LiteRT
+
 Running
     pipeline     dataset -> split -> feature store, each step once
     course       execute the notebooks
