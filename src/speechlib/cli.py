@@ -73,8 +73,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--version",
         dest="dataset_version",
         default="v0.01",
-        choices=["v0.01", "v0.02", "test-v0.02"],
-        help="v0.01, v0.02 or test-v0.02 (the official test set; default v0.01)",
+        choices=["v0.01", "v0.02", "test-v0.02", "mini"],
+        help="v0.01, v0.02, test-v0.02 (the official test set) or mini (TensorFlow's mini_speech_commands: "
+        "8 words, 8,000 clips); default v0.01",
     )
     download.add_argument("--out", type=Path, default=None, help="folder to extract into (default: data/raw)")
     download.add_argument("--url", default=None, help="download from this URL instead of the official one (a mirror)")
@@ -93,7 +94,34 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     check.add_argument("root", type=Path, help="the dataset folder")
     check.add_argument("--strict", action="store_true", help="also fail (exit 1) when any file has a problem")
     check.add_argument("--report", type=Path, default=None, help="write the full scan table to this CSV file")
+    _add_own_data_arguments(check)
     check.set_defaults(func=_run_data_check)
+
+
+def _add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--speaker-pattern`` and ``--clip-seconds``: a dataset of one's own (data check and split)."""
+    parser.add_argument(
+        "--speaker-pattern",
+        default=None,
+        help="regex with a named group 'speaker', searched in each file name without _nohash_, e.g. "
+        "'^(?P<speaker>[^-]+)-' for alice-3.wav (without speakers a split cannot be speaker-disjoint)",
+    )
+    parser.add_argument(
+        "--clip-seconds",
+        default=None,
+        help="clip length in seconds (default 1.0): longer clips keep their middle, shorter ones are zero-padded "
+        "around the centre; 'auto' = the longest clip",
+    )
+
+
+def _clip_seconds(value: str | None) -> float | str | None:
+    """``--clip-seconds``: a number of seconds, ``auto``, or None (the default, 1 s)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"--clip-seconds {value!r}: give a number of seconds (e.g. 2.5) or auto") from None
 
 
 def _run_data_synth(args: argparse.Namespace) -> int:
@@ -125,7 +153,12 @@ def _run_data_download(args: argparse.Namespace) -> int:
 def _run_data_check(args: argparse.Namespace) -> int:
     from speechlib import datasets
 
-    return datasets.check(args.root, strict=args.strict, report=args.report)
+    seconds = _clip_seconds(args.clip_seconds)
+    if seconds == "auto":
+        seconds = None  # check reports the longest clip and the --clip-seconds that keeps it whole
+    return datasets.check(
+        args.root, strict=args.strict, report=args.report, speaker_pattern=args.speaker_pattern, clip_seconds=seconds
+    )
 
 
 # --- course ----------------------------------------------------------------
@@ -187,10 +220,18 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
     split.add_argument(
         "--out", type=Path, default=None, help="output folder (default: <work dir of the dataset>/split)"
     )
-    split.add_argument("--task", choices=["kaggle12", "all"], default="kaggle12", help="label set (default kaggle12)")
+    split.add_argument(
+        "--task",
+        choices=["auto", "kaggle12", "all", "folders"],
+        default="auto",
+        help="label set: kaggle12 for Speech Commands, folders (every class folder or CSV label) for any other "
+        "dataset (default auto: the one that fits)",
+    )
     split.add_argument("--words", default=None, help="custom task: comma-separated words, e.g. zero,one,two")
     split.add_argument("--no-unknown", action="store_true", help="no 'unknown' class (the other words are left out)")
-    split.add_argument("--no-silence", action="store_true", help="no 'silence' class")
+    split.add_argument(
+        "--no-silence", action="store_true", help="no 'silence' class (default: one only where there is noise)"
+    )
     split.add_argument("--seed", type=int, default=config.SEED, help=f"random seed (default {config.SEED})")
     split.add_argument(
         "--rule", choices=["auto", "lists", "hash"], default="auto", help="lists when present (auto), or force one"
@@ -204,6 +245,19 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
     split.add_argument("--noise", type=Path, default=None, help="background-noise folder, for a dataset without one")
     split.add_argument("--small", action="store_true", help="keep a few hundred clips, by whole speakers")
     split.add_argument("--materialize", action="store_true", help="also build main/ and sample/ folders of symlinks")
+    _add_own_data_arguments(split)
+    split.add_argument(
+        "--folds",
+        type=Path,
+        default=None,
+        help="a metadata CSV with folds: UrbanSound8K's (slice_file_name, fold, classID, class) or path, label, "
+        "fold [, speaker] columns; test = --test-fold, cv = --cv-fold, train = the other folds",
+    )
+    split.add_argument("--test-fold", default=None, help="with --folds: the test fold (default: the last)")
+    split.add_argument("--cv-fold", default=None, help="with --folds: the cv fold (default: the one before the test)")
+    split.add_argument(
+        "--test-speakers", default=None, help="comma-separated speakers held out as the test split (all their clips)"
+    )
     split.set_defaults(func=_run_split)
 
 
@@ -222,13 +276,19 @@ def _run_split(args: argparse.Namespace) -> int:
             task=args.task,
             words=words,
             include_unknown=not args.no_unknown,
-            include_silence=not args.no_silence,
+            include_silence=False if args.no_silence else None,
             seed=args.seed,
             rule=args.rule,
             validation_percent=args.validation_percent,
             testing_percent=args.testing_percent,
             noise_dir=args.noise,
             materialize=args.materialize,
+            speaker_pattern=args.speaker_pattern,
+            clip_seconds=_clip_seconds(args.clip_seconds),
+            folds=args.folds,
+            test_fold=args.test_fold,
+            cv_fold=args.cv_fold,
+            test_speakers=[s for s in args.test_speakers.split(",") if s.strip()] if args.test_speakers else None,
         )
     except (ValueError, FileExistsError) as err:  # LeakageError is a ValueError too
         raise UserError(str(err)) from err
@@ -295,6 +355,52 @@ def _run_featurize(args: argparse.Namespace) -> int:
     except (ValueError, store.StoreError) as err:  # unknown kind/preset/parameter, mismatched store
         raise UserError(str(err)) from err
     print(featurize.format_report(report))
+    return 0
+
+
+# --- crossval ---------------------------------------------------------------
+
+
+def _add_crossval(sub: argparse._SubParsersAction) -> None:
+    from speechlib import train  # light: TensorFlow is imported only when a model is built
+
+    parser = sub.add_parser(
+        "crossval",
+        help="k-fold cross-validation: one training per fold, mean and spread of the accuracy",
+        description=(
+            "Cut a split folder into folds (the predefined folds of `speechlib split --folds CSV`, else --folds K "
+            "speaker-grouped, label-stratified folds), featurize each fold, train the model once per fold through "
+            "speechlib.train (best-on-cv checkpoint), score it on the fold's test part, and print one row per fold "
+            "with the mean and standard deviation over the folds. A finished fold is not trained again."
+        ),
+    )
+    parser.add_argument("--split-dir", type=Path, required=True, help="folder written by `speechlib split`")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <split-dir>/../crossval)")
+    parser.add_argument("--folds", type=int, default=5, help="folds when the split has none predefined (default 5)")
+    parser.add_argument("--model", default=None, help=f"the model to train (default {train.DEFAULT_MODEL})")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: train.auto_epochs)")
+    parser.add_argument("--batch_size", type=int, default=None, help=f"default {train.DEFAULT_BATCH_SIZE}")
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {train.DEFAULT_LR})")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    parser.add_argument("--seed", type=int, default=config.SEED, help=f"seed (default {config.SEED})")
+    parser.add_argument("--workers", type=int, default=None, help="featurizer processes (default: all cores)")
+    train.add_recipe_arguments(parser)
+    parser.set_defaults(func=_run_crossval)
+
+
+def _run_crossval(args: argparse.Namespace) -> int:
+    from speechlib import crossval, store, train
+
+    out = args.out or args.split_dir.resolve().parent / "crossval"
+    try:
+        result = crossval.crossval(
+            args.split_dir, out, k=args.folds, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, recipe=train.Recipe.from_args(args), patience=args.patience,
+            workers=args.workers,
+        )  # fmt: skip
+    except (ValueError, store.StoreError) as err:
+        raise UserError(str(err)) from err
+    print(crossval.format_result(result))
     return 0
 
 
@@ -565,6 +671,54 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve (the web app) -----------------------------------------------------
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="the web app: upload or record a word in the browser and see the prediction; a JSON API",
+        description=(
+            "Serve one page (upload a WAV or record from the browser microphone; waveform, log-mel spectrogram "
+            "and top-k probabilities; a live mode over a WebSocket into the streaming detector) and a JSON API "
+            "(POST /api/predict, GET /api/model, GET /health, docs at /docs). The model is loaded once at start; "
+            "binds 127.0.0.1 unless --host says otherwise. Ctrl-C stops."
+        ),
+    )
+    parser.add_argument("--model", type=Path, default=None, help="model.keras (or its folder); default: final model")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="longest audio in seconds (default 30)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to receive and to answer a request")
+    parser.add_argument("--threshold", type=float, default=0.5, help="detector threshold for long clips and live")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from speechlib import serve
+
+    try:
+        limits = serve.Limits(max_upload_bytes=round(args.max_upload_mb * serve.MB), max_seconds=args.max_seconds,
+                              timeout_seconds=args.timeout)  # fmt: skip
+    except ValueError as err:
+        raise UserError(f"--max-upload-mb, --max-seconds and --timeout: {err}") from None
+    sock = serve.bind(args.host, args.port)  # a taken port: one line, before the model loads
+    try:
+        app = serve.create_app(args.model or _default_bundle(), limits=limits, threshold=args.threshold)
+    except BaseException:
+        sock.close()
+        raise
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {args.host}: anyone who can reach it can use the model (no authentication)",
+              file=sys.stderr)  # fmt: skip
+    print(f"serving {app.state.service.name} at {serve.url_of(sock)} (API docs at {serve.url_of(sock)}docs; "
+          "Ctrl-C stops)", flush=True)  # fmt: skip
+    serve.run(app, sock, log_level=args.log_level)
+    return 0
+
+
 # --- the parser --------------------------------------------------------------
 
 
@@ -587,11 +741,13 @@ _SUBCOMMANDS = [
     _add_split,
     _add_spark_featurize,
     _add_featurize,
+    _add_crossval,
     _add_evaluate,
     _add_predict,
     _add_submit,
     _add_listen,
     _add_export,
+    _add_serve,
 ]
 
 

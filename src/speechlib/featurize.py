@@ -75,9 +75,18 @@ def default_out(split_dir: str | Path, kind: str = "logmel") -> Path:
 _STATE: dict[str, Any] = {}  # per worker process: kind, params, seed, noise regions, augmenters
 
 
-def _init_worker(kind: str, params: dict, seed: int, noise_regions: dict, main_pid: int | None = None) -> None:
+def _init_worker(
+    kind: str,
+    params: dict,
+    seed: int,
+    noise_regions: dict,
+    main_pid: int | None = None,
+    clip_samples: int = config.CLIP_SAMPLES,
+) -> None:
     _STATE.clear()
-    _STATE.update(kind=kind, params=params, seed=seed, noise_regions=noise_regions, augmenters={})
+    _STATE.update(
+        kind=kind, params=params, seed=seed, noise_regions=noise_regions, augmenters={}, clip_samples=clip_samples
+    )
     if main_pid is not None:  # a pool worker: one BLAS thread (the pool already uses every core); exit with main
         threadpool_limits(1)
         threading.Thread(target=_exit_with, args=(main_pid,), daemon=True).start()
@@ -95,17 +104,17 @@ def _exit_with(main_pid: int) -> None:
             os._exit(1)
 
 
-def make_augmenter(noise_regions: dict, noise_split: str) -> Any:
+def make_augmenter(noise_regions: dict, noise_split: str, clip_samples: int = config.CLIP_SAMPLES) -> Any:
     """The ``speechlib.augment.Augmenter`` of the stored copies: noise from ``noise_split``'s own regions only."""
     regions = noise_regions.get(noise_split, [])
-    return augment.Augmenter(noise=augment.NoiseBank(regions) if regions else None)
+    return augment.Augmenter(noise=augment.NoiseBank(regions, length=clip_samples) if regions else None)
 
 
 def _augmenter(noise_split: str) -> Any:
     """The augmenter of a split, built once per worker (its noise is read on first use)."""
     cache = _STATE["augmenters"]
     if noise_split not in cache:
-        cache[noise_split] = make_augmenter(_STATE["noise_regions"], noise_split)
+        cache[noise_split] = make_augmenter(_STATE["noise_regions"], noise_split, _STATE["clip_samples"])
     return cache[noise_split]
 
 
@@ -134,7 +143,7 @@ def _featurize_chunk(task: tuple[str, int, list[dict], int]) -> dict:
             path = record.get("path") or record.get("relpath", "")
             skipped.append({"row": index, "path": path, "reason": err.reason})
             continue
-        waveform = audio.fix_length(waveform)
+        waveform = audio.fix_length(waveform, length=_STATE["clip_samples"])
         for k in range(copies + 1):
             if k:
                 rng = np.random.default_rng([_STATE["seed"], index, k])
@@ -148,7 +157,7 @@ def _featurize_chunk(task: tuple[str, int, list[dict], int]) -> dict:
     if waveforms:
         X = features.compute_batch(np.stack(waveforms), kind, **params)
     else:
-        X = np.empty((0, *features.output_shape(kind, **params)), dtype=np.float32)
+        X = np.empty((0, *features.output_shape(kind, num_samples=_STATE["clip_samples"], **params)), dtype=np.float32)
     return {
         "X": X,
         "y": np.asarray(y, dtype=np.int32),
@@ -270,16 +279,19 @@ def featurize(
     params = features.resolve_params(kind, **(params or {}))
     out = Path(out) if out is not None else default_out(split_dir, kind)
     workers = max(1, int(workers or os.cpu_count() or 1))
+    clip_samples = split_clip_samples(info)
     store = FeatureStore.create(
         out,
         kind=kind,
         params=params,
         labels=info["labels"],
-        feature_shape=features.output_shape(kind, **params),
+        feature_shape=features.output_shape(kind, num_samples=clip_samples, **params),
         overwrite=overwrite,
         split_dir=str(split_dir.resolve()),
         seed=seed,
         command=_command(split_dir, out, kind=kind, params=params, augment=augment),
+        # Only a clip length other than Speech Commands' 1 s is recorded (a Speech Commands store stays as it was).
+        **({"clip_samples": clip_samples} if clip_samples != config.CLIP_SAMPLES else {}),
     )
     noise_regions = info.get("noise_regions", {}) if augment else {}
     report: dict[str, Any] = {
@@ -295,7 +307,9 @@ def featurize(
     }
     started = time.perf_counter()
     processed_now = 0
-    executor = _start_workers(workers, kind=kind, params=params, seed=seed, noise_regions=noise_regions)
+    executor = _start_workers(
+        workers, kind=kind, params=params, seed=seed, noise_regions=noise_regions, clip_samples=clip_samples
+    )
     try:
         for name in splits:
             copies = augment if name in TRAINING_SPLITS else 0
@@ -346,18 +360,23 @@ def _command(split_dir: Path, out: Path, *, kind: str, params: dict, augment: in
 
 
 def _start_workers(
-    workers: int, *, kind: str, params: dict, seed: int, noise_regions: dict
+    workers: int, *, kind: str, params: dict, seed: int, noise_regions: dict, clip_samples: int = config.CLIP_SAMPLES
 ) -> ProcessPoolExecutor | None:
     """A pool of ``workers`` worker processes, or ``None`` (and this process set up as the worker) for one."""
     if workers == 1:
-        _init_worker(kind, params, seed, noise_regions)
+        _init_worker(kind, params, seed, noise_regions, clip_samples=clip_samples)
         return None
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_mp_context(),
         initializer=_init_worker,
-        initargs=(kind, params, seed, noise_regions, os.getpid()),
+        initargs=(kind, params, seed, noise_regions, os.getpid(), clip_samples),
     )
+
+
+def split_clip_samples(info: dict) -> int:
+    """The clip length of a split (``split.json``'s ``clip_seconds``, default 1 s) in samples at ``SAMPLE_RATE``."""
+    return round(float(info.get("clip_seconds", config.CLIP_SECONDS)) * config.SAMPLE_RATE)
 
 
 def _featurize_split(
@@ -391,7 +410,8 @@ def _featurize_split(
             )
         status = "already complete"
     else:
-        augmenter = make_augmenter(noise_regions, _noise_split(name)).to_dict() if copies else None
+        clip_samples = int(store.attrs.get("clip_samples", config.CLIP_SAMPLES))
+        augmenter = make_augmenter(noise_regions, _noise_split(name), clip_samples).to_dict() if copies else None
         writer = store.new_split(name, manifest_path=manifest, augment=copies, augmenter=augmenter, manifest_rows=total)
         if int(store.info(name).get("augment", 0)) != copies:
             raise StoreError(

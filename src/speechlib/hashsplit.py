@@ -131,6 +131,7 @@ def which_set(
     testing_percent: float = config.TESTING_PERCENT,
     *,
     band: tuple[float, float] = (0.0, 100.0),
+    speaker: str | None = None,
 ) -> str:
     """Return the set a clip belongs to under the Speech Commands hash rule.
 
@@ -146,6 +147,10 @@ def which_set(
         Read the percentage relative to this band: ``100 * (p - low) / (high -
         low)``. The default is the official rule; ``(10, 20)`` splits a folder
         of official test-set speakers (see :func:`official_band`).
+    speaker : str, optional
+        The clip's speaker id when it is known otherwise (a ``--speaker-pattern``
+        or a CSV column of a dataset of one's own): hashed instead of
+        :func:`speaker_id` of the file name.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def which_set(
             "non-negative and add up to at most 100"
         )
     low, high = band
-    percentage = 100.0 * (hash_percentage(speaker_id(filename)) - low) / (high - low)
+    percentage = 100.0 * (hash_percentage(speaker or speaker_id(filename)) - low) / (high - low)
     if percentage < validation_percent:
         return VALIDATION
     if percentage < validation_percent + testing_percent:

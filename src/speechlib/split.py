@@ -73,6 +73,7 @@ import soundfile as sf
 from sklearn.model_selection import StratifiedGroupKFold
 
 from speechlib import __version__, config, datasets, hashsplit, manifest
+from speechlib.datasets.scan import SPEAKER_EXAMPLE
 from speechlib.manifest import DIGITAL_SILENCE as DIGITAL_SILENCE  # the manifest's names, as split.* too
 from speechlib.manifest import DTYPES, MANIFEST_COLUMNS
 from speechlib.manifest import MANIFEST_NAMES as MANIFEST_NAMES
@@ -80,7 +81,16 @@ from speechlib.manifest import load as load_manifest
 
 # --- Constants of the split --------------------------------------------------
 SPLIT_FORMAT_VERSION = 1  # bumped when the manifest columns or split.json keys change
-TASKS = ("kaggle12", "all")  # a custom word list is the third kind of task
+TASKS = ("kaggle12", "all", "folders")  # a custom word list is one more kind of task; "auto" picks one
+MIN_FOLDS = 3  # a split from a folds CSV needs a train, a cv and a test fold
+FOLDS_FILE = "folds.csv"  # beside the manifests of a split made from a folds CSV: relpath, fold
+# Column names a folds CSV may use (lower case), in order of preference; UrbanSound8K's first.
+FOLD_COLUMNS = {
+    "path": ("slice_file_name", "path", "relpath", "file", "filename", "file_name", "fname"),
+    "label": ("class", "label", "word", "category"),
+    "fold": ("fold",),
+    "speaker": ("speaker", "speaker_id", "fsid", "client_id"),
+}
 DIGITAL_SILENCE_FRACTION = 0.1  # share of silence rows that are digital silence, not noise
 SAMPLE_PER_CLASS = (20, 5, 5)  # sample set: clips per class in train / cv / test, as the original course
 SMALL_PER_LABEL = 30  # small mode: about this many train clips per label (cv / test in proportion)
@@ -108,8 +118,10 @@ def task_labels(
 
     Parameters
     ----------
-    task : {"kaggle12", "all"}
-        ``kaggle12``: the ten commands, ``silence``, ``unknown``
+    task : {"kaggle12", "all", "folders"}
+        ``folders``: every word (class folder, or label of a folds CSV) present
+        in the data, sorted, then ``silence`` when included — a dataset of your
+        own words. ``kaggle12``: the ten commands, ``silence``, ``unknown``
         (``config.KAGGLE12_LABELS``; without ``silence`` / ``unknown`` when
         they are excluded). ``all``: every word of the dataset as its
         own class, in ``config.WORDS_V002`` order (30 words for v0.01, 35 for
@@ -150,6 +162,11 @@ def task_labels(
         dropped = {config.SILENCE_LABEL} - ({config.SILENCE_LABEL} if include_silence else set())
         dropped |= {config.UNKNOWN_LABEL} - ({config.UNKNOWN_LABEL} if include_unknown else set())
         return [label for label in config.KAGGLE12_LABELS if label not in dropped]
+    if task == "folders":
+        labels = sorted({w for w in dataset_words if w})
+        if not labels:
+            raise ValueError("the dataset has no labelled clips: expected <root>/<class>/<file>.wav")
+        return [*labels, config.SILENCE_LABEL] if include_silence else labels
     if task == "all":
         present = {w for w in dataset_words if w}
         reference = config.WORDS_V001 if present <= set(config.WORDS_V001) else config.WORDS_V002
@@ -168,10 +185,17 @@ def _read_list(path: Path) -> set[str]:
 
 
 def _hash_split(
-    relpath: str, validation_percent: float, testing_percent: float, band: tuple[float, float] = (0.0, 100.0)
+    relpath: str,
+    validation_percent: float,
+    testing_percent: float,
+    band: tuple[float, float] = (0.0, 100.0),
+    speaker: str | None = None,
 ) -> str:
-    """The split of one file under the dataset's hash rule (:func:`speechlib.hashsplit.which_set`)."""
-    return _HASH_SPLIT[hashsplit.which_set(relpath, validation_percent, testing_percent, band=band)]
+    """The split of one file under the dataset's hash rule (:func:`speechlib.hashsplit.which_set`).
+
+    ``speaker``: its speaker id when known (hashed instead of the id in the file name).
+    """
+    return _HASH_SPLIT[hashsplit.which_set(relpath, validation_percent, testing_percent, band=band, speaker=speaker)]
 
 
 def _dataset_root(table: pd.DataFrame) -> str:
@@ -200,7 +224,9 @@ def _noise_regions(noise: pd.DataFrame, validation_percent: float, testing_perce
     return regions
 
 
-def _silence_rows(regions: list[dict], count: int, *, seed: int, split_index: int) -> list[dict]:
+def _silence_rows(
+    regions: list[dict], count: int, *, seed: int, split_index: int, length: int = config.CLIP_SAMPLES
+) -> list[dict]:
     """``count`` silence rows of one split: windows inside the split's regions, plus digital silence.
 
     Windows are spread over the recordings in proportion to the room in their
@@ -208,17 +234,17 @@ def _silence_rows(regions: list[dict], count: int, *, seed: int, split_index: in
     (unless the regions hold fewer window positions than windows).
     """
     rng = np.random.default_rng([seed, split_index])
-    usable = [r for r in regions if r["stop"] - r["start"] >= config.CLIP_SAMPLES]
+    usable = [r for r in regions if r["stop"] - r["start"] >= length]
     n_digital = count if not usable else round(count * DIGITAL_SILENCE_FRACTION)
     n_windows = count - n_digital
     picked: list[tuple[int, int]] = []
     if n_windows:
-        room = np.array([r["stop"] - r["start"] - config.CLIP_SAMPLES + 1 for r in usable], dtype=np.float64)
+        room = np.array([r["stop"] - r["start"] - length + 1 for r in usable], dtype=np.float64)
         unique = n_windows <= room.sum()
         seen: set[tuple[int, int]] = set()
         while len(picked) < n_windows:
             for i in rng.choice(len(usable), size=n_windows - len(picked), p=room / room.sum()):
-                offset = int(rng.integers(usable[i]["start"], usable[i]["stop"] - config.CLIP_SAMPLES + 1))
+                offset = int(rng.integers(usable[i]["start"], usable[i]["stop"] - length + 1))
                 if not unique or (int(i), offset) not in seen:
                     seen.add((int(i), offset))
                     picked.append((int(i), offset))
@@ -228,12 +254,12 @@ def _silence_rows(regions: list[dict], count: int, *, seed: int, split_index: in
             "relpath": usable[i]["relpath"],
             "source": usable[i]["relpath"],
             "offset": offset,
-            "num_samples": config.CLIP_SAMPLES,
+            "num_samples": length,
         }
         for i, offset in picked
     ]
     rows += [
-        {"path": "", "relpath": "", "source": DIGITAL_SILENCE, "offset": 0, "num_samples": config.CLIP_SAMPLES}
+        {"path": "", "relpath": "", "source": DIGITAL_SILENCE, "offset": 0, "num_samples": length}
         for _ in range(n_digital)
     ]
     return rows
@@ -542,7 +568,9 @@ def _run_checks(manifests: Mapping[str, pd.DataFrame], noise_regions: Mapping[st
 # --- make_split ----------------------------------------------------------------------------
 
 
-def _scanned(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:
+def _scanned(
+    data: pd.DataFrame | str | os.PathLike, *, speaker_pattern: str | None = None, clip_seconds: float | None = None
+) -> tuple[pd.DataFrame, str]:
     if isinstance(data, pd.DataFrame):
         return data, _dataset_root(data)
     root = Path(data).expanduser().resolve()
@@ -551,7 +579,7 @@ def _scanned(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]
             f"dataset folder {root} does not exist: pass a Speech Commands folder (or its scan table)"
         )
 
-    table = datasets.scan(root)
+    table = datasets.scan(root, speaker_pattern=speaker_pattern, clip_seconds=clip_seconds)
     return table, str(table.attrs.get("root") or root)
 
 
@@ -600,8 +628,8 @@ def _assign(
     band = hashsplit.official_band(hashsplit.hash_percentage(s) for s in speakers) or (0.0, 100.0)
     has_speaker = clips["speaker"].astype(str) != ""
     assigned = [
-        _hash_split(relpath, validation_percent, testing_percent, band if speaker else (0.0, 100.0))
-        for relpath, speaker in zip(clips["relpath"], has_speaker, strict=True)
+        _hash_split(relpath, validation_percent, testing_percent, band if known else (0.0, 100.0), speaker or None)
+        for relpath, known, speaker in zip(clips["relpath"], has_speaker, clips["speaker"].astype(str), strict=True)
     ]
     used = "hash" if band == (0.0, 100.0) else f"hash within the official band [{band[0]:g}%, {band[1]:g}%)"
     return pd.Series(assigned, index=clips.index, dtype=object), used
@@ -616,7 +644,7 @@ def _no_speaker(clips: pd.DataFrame) -> pd.Series:
 def _label_clips(clips: pd.DataFrame, labels: list[str], *, task: str, words: Sequence[str] | None) -> pd.DataFrame:
     """Attach ``label`` to every clip (dropping clips no label takes)."""
     label_set = set(labels)
-    if words is None and task == "all":
+    if words is None and task in ("all", "folders"):
         word_labels = label_set - {config.SILENCE_LABEL, config.UNKNOWN_LABEL}
     else:
         word_labels = set(words) if words is not None else set(config.COMMANDS)
@@ -631,10 +659,10 @@ def make_split(
     data: pd.DataFrame | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    task: str = "kaggle12",
+    task: str = "auto",
     words: Sequence[str] | None = None,
     include_unknown: bool = True,
-    include_silence: bool = True,
+    include_silence: bool | None = None,
     seed: int = config.SEED,
     validation_percent: float = config.VALIDATION_PERCENT,
     testing_percent: float = config.TESTING_PERCENT,
@@ -644,6 +672,12 @@ def make_split(
     materialize: bool = False,
     rule: str = "auto",
     noise_dir: str | os.PathLike | None = None,
+    speaker_pattern: str | None = None,
+    clip_seconds: float | str | None = None,
+    folds: str | os.PathLike | None = None,
+    test_fold: str | None = None,
+    cv_fold: str | None = None,
+    test_speakers: Sequence[str] | None = None,
     verbose: bool = True,
 ) -> dict:
     """Split a dataset into speaker-disjoint train / cv / test manifests and write them to ``out_dir``.
@@ -665,14 +699,21 @@ def make_split(
     out_dir : path
         The split folder. It is replaced as a whole; an existing non-empty
         folder without ``split.json`` is refused (it is not a split folder).
-    task : {"kaggle12", "all"}
+    task : {"auto", "kaggle12", "all", "folders"}
         The label set (see :func:`task_labels`); ignored when ``words`` is given.
+        ``auto``: ``kaggle12`` for a Speech Commands folder (one with all ten
+        commands, or the official test-set layout), else ``folders`` (every
+        class folder, or every label of ``folds``, is a class).
     words : sequence of str, optional
         A custom task: these words, plus ``silence`` / ``unknown`` when included.
-    include_unknown, include_silence : bool
+    include_unknown : bool
         Keep the ``unknown`` class (every word outside the task's words; when
-        excluded those clips are left out) / the ``silence`` class. The task
-        ``all`` has no ``unknown``.
+        excluded those clips are left out). The tasks ``all`` and ``folders`` have no ``unknown``.
+    include_silence : bool, optional
+        Keep the ``silence`` class. Default: always for ``kaggle12`` and ``all``
+        (digital silence when the dataset has no noise); for ``folders`` and a
+        custom word list only when there is noise to cut it from (a
+        ``_background_noise_`` folder, ``noise_dir``, or ``_silence_`` clips).
     seed : int
         Seeds the silence windows, small mode and the sample set.
     validation_percent, testing_percent : float
@@ -696,6 +737,36 @@ def make_split(
     noise_dir : path, optional
         A folder of background-noise recordings to cut silence from, for a
         dataset that has no ``_background_noise_`` of its own.
+    speaker_pattern : str, optional
+        A regular expression with a named group ``speaker``, searched in each
+        file name that does not follow ``<speaker>_nohash_<n>.wav`` (see
+        :func:`speechlib.datasets.scan`). Without a speaker the split cannot
+        be speaker-disjoint: it hashes file names instead, and warns once.
+    clip_seconds : float or "auto", optional
+        The length every example is fitted to (default ``config.CLIP_SECONDS``,
+        1 s): a longer clip keeps its middle, a shorter one is zero-padded
+        around its centre (``speechlib.audio.fix_length``), silence windows
+        are this long. ``"auto"``: the longest usable clip, rounded up to 10 ms.
+        Recorded in ``split.json`` (``clip_seconds``) when not 1 s; the
+        featurizer and the saved model follow it.
+    folds : path, optional
+        A metadata CSV that gives every clip's fold (and label, and maybe
+        speaker): UrbanSound8K's ``metadata/UrbanSound8K.csv``
+        (``slice_file_name, fold, classID, class``; files in ``fold<N>/``)
+        or any CSV with ``path``, ``label``, ``fold`` and optional ``speaker``
+        columns (:func:`read_folds`). The test fold is ``test_fold`` (default
+        the last), the cv fold ``cv_fold`` (default the one before it), the
+        other folds are train; ``folds.csv`` (relpath, fold) is written beside
+        the manifests, so :func:`write_folds` (``speechlib crossval``) runs
+        one training per predefined fold.
+    test_fold, cv_fold : str, optional
+        The folds of ``folds`` used as test and cv.
+    test_speakers : sequence of str, optional
+        Hold these speakers out: all their clips (and only theirs) are the test
+        split; of the other speakers the ones first in hash order
+        (:func:`speechlib.hashsplit.hash_percentage`) holding at least
+        ``validation_percent`` of the clips are cv (at least one speaker),
+        the rest train.
     verbose : bool
         Print skipped files, warnings, the counts table and the checks.
 
@@ -718,21 +789,37 @@ def make_split(
     small = config.is_small() if small is None else small
     if len(sample_per_class) != len(config.SPLITS):
         raise ValueError(f"sample_per_class needs one count per split {config.SPLITS}, got {sample_per_class!r}")
-    table, root = _scanned(data)
+    fixed_seconds = None if clip_seconds in (None, "auto") else float(clip_seconds)
+    table, root = _scanned(data, speaker_pattern=speaker_pattern, clip_seconds=fixed_seconds)
     clips, noise, skipped = _usable(table)
+    warnings: list[str] = []
+    fold_of = None
+    if folds is not None:
+        clips, fold_of, fold_warnings = _apply_folds(clips, read_folds(folds, root), folds)
+        warnings += fold_warnings
+    task = _auto_task(clips, task, words, from_csv=folds is not None)
+    if include_silence is None:
+        include_silence = (task in ("kaggle12", "all") and words is None) or _has_noise(clips, noise, noise_dir)
     labels, words = _task_of(
         clips, root, task=task, words=words, include_unknown=include_unknown, include_silence=include_silence
     )
     clips = _label_clips(clips, labels, task=task, words=words)
-    clips["split"], used_rule = _assign(
-        clips,
-        root,
-        found=table.attrs.get("lists"),
-        rule=rule,
-        validation_percent=validation_percent,
-        testing_percent=testing_percent,
-    )
-    warnings = _no_speaker_warnings(clips)
+    seconds = _clip_seconds(clips, clip_seconds)
+    length = round(seconds * config.SAMPLE_RATE)
+    if fold_of is not None:
+        clips["split"], used_rule = _assign_folds(clips, fold_of, test_fold=test_fold, cv_fold=cv_fold, csv=folds)
+    elif test_speakers:
+        clips["split"], used_rule = _assign_held_out(clips, test_speakers, validation_percent)
+    else:
+        clips["split"], used_rule = _assign(
+            clips,
+            root,
+            found=table.attrs.get("lists"),
+            rule=rule,
+            validation_percent=validation_percent,
+            testing_percent=testing_percent,
+        )
+    warnings += _no_speaker_warnings(clips, summary=_layout(table) == "folders" or folds is not None)
     if small:
         clips = _subsample_by_speaker(clips, _small_targets(validation_percent, testing_percent), seed=seed)
     manifests = _word_manifests(clips)
@@ -742,7 +829,7 @@ def make_split(
         noise, noise_warnings = _usable_noise(noise, root, noise_dir)
         warnings += noise_warnings
         noise_regions = _noise_regions(noise, validation_percent, testing_percent)
-        _add_silence(manifests, noise_regions, labels, silence_per_split, seed=seed)
+        _add_silence(manifests, noise_regions, labels, silence_per_split, seed=seed, length=length)
     manifests = _finished(manifests, labels)
     samples = {
         name: _sample_set(manifests[name], n, seed=seed, split_index=i)
@@ -772,10 +859,248 @@ def make_split(
         "version": SPLIT_FORMAT_VERSION,
         "created_by": f"speechlib {__version__}",
     }
-    _write(Path(out_dir), manifests, samples, info, materialize=materialize)
+    # Keys of a dataset of one's own, only where they differ from Speech Commands (whose split.json stays as it was).
+    if length != config.CLIP_SAMPLES:
+        info["clip_seconds"] = seconds
+    if table.attrs.get("speaker_pattern"):
+        info["speaker_pattern"] = table.attrs["speaker_pattern"]
+    if test_speakers:
+        info["test_speakers"] = sorted(str(s) for s in test_speakers)
+    extra = {}
+    if fold_of is not None:
+        info["folds_csv"] = str(Path(folds).resolve())
+        extra[FOLDS_FILE] = _folds_table(manifests, fold_of)
+    _write(Path(out_dir), manifests, samples, info, materialize=materialize, extra=extra)
     if verbose:
         _report(info, manifests)
     return info
+
+
+# --- Datasets of one's own: the task, the clip length, folds, held-out speakers ------------------------
+
+
+def _layout(table: pd.DataFrame) -> str:
+    """The layout of a scanned table (its ``layout`` column), ``""`` when it has none."""
+    if "layout" not in table or table.empty:
+        return ""
+    return str(table["layout"].iloc[0])
+
+
+def _auto_task(clips: pd.DataFrame, task: str, words: Sequence[str] | None, *, from_csv: bool) -> str:
+    """``task``, with ``auto`` resolved: ``kaggle12`` for Speech Commands data, ``folders`` for any other.
+
+    Speech Commands data is the test-set layout, or a Speech Commands layout
+    holding some of the ten commands *and* other words (which make ``unknown``).
+    A folder-per-class set, a folds CSV, a set without any command (a digits
+    set) or with commands only (TensorFlow's mini_speech_commands: no word is
+    unknown) is ``folders``: every class its own label.
+    """
+    if task != "auto" or words is not None:
+        return "kaggle12" if task == "auto" else task
+    layout = _layout(clips)
+    present = set(clips.loc[clips["kind"] == "clip", "word"]) - {""}
+    commands = set(config.COMMANDS)
+    if from_csv or layout == "folders":
+        return "folders"
+    if layout == "test_set" or (present & commands and present - commands):
+        return "kaggle12"
+    return "folders"
+
+
+def _has_noise(clips: pd.DataFrame, noise: pd.DataFrame, noise_dir: str | os.PathLike | None) -> bool:
+    """Whether silence can be real: noise recordings, a noise folder, or the test set's ``_silence_`` clips."""
+    return bool(len(noise)) or noise_dir is not None or bool((clips["kind"] == "silence").any())
+
+
+def _clip_seconds(clips: pd.DataFrame, clip_seconds: float | str | None) -> float:
+    """The clip length in seconds: the one given, the longest clip's (``"auto"``, up to 10 ms), or 1 s."""
+    if clip_seconds is None:
+        return config.CLIP_SECONDS
+    if clip_seconds == "auto":
+        durations = clips.loc[clips["kind"] == "clip", "duration"] if "duration" in clips else pd.Series([])
+        if durations.empty:
+            return config.CLIP_SECONDS
+        return float(np.ceil(float(durations.max()) * 100 - 1e-6) / 100)
+    seconds = float(clip_seconds)
+    if not 0.1 <= seconds <= 60:
+        raise ValueError(f"--clip-seconds {clip_seconds} is out of range: give 0.1 to 60 seconds, or auto")
+    return seconds
+
+
+def read_folds(path: str | os.PathLike, root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Read a metadata CSV with folds: UrbanSound8K's or one with path / label / fold / speaker columns.
+
+    Parameters
+    ----------
+    path : path
+        The CSV file. Column names are matched case-insensitively
+        (:data:`FOLD_COLUMNS`): the file (``slice_file_name``, ``path``,
+        ``relpath``, ``file``, ...), its class (``class``, ``label``, ...), its
+        ``fold``, and optionally its speaker (``speaker``, ``fsID``, ...).
+    root : path, optional
+        The dataset folder the paths are relative to. A bare file name (as in
+        UrbanSound8K) is looked for in ``fold<N>/`` when that folder exists.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``relpath``, ``label``, ``fold``, ``speaker`` (str; ``""`` when not given).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        The file is missing, or lacks a file, label or fold column (the message names the columns it has).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"folds CSV {path} not found: pass a CSV with path, label and fold columns")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err}); save it as comma-separated UTF-8 text") from err
+    lower = {c.strip().lower(): c for c in frame.columns}
+    found = {key: next((lower[n] for n in names if n in lower), None) for key, names in FOLD_COLUMNS.items()}
+    missing = [key for key in ("path", "label", "fold") if found[key] is None]
+    if missing:
+        raise ValueError(
+            f"{path}: no {', '.join(missing)} column (it has {', '.join(map(str, frame.columns))}); a folds CSV "
+            "needs path, label and fold columns (UrbanSound8K's slice_file_name, class and fold work too)"
+        )
+    root_dir = Path(root) if root else path.parent
+    names = frame[found["path"]].str.strip().str.replace("\\", "/", regex=False)
+    folds = frame[found["fold"]].str.strip()
+    relpaths = []
+    for name, fold in zip(names, folds, strict=True):
+        if Path(name).is_absolute():
+            try:
+                name = Path(name).resolve().relative_to(root_dir.resolve()).as_posix()
+            except ValueError:
+                pass
+        elif "/" not in name and (root_dir / f"fold{fold}").is_dir():
+            name = f"fold{fold}/{name}"  # UrbanSound8K: audio/fold<N>/<slice_file_name>
+        relpaths.append(name)
+    speaker = frame[found["speaker"]].str.strip() if found["speaker"] else ""
+    out = pd.DataFrame({"relpath": relpaths, "label": frame[found["label"]].str.strip(), "fold": folds})
+    out["speaker"] = speaker
+    bad = out[(out["relpath"] == "") | (out["label"] == "") | (out["fold"] == "")]
+    if len(bad):
+        raise ValueError(f"{path}: {len(bad)} rows without a file, label or fold (first: line {bad.index[0] + 2})")
+    duplicated = out["relpath"][out["relpath"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{path}: {duplicated.iloc[0]} is listed more than once: give each file one fold")
+    return out
+
+
+def _apply_folds(
+    clips: pd.DataFrame, table: pd.DataFrame, csv: str | os.PathLike
+) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """The scanned clips that the folds CSV lists, with its labels and speakers; each clip's fold; warnings."""
+    listed = table.set_index("relpath")
+    clips = clips[clips["kind"] == "clip"]
+    known = clips["relpath"].isin(listed.index)
+    warnings = []
+    if (~known).any():
+        warnings.append(
+            f"{int((~known).sum()):,} clips of the folder are not in {Path(csv).name} and are left out "
+            f"(e.g. {', '.join(clips.loc[~known, 'relpath'].head(3))})"
+        )
+    absent = listed.index.difference(clips["relpath"])
+    if len(absent) == len(listed):
+        raise ValueError(
+            f"no file listed in {csv} is a usable clip of the dataset folder (e.g. {listed.index[0]}): pass the "
+            "folder the CSV's paths are relative to (for UrbanSound8K, its audio/ folder)"
+        )
+    if len(absent):
+        warnings.append(
+            f"{len(absent):,} files listed in {Path(csv).name} are missing or unusable "
+            f"(e.g. {', '.join(absent[:3])})"
+        )
+    clips = clips[known].copy()
+    rows = listed.loc[clips["relpath"]]
+    clips["word"] = rows["label"].to_numpy()
+    given = rows["speaker"].to_numpy(dtype=str)
+    clips["speaker"] = np.where(given != "", given, clips["speaker"].astype(str))
+    return clips, dict(zip(clips["relpath"], rows["fold"].astype(str), strict=True)), warnings
+
+
+def _fold_order(values: Sequence[str]) -> list[str]:
+    """Fold names in order: numerically when every name is a number, else as text."""
+    names = sorted(set(values))
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return names
+
+
+def _assign_folds(
+    clips: pd.DataFrame,
+    fold_of: Mapping[str, str],
+    *,
+    test_fold: str | None,
+    cv_fold: str | None,
+    csv: str | os.PathLike,
+) -> tuple[pd.Series, str]:
+    """The split of every clip from its fold: ``test_fold`` test, ``cv_fold`` cv, the others train."""
+    fold_of = clips["relpath"].map(fold_of).astype(str)
+    order = _fold_order(fold_of.tolist())
+    if len(order) < MIN_FOLDS:
+        raise ValueError(
+            f"{csv}: {len(order)} fold(s) {order}; a split needs at least {MIN_FOLDS} (train, cv and test)"
+        )
+    test = str(test_fold) if test_fold is not None else order[-1]
+    cv = str(cv_fold) if cv_fold is not None else order[order.index(test) - 1] if test in order else ""
+    for name, value in (("test", test), ("cv", cv)):
+        if value not in order:
+            raise ValueError(f"--{name}-fold {value}: {csv} has the folds {', '.join(order)}; choose one of them")
+    if test == cv:
+        raise ValueError(f"--test-fold and --cv-fold are both {test}: choose two different folds")
+    assigned = pd.Series("train", index=clips.index, dtype=object)
+    assigned[fold_of == test] = "test"
+    assigned[fold_of == cv] = "cv"
+    return assigned, f"folds of {Path(csv).name}: test fold {test}, cv fold {cv}, train the other {len(order) - 2}"
+
+
+def _assign_held_out(
+    clips: pd.DataFrame, test_speakers: Sequence[str], validation_percent: float
+) -> tuple[pd.Series, str]:
+    """Held-out speakers: theirs is test; the first speakers in hash order with ``validation_percent`` are cv."""
+    held = {str(s).strip() for s in test_speakers if str(s).strip()}
+    speakers = clips["speaker"].astype(str)
+    unknown = sorted(held - set(speakers))
+    if unknown:
+        known = sorted(set(speakers) - {""})
+        raise ValueError(
+            f"test speakers {unknown} have no clips; the speakers are {known[:20]}"
+            + (" ..." if len(known) > 20 else "")
+            + " (check --speaker-pattern)"
+        )
+    rest = clips[~speakers.isin(held)]
+    counts = rest.groupby(rest["speaker"].astype(str)).size()
+    named = [s for s in counts.index if s]
+    if len(named) < 2:
+        raise ValueError(f"after holding out {sorted(held)}, {len(named)} speaker(s) remain: train and cv need two")
+    target = len(rest) * validation_percent / 100
+    cv, total = [], 0
+    for speaker in sorted(named, key=hashsplit.hash_percentage):
+        if cv and (total >= target or len(cv) == len(named) - 1):
+            break
+        cv.append(speaker)
+        total += int(counts[speaker])
+    assigned = pd.Series("train", index=clips.index, dtype=object)
+    assigned[speakers.isin(cv)] = "cv"
+    assigned[speakers.isin(held)] = "test"
+    nameless = speakers == ""  # no speaker: hashed by file name between train and cv
+    assigned[nameless] = [
+        "cv" if hashsplit.hash_percentage(hashsplit.speaker_id(r)) < validation_percent else "train"
+        for r in clips.loc[nameless, "relpath"]
+    ]
+    return assigned, f"held-out speakers {', '.join(sorted(held))} as test; {len(cv)} speaker(s) by hash order as cv"
+
+
+def _folds_table(manifests: Mapping[str, pd.DataFrame], fold_of: Mapping[str, str]) -> pd.DataFrame:
+    """``relpath, fold`` of every clip in the manifests, sorted by relpath (``folds.csv``)."""
+    relpaths = sorted(set(pd.concat([m["relpath"] for m in manifests.values()], ignore_index=True)) - {""})
+    return pd.DataFrame({"relpath": relpaths, "fold": [fold_of[r] for r in relpaths]})
 
 
 # --- The steps of make_split ------------------------------------------------------------------
@@ -822,8 +1147,24 @@ def _task_of(
     return labels, [w.strip() for w in words if w.strip()]
 
 
-def _no_speaker_warnings(clips: pd.DataFrame) -> list[str]:
-    """One warning per clip without a speaker id: it was split by the hash of its file name."""
+def _no_speaker_warnings(clips: pd.DataFrame, *, summary: bool = False) -> list[str]:
+    """One warning per clip without a speaker id: it was split by the hash of its file name.
+
+    With ``summary`` (a folder-per-class dataset or a folds CSV, where names
+    without ``_nohash_`` are the rule, not a slip), one warning for all of
+    them that says how to give the speakers.
+    """
+    if summary:
+        nameless = clips[_no_speaker(clips)]
+        if nameless.empty:
+            return []
+        examples = ", ".join(nameless["relpath"].head(3))
+        return [
+            f"{len(nameless):,} of {len(clips):,} clips have no speaker id (e.g. {examples}): the split cannot be "
+            "speaker-disjoint for them, so each was assigned by the hash of its file name; give the speakers with "
+            f"--speaker-pattern (a regex with a named group, e.g. {SPEAKER_EXAMPLE!r} for "
+            "alice-3.wav) or a CSV with a speaker column (--folds)"
+        ]
     warnings = []
     for row in clips[_no_speaker(clips)].itertuples(index=False):
         reason = next((part for part in str(getattr(row, "reason", "")).split(" | ") if "speaker" in part), "")
@@ -890,6 +1231,7 @@ def _add_silence(
     silence_per_split: int | Mapping[str, int] | None,
     *,
     seed: int,
+    length: int = config.CLIP_SAMPLES,
 ) -> None:
     """Append silence rows (windows of each split's noise regions, some digital silence) to each manifest."""
     word_labels = [lbl for lbl in labels if lbl not in (config.SILENCE_LABEL, config.UNKNOWN_LABEL)]
@@ -901,7 +1243,7 @@ def _add_silence(
         else:
             per_word = manifests[name]["label"].value_counts().reindex(word_labels, fill_value=0)
             count = int(np.rint(per_word.mean())) if len(per_word) else 0
-        rows = pd.DataFrame(_silence_rows(noise_regions[name], count, seed=seed, split_index=i))
+        rows = pd.DataFrame(_silence_rows(noise_regions[name], count, seed=seed, split_index=i, length=length))
         if len(rows):
             rows = rows.assign(label=config.SILENCE_LABEL, word="", speaker="", split=name)
             manifests[name] = pd.concat([manifests[name], rows], ignore_index=True)
@@ -953,6 +1295,7 @@ def _write(
     info: dict,
     *,
     materialize: bool,
+    extra: Mapping[str, pd.DataFrame] | None = None,
 ) -> None:
     out_dir = out_dir.expanduser().resolve()
     if out_dir.exists() and (
@@ -968,6 +1311,8 @@ def _write(
             manifest.write(frame, tmp / f"{name}.csv")
         for name, frame in samples.items():
             manifest.write(frame, tmp / f"{manifest.SAMPLE_PREFIX}{name}.csv")
+        for file_name, frame in (extra or {}).items():
+            manifest.write(frame, tmp / file_name)
         if materialize:
             _materialize(tmp / "materialized", manifests, samples)
         (tmp / "split.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -1119,6 +1464,13 @@ def write_folds(
     regions: noise augmentation then draws on the fold's own training silence).
     Folders already complete (``split.json``) with the same content are left as they are.
 
+    A split made from a folds CSV (``make_split(folds=...)``, with its
+    ``folds.csv``) is cut along those predefined folds instead, ``k`` being
+    their number: fold ``i``'s test part is predefined fold ``i`` (in order),
+    its cv part the fold before it (cyclically), the other folds train, as
+    UrbanSound8K's 10-fold protocol asks (each fold tested once). Silence rows,
+    which have no fold, go to a fold by the hash of their group.
+
     Returns
     -------
     list of Path
@@ -1127,13 +1479,21 @@ def write_folds(
     split_dir, out_root = Path(split_dir), Path(out_root)
     info = load_info(split_dir)
     pooled = pd.concat([load_manifest(split_dir, name) for name in ("train", "cv", "test")], ignore_index=True)
-    fold = speaker_folds(pooled, k, seed=seed)
     groups = fold_groups(pooled)
-    in_cv = np.array([hashsplit.hash_percentage(g) < cv_percent for g in groups])
+    predefined = _predefined_folds(split_dir, pooled, groups)
+    if predefined is not None:
+        fold, names = predefined
+        k = len(names)
+        rule = f"the {k} predefined folds of {FOLDS_FILE}: test fold i, cv the fold before it, train the others"
+    else:
+        fold, names = speaker_folds(pooled, k, seed=seed), None
+        rule = f"speaker-grouped {k}-fold over every clip of the source split, cv {cv_percent:g}% of the rest"
+    in_hash_cv = np.array([hashsplit.hash_percentage(g) < cv_percent for g in groups])
     folders = []
     for i in range(k):
         test = pooled[fold == i]
         rest = fold != i
+        in_cv = fold == (i - 1) % k if names is not None else in_hash_cv
         parts = {"train": pooled[rest & ~in_cv], "cv": pooled[rest & in_cv], "test": test}
         parts = {name: frame.assign(split=name).reset_index(drop=True) for name, frame in parts.items()}
         fold_info = {
@@ -1142,7 +1502,9 @@ def write_folds(
             "fold": i,
             "folds": k,
             "seed": int(seed),
-            "rule": f"speaker-grouped {k}-fold over every clip of the source split, cv {cv_percent:g}% of the rest",
+            "rule": rule,
+            **({"fold_name": names[i]} if names is not None else {}),
+            **({"clip_seconds": info["clip_seconds"]} if "clip_seconds" in info else {}),
             "counts": {name: {str(a): int(b) for a, b in frame["label"].value_counts().sort_index().items()}
                        for name, frame in parts.items()},
             "noise_regions": {},
@@ -1157,6 +1519,27 @@ def write_folds(
 
 
 # --- The wrong way ---------------------------------------------------------------------------
+
+
+def _predefined_folds(
+    split_dir: Path, pooled: pd.DataFrame, groups: np.ndarray
+) -> tuple[np.ndarray, list[str]] | None:
+    """The fold index of every pooled row from the split's ``folds.csv``, and the fold names; None without one."""
+    path = split_dir / FOLDS_FILE
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    mapping = dict(zip(table["relpath"], table["fold"], strict=True))
+    names = _fold_order(table["fold"].tolist())
+    index = {name: i for i, name in enumerate(names)}
+    fold = np.array(
+        [
+            index[mapping[r]] if r in mapping and row_num == 0 else int(hashsplit.hash_percentage(g) * 1e6) % len(names)
+            for r, row_num, g in zip(pooled["relpath"], pooled["num_samples"], groups, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    return fold, names
 
 
 def random_split(

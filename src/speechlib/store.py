@@ -313,6 +313,11 @@ class FeatureStore:
         return tuple(self.root.attrs["feature_shape"])
 
     @property
+    def clip_samples(self) -> int:
+        """Samples every clip was fitted to before its features were computed (``CLIP_SAMPLES`` unless recorded)."""
+        return int(self.root.attrs.get("clip_samples", config.CLIP_SAMPLES))
+
+    @property
     def normalization(self) -> dict | None:
         """``{"mean": ndarray, "std": ndarray, "fit_on": split}`` or None when not fitted yet."""
         norm = self.root.attrs.get("normalization")

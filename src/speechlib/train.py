@@ -310,6 +310,7 @@ class Data:
     source: str = ""
     batch_size: int = DEFAULT_BATCH_SIZE
     recipe: Recipe | None = None
+    clip_samples: int = config.CLIP_SAMPLES
 
     @property
     def num_classes(self) -> int:
@@ -340,6 +341,8 @@ class Data:
             "normalization": self.normalization,
             "labels": self.labels,
             "task": self.task,
+            "clip_samples": self.clip_samples,  # the length clips are fitted to (the store's; 1 s for Speech Commands)
+            "input_shape": list(self.feature_shape),
         }
 
 
@@ -640,9 +643,9 @@ def _train_waveforms(fs: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
 
     rows = fs.manifest(split)
     rows = rows[rows["augment"] == 0]
-    clips = np.empty((len(rows), config.CLIP_SAMPLES), dtype=np.int16)
+    clips = np.empty((len(rows), fs.clip_samples), dtype=np.int16)
     for j, row in enumerate(rows.to_dict("records")):
-        clip = audio.fix_length(audio.load_row(row))
+        clip = audio.fix_length(audio.load_row(row), length=fs.clip_samples)
         clips[j] = np.round(np.clip(clip, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
     return clips, rows["label_id"].to_numpy(np.int32)
 
@@ -661,7 +664,7 @@ def noise_bank(fs: Any, split: str = "train") -> Any:
     if split_dir and (Path(split_dir) / "split.json").is_file():
         regions = split_module.load_info(split_dir).get("noise_regions", {}).get(split) or []
         if regions:
-            return augment.NoiseBank(regions)
+            return augment.NoiseBank(regions, length=fs.clip_samples)
     rows = fs.manifest(split)
     if "path" not in rows:
         return None
@@ -675,7 +678,7 @@ def noise_bank(fs: Any, split: str = "train") -> Any:
 
             length = round(soundfile.info(r["path"]).duration * config.SAMPLE_RATE) - start
         regions.append({"path": r["path"], "relpath": r.get("relpath", ""), "start": start, "stop": start + length})
-    return augment.NoiseBank(regions) if regions else None
+    return augment.NoiseBank(regions, length=fs.clip_samples) if regions else None
 
 
 def load_data(
@@ -776,6 +779,7 @@ def load_data(
         source=str(fs.path),
         batch_size=batch_size,
         recipe=recipe,
+        clip_samples=fs.clip_samples,
     )
 
 
@@ -1499,9 +1503,10 @@ def sample_waveforms(store_path: str | Path, *, split: str = "test", n: int = 64
     from speechlib import audio
     from speechlib.store import FeatureStore
 
-    rows = FeatureStore(store_path).manifest(split)
+    fs = FeatureStore(store_path)
+    rows = fs.manifest(split)
     rows = rows[rows["augment"] == 0].head(n)
-    return np.stack([audio.fix_length(audio.load_row(row)) for row in rows.to_dict("records")])
+    return np.stack([audio.fix_length(audio.load_row(row), length=fs.clip_samples) for row in rows.to_dict("records")])
 
 
 def evaluate_split(model: Any, data: Data, split: str) -> dict:

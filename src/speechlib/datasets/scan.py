@@ -96,6 +96,11 @@ SUBTYPE_NAMES = {
     "ULAW": "8-bit mu-law",
     "ALAW": "8-bit A-law",
 }
+SPEAKER_EXAMPLE = r"^(?P<speaker>[^-]+)-"  # the example the messages give: the speaker before the first "-"
+NO_SPEAKER_HINT = (
+    "no file name gives a speaker, so a split cannot be speaker-disjoint: pass --speaker-pattern with a "
+    f"named group, e.g. {SPEAKER_EXAMPLE!r} for alice-3.wav, or a CSV with a speaker column (--folds)"
+)
 MAGIC, CONVERT_HINT = audio.MAGIC, audio.CONVERT_HINT  # one list of magic bytes, in speechlib.audio
 
 
@@ -186,7 +191,13 @@ def _subdirs(folder: Path) -> list[str]:
 # --- scan -----------------------------------------------------------------------------------------
 
 
-def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame:
+def scan(
+    root: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    speaker_pattern: str | re.Pattern | None = None,
+    clip_seconds: float | None = None,
+) -> pd.DataFrame:
     """Read every file of a dataset folder into a table, one row per file.
 
     Each file gets :func:`speechlib.audio.inspect`'s verdict: headers and RIFF
@@ -201,6 +212,16 @@ def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame
         The dataset folder; see :func:`detect_layout` for the layouts read.
     workers : int, optional
         Threads reading headers (default: a few per core; reading is I/O bound).
+    speaker_pattern : str or compiled regex, optional
+        Where the speaker id is in a file name that does not follow
+        ``<speaker>_nohash_<n>.wav``: a regular expression with a named group
+        ``speaker`` (and optionally ``utterance``, digits), searched in the file
+        name, e.g. ``^(?P<speaker>[a-z]+)-(?P<utterance>[0-9]+)[.]wav$`` for
+        ``alice-3.wav``. Names that follow the Speech Commands pattern keep their
+        speaker; a name the pattern does not match is a warning (no speaker).
+    clip_seconds : float, optional
+        The clip length the data will be cut to (default ``config.CLIP_SECONDS``):
+        longer clips get a warning that says so.
 
     Returns
     -------
@@ -232,6 +253,8 @@ def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame
     """
     folder, note = resolve_root(root)
     layout = detect_layout(folder)
+    pattern = compile_speaker_pattern(speaker_pattern)
+    clip_seconds = config.CLIP_SECONDS if clip_seconds is None else float(clip_seconds)
     files = sorted(_walk(folder), key=lambda item: item[1])
     workers = workers or min(16, 4 * (os.cpu_count() or 1))
     bar = tqdm(
@@ -245,7 +268,9 @@ def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame
     batches = [files[start : start + SCAN_BATCH] for start in range(0, len(files), SCAN_BATCH)]
     rows = []
     with bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        for batch_rows in pool.map(lambda batch: [_scan_file(path, rel, layout) for path, rel in batch], batches):
+        for batch_rows in pool.map(
+            lambda batch: [_scan_file(path, rel, layout, pattern, clip_seconds) for path, rel in batch], batches
+        ):
             rows.extend(batch_rows)
             bar.update(len(batch_rows))
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -255,7 +280,36 @@ def scan(root: str | os.PathLike, *, workers: int | None = None) -> pd.DataFrame
     table.attrs.update(
         root=str(folder), given_root=str(Path(root).expanduser().resolve()), note=note, lists=find_lists(folder)
     )
+    if pattern is not None:
+        table.attrs["speaker_pattern"] = pattern.pattern
+    if clip_seconds != config.CLIP_SECONDS:
+        table.attrs["clip_seconds"] = clip_seconds
     return table
+
+
+def compile_speaker_pattern(pattern: str | re.Pattern | None) -> re.Pattern | None:
+    """The compiled ``--speaker-pattern``, checked to have a named group ``speaker``.
+
+    Raises
+    ------
+    ValueError
+        The pattern is not a valid regular expression or has no ``(?P<speaker>...)`` group.
+    """
+    if pattern is None or (isinstance(pattern, re.Pattern) and "speaker" in pattern.groupindex):
+        return pattern
+    text = pattern.pattern if isinstance(pattern, re.Pattern) else str(pattern)
+    try:
+        compiled = re.compile(text)
+    except re.error as err:
+        raise ValueError(
+            f"--speaker-pattern {text!r} is not a regular expression ({err}); e.g. {SPEAKER_EXAMPLE!r}"
+        ) from None
+    if "speaker" not in compiled.groupindex:
+        raise ValueError(
+            f"--speaker-pattern {text!r} has no named group 'speaker': mark the speaker id with (?P<speaker>...), "
+            f"e.g. {SPEAKER_EXAMPLE!r} for alice-3.wav"
+        )
+    return compiled
 
 
 def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
@@ -288,7 +342,13 @@ def _is_audio_name(name: str) -> bool:
     return name.lower().endswith(config.AUDIO_SUFFIXES)
 
 
-def _scan_file(path: Path, relpath: str, layout: str) -> dict:
+def _scan_file(
+    path: Path,
+    relpath: str,
+    layout: str,
+    pattern: re.Pattern | None = None,
+    clip_seconds: float = config.CLIP_SECONDS,
+) -> dict:
     """One row of the table for one file (never raises for a bad file).
 
     Parameters
@@ -299,6 +359,10 @@ def _scan_file(path: Path, relpath: str, layout: str) -> dict:
         Its POSIX path relative to the scanned folder.
     layout : str
         The folder's layout (:func:`detect_layout`).
+    pattern : compiled regex, optional
+        The speaker pattern (:func:`compile_speaker_pattern`).
+    clip_seconds : float
+        The clip length of the data, for the warning about longer clips.
 
     Returns
     -------
@@ -309,7 +373,7 @@ def _scan_file(path: Path, relpath: str, layout: str) -> dict:
     row = _blank_row(path, relpath, layout)
     if not _is_audio_name(parts[-1]):
         return _not_audio(row)
-    errors, warnings = _read_place(row, parts, layout)
+    errors, warnings = _read_place(row, parts, layout, pattern)
     try:
         info = audio.inspect(path)
     except audio.AudioError as err:
@@ -321,7 +385,7 @@ def _scan_file(path: Path, relpath: str, layout: str) -> dict:
         duration=info.duration,
         subtype=info.subtype,
     )
-    return _finish(row, errors, [*warnings, *_off_spec(info, row["kind"])])
+    return _finish(row, errors, [*warnings, *_off_spec(info, row["kind"], clip_seconds)])
 
 
 def _blank_row(path: Path, relpath: str, layout: str) -> dict:
@@ -361,7 +425,9 @@ def _not_audio(row: dict) -> dict:
     return _finish(row, [], ["not part of the dataset layout (a file at the top level); ignored"])
 
 
-def _read_place(row: dict, parts: list[str], layout: str) -> tuple[list[str], list[str]]:
+def _read_place(
+    row: dict, parts: list[str], layout: str, pattern: re.Pattern | None = None
+) -> tuple[list[str], list[str]]:
     """Set what an audio file should be from where it is: ``kind``, ``word``, ``speaker``, ``utterance``.
 
     Parameters
@@ -372,6 +438,8 @@ def _read_place(row: dict, parts: list[str], layout: str) -> tuple[list[str], li
         The components of its ``relpath``.
     layout : str
         The folder's layout.
+    pattern : compiled regex, optional
+        The speaker pattern.
 
     Returns
     -------
@@ -387,13 +455,13 @@ def _read_place(row: dict, parts: list[str], layout: str) -> tuple[list[str], li
         return [], []
     if not folder:
         return ["outside any class folder; move it into the folder of its word"], []
-    warnings = _read_name(row, parts[-1], layout)
+    warnings = _read_name(row, parts[-1], layout, pattern)
     if len(parts) > 2:
         warnings.append(f"nested in a subfolder of {folder}/; expected {folder}/<file>.wav (labelled {folder})")
     return [], warnings
 
 
-def _read_name(row: dict, name: str, layout: str) -> list[str]:
+def _read_name(row: dict, name: str, layout: str, pattern: re.Pattern | None = None) -> list[str]:
     """Set a clip's ``word``, ``speaker`` and ``utterance`` from its folder and file name.
 
     Parameters
@@ -404,7 +472,11 @@ def _read_name(row: dict, name: str, layout: str) -> list[str]:
         The file name: ``<speaker>_nohash_<n>.wav``, or ``<word>_<speaker>_nohash_<n>.wav``
         in the test set's ``_unknown_``.
     layout : str
-        The folder's layout.
+        The folder's layout. In the ``folders`` layout a name without a speaker
+        is no warning of its own (the split says once that it cannot be
+        speaker-disjoint, and how to fix that).
+    pattern : compiled regex, optional
+        The speaker pattern, for names that do not follow the Speech Commands pattern.
 
     Returns
     -------
@@ -415,9 +487,13 @@ def _read_name(row: dict, name: str, layout: str) -> list[str]:
         match = UNKNOWN_NAME.match(name)
         pattern = "<word>_<speaker>_nohash_<n>.wav"
     else:
-        match = CLIP_NAME.match(name)
-        pattern = "<speaker>_nohash_<n>.wav"
         row["word"] = row["folder"]
+        match = CLIP_NAME.match(name)
+        if match is None and pattern is not None:
+            return _read_pattern(row, name, pattern)
+        if match is None and layout == "folders":
+            return []
+        pattern = "<speaker>_nohash_<n>.wav"
     if not match:
         return [
             f"name does not follow {pattern}; its speaker is unknown, so a split cannot keep that "
@@ -430,7 +506,22 @@ def _read_name(row: dict, name: str, layout: str) -> list[str]:
     return []
 
 
-def _off_spec(info: audio.AudioInfo, kind: str) -> list[str]:
+def _read_pattern(row: dict, name: str, pattern: re.Pattern) -> list[str]:
+    """Set a clip's ``speaker`` (and ``utterance``) from the speaker pattern; a warning when it does not match."""
+    match = pattern.search(name)
+    if match is None or not match["speaker"]:
+        return [
+            f"name does not match the speaker pattern {pattern.pattern!r}; its speaker is unknown, so a split "
+            "cannot keep that speaker's clips in one set (rename it, or change --speaker-pattern)"
+        ]
+    row["speaker"] = match["speaker"]
+    utterance = match.groupdict().get("utterance")
+    if utterance is not None and utterance.isdigit():
+        row["utterance"] = int(utterance)
+    return []
+
+
+def _off_spec(info: audio.AudioInfo, kind: str, clip_seconds: float = config.CLIP_SECONDS) -> list[str]:
     """Warnings for a readable file that is not what the dataset's format promises (speechlib converts it).
 
     Parameters
@@ -439,6 +530,8 @@ def _off_spec(info: audio.AudioInfo, kind: str) -> list[str]:
         :func:`speechlib.audio.inspect`'s verdict on the file.
     kind : str
         The row's ``kind``; only clips are checked for length.
+    clip_seconds : float
+        The clip length of the data.
 
     Returns
     -------
@@ -453,10 +546,8 @@ def _off_spec(info: audio.AudioInfo, kind: str) -> list[str]:
     if info.subtype != config.SAMPLE_SUBTYPE:
         what = SUBTYPE_NAMES.get(info.subtype, info.subtype_info or info.subtype)
         warnings.append(f"{what} samples ({info.subtype}); converted on load, the dataset's format is 16-bit PCM")
-    if kind == "clip" and info.sample_rate and info.frames > math.ceil(config.CLIP_SECONDS * info.sample_rate):
-        warnings.append(
-            f"longer than {config.CLIP_SECONDS:g} s ({info.duration:.2f} s); cut to {config.CLIP_SECONDS:g} s on load"
-        )
+    if kind == "clip" and info.sample_rate and info.frames > math.ceil(clip_seconds * info.sample_rate):
+        warnings.append(f"longer than {clip_seconds:g} s ({info.duration:.2f} s); cut to {clip_seconds:g} s on load")
     return warnings
 
 
@@ -480,6 +571,8 @@ def check(
     strict: bool = False,
     report: str | os.PathLike | None = None,
     file: TextIO | None = None,
+    speaker_pattern: str | re.Pattern | None = None,
+    clip_seconds: float | None = None,
 ) -> int:
     """Scan a dataset folder, print a summary, and return an exit code.
 
@@ -499,6 +592,10 @@ def check(
         file is replaced only when it is such a table (else ``FileExistsError``).
     file : text stream, optional
         Where to print (default: standard output).
+    speaker_pattern : str or compiled regex, optional
+        Where the speaker id is in the file names (see :func:`scan`).
+    clip_seconds : float, optional
+        The clip length the data will be cut to (default ``config.CLIP_SECONDS``).
 
     Returns
     -------
@@ -515,12 +612,12 @@ def check(
 
     if report is not None:
         _check_report_target(Path(report))
-    table = scan(root)
+    table = scan(root, speaker_pattern=speaker_pattern, clip_seconds=clip_seconds)
     layout = detect_layout(table.attrs["root"])
     say(*_header_lines(table, layout))
     say(*_label_lines(table, layout))
     say(_speaker_line(table))
-    say(*_duration_lines(table))
+    say(*_duration_lines(table, config.CLIP_SECONDS if clip_seconds is None else float(clip_seconds)))
     say(_noise_line(table))
     say(_lists_line(table, layout))
     say(*_problem_lines(table))
@@ -594,19 +691,34 @@ def _speaker_line(table: pd.DataFrame) -> str:
     clips = table[table["kind"] == "clip"]
     speakers = clips.loc[clips["speaker"] != "", "speaker"]
     without = (clips["speaker"] == "").sum()
-    return f"speakers: {speakers.nunique():,}" + (f" ({without:,} clips without one)" if without else "")
+    line = f"speakers: {speakers.nunique():,}" + (f" ({without:,} clips without one)" if without else "")
+    if without and without == len(clips) and "speaker_pattern" not in table.attrs:
+        line += f"; {NO_SPEAKER_HINT}"
+    return line
 
 
-def _duration_lines(table: pd.DataFrame) -> list[str]:
-    """The shortest, median and longest usable clip and the share shorter than a clip (none without clips)."""
+def _duration_lines(table: pd.DataFrame, clip_seconds: float = config.CLIP_SECONDS) -> list[str]:
+    """The shortest, median and longest usable clip and the share shorter than a clip (none without clips).
+
+    When clips are longer than ``clip_seconds``, a second line says how they are
+    fitted and which ``--clip-seconds`` keeps every clip whole.
+    """
     durations = _good_clips(table)["duration"].to_numpy()
     if not len(durations):
         return []
-    short = np.mean(durations < config.CLIP_SECONDS - 1e-9)
-    return [
+    short = np.mean(durations < clip_seconds - 1e-9)
+    lines = [
         f"durations (clips): min {durations.min():.2f} s, median {np.median(durations):.2f} s, "
-        f"max {durations.max():.2f} s; {short:.1%} shorter than {config.CLIP_SECONDS:g} s"
+        f"max {durations.max():.2f} s; {short:.1%} shorter than {clip_seconds:g} s"
     ]
+    longer = np.mean(durations > clip_seconds + 1e-9)
+    if longer:
+        lines.append(
+            f"clip length {clip_seconds:g} s: {longer:.1%} of the clips are longer and keep only their middle "
+            f"{clip_seconds:g} s, shorter ones are zero-padded around the centre; --clip-seconds "
+            f"{math.ceil(durations.max() * 100) / 100:g} (or auto) keeps every clip whole"
+        )
+    return lines
 
 
 def _noise_line(table: pd.DataFrame) -> str:
