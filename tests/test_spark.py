@@ -317,3 +317,26 @@ def test_official_test_set_layout_folders_are_read(spark, tmp_path):
     assert sorted(manifest["relpath"]) == sorted(names)
     local = [features.compute(audio.fix_length(audio.load(root / rel))) for rel in manifest["relpath"]]
     assert np.abs(X - np.stack(local)).max() <= 1e-5
+
+
+def test_session_keeps_spark_and_worker_output_out_of_the_users_stderr(tmp_path):
+    """Spark's banner, log4j warnings and the workers' start-up lines go to spark.log, not to the caller's stderr."""
+    import subprocess
+
+    script = (
+        "from speechlib import spark\n"
+        "s = spark.session('local[1]', **{'spark.ui.enabled': 'false'})\n"
+        "say = lambda x: (__import__('sys').stderr.write('worker\\n'), x)[1]\n"
+        "rows = s.sparkContext.parallelize(range(4), 2).map(say).collect()\n"
+        "assert rows == [0, 1, 2, 3]\n"
+        "import sys; print('python stderr still works', file=sys.stderr)\n"
+        "s.stop()\n"
+    )
+    log = tmp_path / "spark.log"
+    env = {**os.environ, "SPEECHLIB_SPARK_LOG": str(log), "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYSPARK_PYTHON": sys.executable}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == ["python stderr still works"], done.stderr
+    text = log.read_text()
+    assert "log4j" in text and "worker" in text, text[-2000:]

@@ -133,6 +133,7 @@ per-band mean and std and applies them on the executors before the model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -222,7 +223,48 @@ def session(master: str | None = None, app_name: str = "speechlib", **conf: Any)
         settings[name] = str(value).lower() if isinstance(value, bool) else str(value)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    with _jvm_output_to(log_path()):
+        return builder.getOrCreate()
+
+
+SPARK_LOG = "spark.log"  # in the project home: what the JVM and the executors' Python workers print
+
+
+def log_path() -> Path:
+    """Where the local JVM's own output goes: ``<project home>/spark.log`` (``SPEECHLIB_SPARK_LOG`` overrides)."""
+    return Path(os.environ.get("SPEECHLIB_SPARK_LOG") or config.project_home() / SPARK_LOG)
+
+
+@contextlib.contextmanager
+def _jvm_output_to(path: Path):
+    """Start the JVM with its standard error on ``path`` instead of the caller's (a notebook cell, a terminal).
+
+    pyspark launches the JVM as a child process that inherits file
+    descriptor 2, and the executors' Python workers inherit it from the JVM:
+    Spark's start-up banner, its log4j warnings and TensorFlow's start-up lines
+    in the workers would otherwise land in the user's output. The descriptor is
+    pointed at the log only while the session starts; the child keeps it, this
+    process gets its own back. Errors still reach the user: a failed job raises
+    in Python with the worker's traceback. Under ``spark-submit`` (or with a
+    running session) no JVM is launched and nothing changes.
+    """
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None or os.environ.get("PYSPARK_GATEWAY_PORT"):
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log)
 
 
 # --- Paths -------------------------------------------------------------------------------------
