@@ -596,7 +596,10 @@ def run(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> None:
         app, log_level=log_level, ws_max_size=LIVE_MAX_MESSAGE_BYTES + 1024, timeout_keep_alive=5,
         timeout_graceful_shutdown=5, limit_concurrency=4096, backlog=2048,
     ))  # fmt: skip
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal end here
+        pass
 
 
 def url_of(sock: socket.socket) -> str:
