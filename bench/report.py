@@ -220,6 +220,24 @@ def streaming_rows(result: dict) -> list[str]:
     return rows
 
 
+def serve_rows(result: dict) -> list[str]:
+    burst, long, rss, base = result["burst"], result["long"], result["rss_mb"], result["baseline"]
+    health = result.get("health_during_long") or {}
+    return [
+        f"| web app (`speechlib serve`, {result['model']}) on 127.0.0.1: {burst['requests']} POST /api/predict at once "
+        f"| {_fmt(burst['throughput_per_s'])} requests/s, p50 {_fmt(burst['p50_ms'], 0)} ms, p99 "
+        f"{_fmt(burst['p99_ms'], 0)} ms, {burst['errors']} errors | 0 errors | `{result['command']}` |",
+        f"| — {long['requests']:,} requests, {long['concurrency']} in flight | {_fmt(long['throughput_per_s'])} "
+        f"requests/s ({result['throughput_vs_baseline']:.2f}x "
+        f"the in-process rate of {_fmt(base['per_s'])}/s), p50 {_fmt(long['p50_ms'], 0)} ms, p99 "
+        f"{_fmt(long['p99_ms'], 0)} ms, {long['errors']} errors, {long['label_mismatches']} wrong labels | 0 errors "
+        "| same run |",
+        f"| — server memory (RSS) at start, after the burst, at the end; /health during the long run "
+        f"| {_fmt(rss['start'], 0)}, {_fmt(rss['after_burst'], 0)}, {_fmt(rss['end'], 0)} MB; p50 "
+        f"{_fmt(health.get('p50_ms'), 0)} ms, max {_fmt(health.get('max_ms'), 0)} ms | flat | same run |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     print("| measure | result | target | command |")
@@ -234,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         ("train", train_rows),
         ("export", export_rows),
         ("streaming", streaming_rows),
+        ("serve_load", serve_rows),
     )
     for name, rows in benchmarks:
         result = final_model_metrics() if name == "synthetic_test" else _load(name)
