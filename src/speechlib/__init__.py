@@ -32,6 +32,7 @@ Models
 Deployment
     stream       the keyword detector over audio of any length; long-audio benchmarks (recall, false accepts/h, DET)
     export       TFLite float / float16 / int8 and waveform-in flat buffers, run with LiteRT
+    serve        the web app (``speechlib serve``): the page, the JSON API, live detection over a WebSocket
 
 Running
     pipeline     dataset -> split -> feature store, each step once
