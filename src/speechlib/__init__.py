@@ -40,28 +40,14 @@ Running
     cli          the ``speechlib`` command
 """
 
-import contextlib as _contextlib
 import importlib.abc as _abc
 import importlib.util as _util
 import os as _os
 import sys as _sys
 
+from speechlib._stderr import redirected as _redirected_stderr
+
 __version__ = "0.1.0"
-
-
-@_contextlib.contextmanager
-def _quiet_stderr():
-    """Send file descriptor 2 to the null device for a while (what C++ libraries print there, too)."""
-    _sys.stderr.flush()
-    saved, null = _os.dup(2), _os.open(_os.devnull, _os.O_WRONLY)
-    _os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        _sys.stderr.flush()
-        _os.dup2(saved, 2)
-        _os.close(saved)
-        _os.close(null)
 
 
 class _QuietTensorFlow(_abc.MetaPathFinder):
@@ -92,7 +78,7 @@ class _QuietTensorFlow(_abc.MetaPathFinder):
         def quiet_exec(module):
             if finder in _sys.meta_path:
                 _sys.meta_path.remove(finder)
-            with _quiet_stderr():
+            with _redirected_stderr():
                 exec_module(module)
                 module.config.list_physical_devices()  # the CUDA probe happens here, not at import
 

@@ -153,6 +153,7 @@ import scipy.special
 
 from speechlib import __version__, audio, config, features, inference
 from speechlib import split as split_mod
+from speechlib._stderr import redirected
 from speechlib.manifest import DIGITAL_SILENCE, MANIFEST_COLUMNS
 from speechlib.manifest import load as load_manifest
 from speechlib.manifest import read as read_manifest
@@ -254,17 +255,8 @@ def _jvm_output_to(path: Path):
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 2)
-    try:
+    with redirected(path):
         yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(log)
 
 
 # --- Paths -------------------------------------------------------------------------------------
