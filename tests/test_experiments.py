@@ -187,3 +187,17 @@ def test_final_model_path_is_in_the_work_dir(tmp_path, monkeypatch):
     path = experiments.final_model_path(tmp_path / "mydata", small=True)
     assert path == tmp_path / "work" / "mydata-small" / "experiments" / "final_model.json"
     assert config.SEED in experiments.PROTOCOL.seeds
+
+
+def test_final_bundle_follows_the_datasets_recorded_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path))
+    dataset, store = tmp_path / "mydata", tmp_path / "work" / "mydata" / "features" / "logmel"
+    # No choice recorded for the dataset: the package's default model.
+    assert experiments.final_model_name(dataset, small=False) == train.DEFAULT_MODEL
+    default = experiments.final_bundle_path(store, dataset, small=False)
+    assert default == train.default_out(store, train.DEFAULT_MODEL) / "model.keras"
+    # Notebook 3 chose another model for this dataset: its bundle, where notebook 4 saves it.
+    other = next(name for name in ("ds_cnn_s", "res15") if name != train.DEFAULT_MODEL)
+    experiments.save_final_model(experiments.final_model_path(dataset, small=False), other)
+    assert experiments.final_model_name(dataset, small=False) == other
+    assert experiments.final_bundle_path(store, dataset, small=False) == train.default_out(store, other) / "model.keras"

@@ -76,6 +76,8 @@ __all__ = [
     "Protocol",
     "choose_final",
     "compare",
+    "final_bundle_path",
+    "final_model_name",
     "final_model_path",
     "protocol",
     "read_final_model",
@@ -544,6 +546,28 @@ def final_model_path(dataset: str | Path | None = None, small: bool | None = Non
     """``<work dir>/experiments/final_model.json`` for ``dataset`` (default ``config.dataset_dir()``)."""
     dataset = config.dataset_dir(small) if dataset is None else dataset
     return config.work_dir(dataset, small) / "experiments" / FINAL_MODEL_FILE
+
+
+def final_model_name(dataset: str | Path | None = None, small: bool | None = None) -> str:
+    """The final model of ``dataset``: notebook 3's choice for it when recorded, else ``train.DEFAULT_MODEL``.
+
+    The choice is :func:`final_model_path`'s record; ``train.DEFAULT_MODEL``
+    is the package's own record (what ``train_keras.py`` trains by default).
+    """
+    path = final_model_path(dataset, small)
+    return str(read_final_model(path)["model"]) if path.is_file() else _train.DEFAULT_MODEL
+
+
+def final_bundle_path(store: str | Path, dataset: str | Path | None = None, small: bool | None = None) -> Path:
+    """Where notebook 4 and ``train_keras.py`` save the final model trained on ``store``: its ``model.keras``.
+
+    ``<work dir>/models/<final model>/model.keras`` (``train.default_out``),
+    the final model being :func:`final_model_name` of ``dataset``. The file
+    may not exist yet: train it with ``python train_keras.py`` or notebook 4.
+    """
+    from speechlib import inference
+
+    return _train.default_out(store, final_model_name(dataset, small)) / inference.MODEL_FILE
 
 
 def save_final_model(path: str | Path, name: str, **info: Any) -> Path:
