@@ -125,6 +125,14 @@ def test_no_cors(client):
     assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
 
 
+def test_a_loopback_server_answers_only_to_loopback_names(service):
+    app = serve.create_app(service, allowed_hosts=serve.LOOPBACK_NAMES)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as local:
+        assert local.get("/health").status_code == 200
+        assert local.get("/health", headers={"host": "localhost:8000"}).status_code == 200
+        assert local.get("/health", headers={"host": "rebound.example:8000"}).status_code == 400
+
+
 def test_wrong_method(client):
     assert_error(client.get("/api/predict"), 405)
 
@@ -358,6 +366,20 @@ def test_live_mode_refuses_bad_streams_with_a_reason(client, query, message, cod
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == code and closed.value.reason
+
+
+def test_live_mode_refuses_another_sites_page(client):
+    from starlette.websockets import WebSocketDisconnect
+
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/ws/live", headers={"origin": "http://evil.example"}),
+    ):
+        pass
+    assert closed.value.code == 1008
+    with client.websocket_connect("/ws/live", headers={"origin": "http://testserver"}) as ws:  # the page's own origin
+        ws.send_text("stop")
+        assert ws.receive_json()["type"] == "end"
 
 
 # --- the command --------------------------------------------------------------------------------------

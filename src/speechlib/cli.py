@@ -706,7 +706,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--max-upload-mb, --max-seconds and --timeout: {err}") from None
     sock = serve.bind(args.host, args.port)  # a taken port: one line, before the model loads
     try:
-        app = serve.create_app(args.model or _default_bundle(), limits=limits, threshold=args.threshold)
+        hosts = serve.LOOPBACK_NAMES if args.host in serve.LOOPBACK_NAMES else None  # no DNS rebinding
+        app = serve.create_app(args.model or _default_bundle(), limits=limits, threshold=args.threshold,
+                               allowed_hosts=hosts)  # fmt: skip
     except BaseException:
         sock.close()
         raise

@@ -50,7 +50,9 @@ Safety
     path (the page's files are served from a fixed table, the upload is
     decoded in memory), the model is loaded once at start-up and cannot be
     changed, no CORS headers are sent (the page and the API share an
-    origin), and the server binds 127.0.0.1 unless told otherwise.
+    origin; a WebSocket opened by another site's page is refused, since
+    browsers apply no CORS to WebSockets), and the server binds 127.0.0.1
+    unless told otherwise.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from speechlib import __version__, audio, config, features, inference, stream
 
@@ -79,6 +83,7 @@ __all__ = ["Limits", "Service", "bind", "create_app", "run"]
 
 DEFAULT_HOST = "127.0.0.1"  # only this machine can connect unless the user says otherwise
 DEFAULT_PORT = 8000
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # the Host a browser on this machine sends to a loopback server
 MB = 1_000_000
 DEFAULT_MAX_UPLOAD_MB = 10.0  # a 30-s 48 kHz stereo 16-bit WAV is 5.8 MB
 DEFAULT_MAX_SECONDS = 30.0  # longer recordings belong to `speechlib listen`
@@ -392,7 +397,8 @@ def _web_files() -> dict[str, bytes]:
 
 
 def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits | None = None,
-               threshold: float = stream.DEFAULT_THRESHOLD) -> FastAPI:  # fmt: skip
+               threshold: float = stream.DEFAULT_THRESHOLD, allowed_hosts: Sequence[str] | None = None,
+               ) -> FastAPI:  # fmt: skip
     """The web app for one model, fixed for the app's life.
 
     Parameters
@@ -402,6 +408,11 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
     limits : Limits, optional
     threshold : float
         Detector threshold (long clips, live mode).
+    allowed_hosts : sequence of str, optional
+        Host names the ``Host`` header may give (others get 400): a server on
+        127.0.0.1 answers only to ``127.0.0.1`` and ``localhost``, so a page
+        of another site cannot reach it through a name that resolves to this
+        machine (DNS rebinding). Default: any.
 
     Returns
     -------
@@ -417,6 +428,8 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
         form_limits={"max_files": 1, "max_fields": 4},
     )  # fmt: skip
     app.state.service = service
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(_BodyGuard, max_bytes=limits.max_upload_bytes + MULTIPART_OVERHEAD,
                        timeout=limits.timeout_seconds)  # fmt: skip
 
@@ -481,6 +494,10 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
 
     @app.websocket("/ws/live")
     async def live(ws: WebSocket, sample_rate: int = config.SAMPLE_RATE, top_k: int = 3) -> None:
+        origin = ws.headers.get("origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host"):
+            await ws.close(1008, "cross-origin WebSocket refused: open the page this server serves")  # before accept
+            return
         await ws.accept()
         lo, hi = LIVE_RATES
         if not lo <= sample_rate <= hi:
