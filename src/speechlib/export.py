@@ -51,8 +51,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from speechlib import _quiet_stderr, config
+from speechlib import config
 from speechlib._json import jsonable
+from speechlib._stderr import redirected as _quiet_stderr
 
 __all__ = [
     "FORMATS",
