@@ -16,6 +16,7 @@ More examples:
     python train_keras.py --path_to_data ~/speech_commands_v0.01  # a downloaded dataset: split + featurized once
     python train_keras.py --path_to_data data/work/synthetic/features/logmel --model res8 --epochs 30
     python train_keras.py --resume                            # continue a killed run: same result as unkilled
+    python train_keras.py --strategy mirrored                 # every local GPU (MirroredStrategy)
     python train_keras.py --path_to_data ~/my_real_clips --init_from data/work/synthetic/models/res8
                                                               # pre-trained on the synthetic default, fine-tuned
     tensorboard --logdir data/work/synthetic/logs             # the curves
@@ -31,7 +32,7 @@ line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -50,17 +51,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start from this trained bundle (e.g. the model trained on the synthetic default) instead of random "
         "weights, then train it on --path_to_data: pre-training, then fine-tuning (its model replaces --model)",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=["mirrored"],
+        default=None,
+        help="mirrored: train on every local GPU at once (tf.distribute.MirroredStrategy; each batch split between "
+        "them, gradients all-reduced); default: one device",
+    )
+    parser.add_argument(
+        "--cpu_replicas",
+        type=int,
+        default=None,
+        help="with --strategy mirrored: split the CPU into this many logical devices instead of using GPUs "
+        "(to try the strategy on a machine without GPUs; not faster)",
+    )
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> dict:
     """Prepare the data, train, evaluate on cv and test, save the bundle; return the metrics."""
-    from speechlib import evaluate, inference, models, pipeline, train
+    from speechlib import models, pipeline, train
 
     if args.small:
         config.set_small(True)
     train.set_seed(args.seed)
     logrun = args.logrun or args.model
+    strategy = train.distribution_strategy(args.strategy, cpu_replicas=args.cpu_replicas)  # before TF runs anything
 
     # Data: random, or a store: the one given, or prepared from the dataset given (default: the embedded one).
     if args.random_data:
@@ -76,55 +92,27 @@ def main(args: argparse.Namespace) -> dict:
             store, batch_size=args.batch_size, seed=args.seed, recipe=train.Recipe.from_args(args), initial_epoch=done
         )
 
-    if args.init_from is not None:
-        model, args.model = train.init_model(args.init_from, data)
-        print(f"fine-tuning {args.model} from {args.init_from}")
-    else:
-        model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():  # mirrored: variables on every device
+        if args.init_from is not None:
+            model, args.model = train.init_model(args.init_from, data)
+            print(f"fine-tuning {args.model} from {args.init_from}")
+        else:
+            model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
     model.summary()
     print(data.describe())
+    if strategy is not None:
+        print(f"strategy: MirroredStrategy over {strategy.num_replicas_in_sync} devices, "
+              f"{args.batch_size // strategy.num_replicas_in_sync} rows of each batch on each")  # fmt: skip
     print(f"output: {out}\nTensorBoard: tensorboard --logdir {logdir.parent}")
 
     started = time.perf_counter()
-    history = train.fit(model, data, epochs=args.epochs, lr=args.lr, out_dir=out, logdir=logdir, resume=args.resume)
+    history = train.fit(
+        model, data, epochs=args.epochs, lr=args.lr, out_dir=out, logdir=logdir, resume=args.resume, strategy=strategy
+    )
     seconds = time.perf_counter() - started
-    model = train.best_model(out, fallback=model)  # selected on cv
-
-    results = {split: train.evaluate_split(model, data, split) for split in ("cv", "test")}
-    for split, metrics in results.items():
-        print(f"\n{split}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}")
-        print(evaluate.per_class_table(metrics).round(3).to_string())
-
-    log = train.read_log(out)
-    bundle = inference.save_bundle(
-        model, out / inference.MODEL_FILE, **data.bundle_info(), model_name=args.model, data=data.source,
-        cv_accuracy=results["cv"]["accuracy"], test_accuracy=results["test"]["accuracy"],
-    )  # fmt: skip
-    wave_model = inference.export_waveform_model(bundle, out / inference.WAVEFORM_FILE)
-    check = None
-    if store is not None:  # the raw-waveform export agrees with the two-step path on real clips
-        check = inference.check_waveform_model(wave_model, inference.Predictor(bundle), train.sample_waveforms(store))
-        print(f"raw-waveform export vs two-step path: {check}")
-
-    summary = {
-        "model": args.model,
-        "params": models.count_params(model, trainable_only=True),
-        "data": data.source,
-        "sizes": data.sizes,
-        "epochs_run": len(log),
-        "epochs_this_run": len(history.epoch),
-        "seconds_this_run": round(seconds, 1),
-        "seconds_per_epoch": round(float(log["seconds"].median()), 1) if "seconds" in log else None,
-        "cv": results["cv"],
-        "test": results["test"],
-        "waveform_export_check": check,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-    }
-    evaluate.save_metrics(out / "metrics.json", summary)
-    print(f"\ncv accuracy {results['cv']['accuracy']:.4f}, test accuracy {results['test']['accuracy']:.4f}")
-    print(f"saved {bundle.path}, {out / inference.WAVEFORM_FILE}, {out / 'metrics.json'}")
-    print(json.dumps({"cv_accuracy": results["cv"]["accuracy"], "test_accuracy": results["test"]["accuracy"]}))
-    return summary
+    return train.finish(
+        model, data, out, model_name=args.model, store=store, history=history, seconds=seconds, args=args
+    )
 
 
 if __name__ == "__main__":

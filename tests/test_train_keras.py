@@ -219,3 +219,16 @@ def test_init_from_fine_tunes_a_trained_bundle_and_refuses_a_mismatched_one(tmp_
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("train_keras.py: error: --init_from") and message in last and str(path) in last
+
+
+def test_strategy_mirrored_on_two_logical_cpus(tmp_path):
+    """--strategy mirrored trains with MirroredStrategy over two logical CPU devices, and its bundle loads."""
+    from speechlib import inference
+
+    out = tmp_path / "mirrored"
+    common = ["--random_data", "--model", MODEL, "--batch_size", "64", "--out", str(out), "--logdir", str(tmp_path)]
+    proc = run([*common, "--epochs", "1", "--strategy", "mirrored", "--cpu_replicas", "2"])
+    assert "MirroredStrategy over 2 devices, 32 rows of each batch on each" in proc.stdout
+    bundle = inference.load_bundle(out / "model.keras")
+    assert bundle.model.output_shape[-1] == len(bundle.labels)
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1

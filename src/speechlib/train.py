@@ -66,6 +66,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -105,7 +106,9 @@ __all__ = [
     "compile_model",
     "default_model",
     "default_out",
+    "distribution_strategy",
     "evaluate_split",
+    "finish",
     "fit",
     "init_model",
     "load_backup",
@@ -121,6 +124,7 @@ __all__ = [
     "sample_waveforms",
     "save_backup",
     "set_seed",
+    "shard_rows",
 ]
 
 FINAL_MODEL_RECORD = Path(__file__).with_name("final_model.json")  # the course's committed choice of final model
@@ -294,6 +298,8 @@ class Data:
         The task name of the split (e.g. ``"kaggle12"``).
     source : str
         The store folder, or ``"random"``.
+    shard : (int, int) or None
+        ``(index, count)``: this worker's part of train and cv (:func:`load_data`); None: all rows.
     """
 
     train: Any
@@ -310,6 +316,7 @@ class Data:
     source: str = ""
     batch_size: int = DEFAULT_BATCH_SIZE
     recipe: Recipe | None = None
+    shard: tuple[int, int] | None = None
     clip_samples: int = config.CLIP_SAMPLES
 
     @property
@@ -615,6 +622,52 @@ class _StoredBatches:
         self.on_epoch_end()
 
 
+class _ShardBatches:
+    """Batches of one worker's rows of a store's split (:func:`shard_rows`), held in memory, normalised.
+
+    The interface of :class:`speechlib.store.BatchReader`; the rows are read
+    chunk by chunk, keeping only this worker's; with ``shuffle`` epoch ``e``
+    visits them in the order ``default_rng([seed, e]).permutation``.
+    """
+
+    def __init__(self, fs: Any, split: str, shard: tuple[int, int], *, batch_size: int, shuffle: bool, seed: int):
+        X, y = fs.open_split(split)
+        rows = shard_rows(int(X.shape[0]), shard)
+        step = int(X.chunks[0])
+        parts = []
+        for start in range(0, int(X.shape[0]), step):
+            mine = rows[(rows >= start) & (rows < start + step)]
+            if len(mine):
+                parts.append(np.asarray(X[start : start + step])[mine - start])
+        self.X = fs.normalize(np.concatenate(parts)) if parts else np.zeros((0, *X.shape[1:]), np.float32)
+        self.y = np.asarray(y[:], dtype=np.int32)[rows]
+        self.num_rows = len(rows)
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.epoch_index = 0
+        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
+
+    def __len__(self) -> int:
+        return -(-self.num_rows // self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} of {len(self)}")
+        if self._order[0] != self.epoch_index:  # one permutation per epoch, not per batch
+            rng = np.random.default_rng([self.seed, self.epoch_index])
+            order = rng.permutation(self.num_rows) if self.shuffle else np.arange(self.num_rows)
+            self._order = (self.epoch_index, order)
+        rows = self._order[1][i * self.batch_size : (i + 1) * self.batch_size]
+        return self.X[rows], self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch_index += 1
+
+    def epoch(self):
+        for i in range(len(self)):
+            yield self[i]
+        self.on_epoch_end()
+
+
 def mixup_batch(
     X: np.ndarray, y: np.ndarray, *, alpha: float, rng: np.random.Generator, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -637,12 +690,31 @@ def mixup_batch(
     return X.astype(np.float32), lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partner]
 
 
-def _train_waveforms(fs: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The clips of a store's split (its un-augmented rows) as int16 waveforms fitted as the featurizer fits them."""
+def shard_rows(num_rows: int, shard: tuple[int, int] | None) -> np.ndarray:
+    """The rows of one worker: ``index::count`` of the first ``count * (num_rows // count)`` rows.
+
+    Every worker gets the same number of rows (up to ``count - 1`` rows at the
+    end are left out), so every worker runs the same number of steps: in
+    synchronous training a worker that ran one step more would wait for its
+    peers' gradients forever. Stores are written in label order, so a stride
+    gives each worker every class in the same proportions.
+    """
+    if shard is None:
+        return np.arange(num_rows)
+    index, count = int(shard[0]), int(shard[1])
+    if not 0 <= index < count:
+        raise ValueError(f"shard {shard}: the index must be in [0, {count})")
+    return np.arange(index, num_rows - num_rows % count, count)
+
+
+def _train_waveforms(fs: Any, split: str, shard: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The clips of a store's split (its un-augmented rows, or one shard of them) as int16 waveforms fitted as the
+    featurizer fits them."""
     from speechlib import audio
 
     rows = fs.manifest(split)
     rows = rows[rows["augment"] == 0]
+    rows = rows.iloc[shard_rows(len(rows), shard)]
     clips = np.empty((len(rows), fs.clip_samples), dtype=np.int16)
     for j, row in enumerate(rows.to_dict("records")):
         clip = audio.fix_length(audio.load_row(row), length=fs.clip_samples)
@@ -690,6 +762,7 @@ def load_data(
     spec_augment: bool | None = None,
     splits: tuple[str, str, str] = ("train", "cv", "test"),
     initial_epoch: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> Data:
     """Train / cv / test pipelines from a feature store, the training batches augmented by ``recipe``.
 
@@ -709,6 +782,10 @@ def load_data(
         Store splits used as train, cv and test (e.g. ``("sample_train", "sample_cv", "sample_test")``).
     initial_epoch : int
         Epoch to start from (a resumed run continues the sequence of orders and augmentations).
+    shard : (int, int), optional
+        ``(index, count)``: read only this worker's rows of train and cv (:func:`shard_rows`), for
+        data-parallel training on ``count`` workers; ``batch_size`` is then the batch of one worker.
+        The test split is read whole.
 
     Returns
     -------
@@ -738,12 +815,15 @@ def load_data(
         )
         recipe = dataclasses.replace(recipe, shift=False, noise=False, gain=False, speed=False, stretch=False)
     if recipe.on_waveform:
-        waveforms, y = _train_waveforms(fs, train_name)
+        waveforms, y = _train_waveforms(fs, train_name, shard)
         train_reader: Any = WaveformBatches(
             waveforms, y, kind=fs.kind, params=fs.params, normalization=norm, recipe=recipe,
             noise=noise_bank(fs, train_name) if recipe.noise else None, batch_size=batch_size, seed=seed,
             num_classes=fs.num_classes,
         )  # fmt: skip
+    elif shard is not None:
+        stored = _ShardBatches(fs, train_name, shard, batch_size=batch_size, shuffle=True, seed=seed)
+        train_reader = _StoredBatches(stored, recipe, seed=seed, num_classes=fs.num_classes)
     else:
         stored = fs.batches(
             train_name, batch_size=batch_size, shuffle=True, seed=seed,
@@ -752,7 +832,9 @@ def load_data(
         train_reader = _StoredBatches(stored, recipe, seed=seed, num_classes=fs.num_classes)
     readers = {
         "train": train_reader,
-        "cv": fs.batches(cv_name, batch_size=batch_size, shuffle=False, normalize=True),
+        "cv": fs.batches(cv_name, batch_size=batch_size, shuffle=False, normalize=True)
+        if shard is None
+        else _ShardBatches(fs, cv_name, shard, batch_size=batch_size, shuffle=False, seed=seed),
         "test": fs.batches(test_name, batch_size=batch_size, shuffle=False, normalize=True),
     }
     for _ in range(initial_epoch):  # a resumed run continues the sequence of orders and draws
@@ -779,6 +861,7 @@ def load_data(
         source=str(fs.path),
         batch_size=batch_size,
         recipe=recipe,
+        shard=None if shard is None else (int(shard[0]), int(shard[1])),
         clip_samples=fs.clip_samples,
     )
 
@@ -1340,6 +1423,7 @@ def fit(
     patience: int = PATIENCE,
     use_class_weight: bool = True,
     verbose: int | str = "auto",
+    strategy: Any = None,
 ) -> Any:
     """Compile and train ``model`` on ``data.train``, validating on ``data.cv`` every epoch.
 
@@ -1366,6 +1450,11 @@ def fit(
         Weight the loss by ``data.class_weight``.
     verbose : int or "auto"
         Keras' progress output.
+    strategy : tf.distribute.Strategy, optional
+        Train under this strategy (the model must have been built in its scope, :func:`distribution_strategy`).
+        A ``MirroredStrategy`` trains with ``model.fit``; a ``MultiWorkerMirroredStrategy`` with
+        :func:`_fit_in_steps`, the same callbacks driven by a ``strategy.run`` loop (Keras 3's ``fit``
+        fails under it), ``data`` being this worker's shard (``load_data(shard=...)``).
 
     Returns
     -------
@@ -1375,10 +1464,13 @@ def fit(
     """
     steps = max(int(data.train.cardinality()), 1)
     if epochs is None:
-        epochs = auto_epochs(data.sizes["train"], data.batch_size)
+        epochs = auto_epochs(data.sizes["train"] * (data.shard[1] if data.shard else 1), _global_batch(data))
         print(f"training for {epochs} epochs of {steps} steps each (train.auto_epochs; --epochs to change)")
     soft = data.recipe is not None and data.recipe.mixup > 0
-    compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs, soft_labels=soft)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs, soft_labels=soft)
+        if _is_multi_worker(strategy):
+            model.optimizer.build(model.trainable_variables)  # its variables mirrored, before a resume restores them
     callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience)
     backup = callback_list[-1]
     backup.run = {"epochs": int(epochs), "lr": float(lr), "steps_per_epoch": steps, "source": data.source}
@@ -1396,6 +1488,11 @@ def fit(
             initial_epoch = max(initial_epoch, epochs)
         else:
             print(f"resuming from {backup.path}: {initial_epoch} of {epochs} epochs done")
+    if _is_multi_worker(strategy):
+        return _fit_in_steps(
+            model, data, strategy, epochs=epochs, initial_epoch=initial_epoch, callback_list=callback_list,
+            class_weight=data.class_weight if use_class_weight else None, verbose=verbose,
+        )  # fmt: skip
     return model.fit(
         data.train,
         validation_data=data.cv,
@@ -1406,6 +1503,196 @@ def fit(
         callbacks=callback_list,
         verbose=verbose,
     )
+
+
+def _global_batch(data: Data) -> int:
+    """Rows per optimizer step over every worker (``data.batch_size`` is one worker's)."""
+    return data.batch_size * (data.shard[1] if data.shard else 1)
+
+
+def _is_multi_worker(strategy: Any) -> bool:
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def distribution_strategy(name: str | None, *, cpu_replicas: int | None = None) -> Any:
+    """The ``tf.distribute`` strategy of ``--strategy``: None (one device) or ``"mirrored"``.
+
+    ``"mirrored"`` is ``tf.distribute.MirroredStrategy`` over every local GPU:
+    each batch is split between the GPUs, each computes the gradients of its
+    part and they are summed (all-reduced) before one update of the mirrored
+    weights. Without GPUs, or with ``cpu_replicas``, the CPU is split into that
+    many logical devices (``tf.config.set_logical_device_configuration``): the
+    same program, for testing on a machine without GPUs (it is no faster).
+    Call this before TensorFlow has run anything (logical devices are fixed then).
+    """
+    if name in (None, "", "none", "default"):
+        return None
+    if name != "mirrored":
+        raise InputError(f"--strategy {name}: choose mirrored (every local GPU) or leave it out (one device)")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus and not cpu_replicas:
+        return tf.distribute.MirroredStrategy()
+    count = max(1, int(cpu_replicas or 2))
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as err:  # TensorFlow already started: the devices are what they are
+        raise InputError(f"--strategy mirrored: cannot split the CPU into {count} devices now ({err})") from None
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def _fit_in_steps(
+    model: Any, data: Data, strategy: Any, *, epochs: int, initial_epoch: int, callback_list: list,
+    class_weight: dict[int, float] | None, verbose: int | str = "auto",
+) -> Any:  # fmt: skip
+    """Data-parallel training under a ``MultiWorkerMirroredStrategy``: the step written with ``strategy.run``.
+
+    Keras 3's ``model.fit`` fails under this strategy (3.15 with TensorFlow
+    2.21: its symbolic build reduces the first input batch across workers and
+    cannot convert the ``PerReplica`` values), so the epoch is a loop of
+    ``strategy.run(step)``: each worker computes the loss of its part of the
+    global batch (weighted by class, divided by the *global* batch size,
+    ``tf.nn.compute_average_loss``) and its gradients; the optimizer's
+    ``apply_gradients`` all-reduces (sums) them across workers, so every worker
+    applies the same update and the weights stay equal. Training and cv sums
+    (loss, hits, rows) are all-reduced too, so every worker logs the same
+    figures and early stopping stops every worker at the same epoch. The
+    callbacks are those of :func:`callbacks` (checkpoint, early stopping, CSV,
+    TensorBoard, backup), called at the points where ``fit`` calls them.
+    """
+    import keras
+    import tensorflow as tf
+
+    weights = tf.constant([float((class_weight or {}).get(i, 1.0)) for i in range(data.num_classes)], tf.float32)
+
+    def label_ids(y):  # mixup's soft labels (batch, classes) or label ids (batch,): cv batches are ids
+        return tf.argmax(y, axis=-1, output_type=tf.int32) if len(y.shape) == 2 else tf.cast(y, tf.int32)
+
+    def losses(y, logits):
+        if len(y.shape) == 2:
+            return keras.losses.categorical_crossentropy(y, logits, from_logits=True)
+        return keras.losses.sparse_categorical_crossentropy(label_ids(y), logits, from_logits=True)
+
+    def sums(y, logits, per_example):
+        hits = tf.cast(tf.equal(label_ids(y), tf.argmax(logits, axis=-1, output_type=tf.int32)), tf.float32)
+        return tf.reduce_sum(per_example), tf.reduce_sum(hits), tf.cast(tf.shape(logits)[0], tf.float32)
+
+    def train_one(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            per_example = losses(y, logits)
+            loss = tf.nn.compute_average_loss(per_example * tf.gather(weights, label_ids(y)))
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))  # all-reduced
+        return sums(y, logits, per_example)
+
+    def cv_one(x, y):
+        logits = model(x, training=False)
+        return sums(y, logits, losses(y, logits))
+
+    def reduced(step):
+        @tf.function
+        def run(batch):
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in strategy.run(step, args=batch)]
+
+        return run
+
+    train_step, cv_step = reduced(train_one), reduced(cv_one)
+    train_set = strategy.distribute_datasets_from_function(lambda _: data.train)  # batches of this worker's shard
+    cv_set = strategy.distribute_datasets_from_function(lambda _: data.cv)
+
+    def run_epoch(dataset, step):
+        total = np.zeros(3)
+        for batch in dataset:
+            total += [float(v) for v in step(batch)]
+        loss, hits, rows = total
+        return {"loss": loss / max(rows, 1.0), "accuracy": hits / max(rows, 1.0)}
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList([*callback_list, history], model=model)
+    model.stop_training = False
+    with strategy.scope():
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            logs = run_epoch(train_set, train_step)
+            logs.update({f"val_{k}": v for k, v in run_epoch(cv_set, cv_step).items()})
+            callback_list.on_epoch_end(epoch, logs)
+            if verbose:
+                print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())))
+            if model.stop_training:
+                break
+        callback_list.on_train_end()
+    return history
+
+
+def finish(
+    model: Any, data: Data, out_dir: str | Path, *, model_name: str, store: str | Path | None = None,
+    history: Any = None, seconds: float | None = None, args: Any = None,
+) -> dict:  # fmt: skip
+    """After training: the best model on cv, scored on cv and test, saved as a bundle with its waveform export.
+
+    What ``train_keras.py`` and ``speechlib spark train`` (its chief) do once
+    :func:`fit` has returned: ``best.keras`` (or ``model``), the metrics of
+    :func:`evaluate_split` on the whole cv and test splits, the bundle
+    ``model.keras`` + ``model.json`` (:func:`speechlib.inference.save_bundle`),
+    ``model_waveform.keras`` (checked against the two-step path on real clips
+    of ``store``) and ``metrics.json``. Prints the tables and returns the summary.
+    """
+    from speechlib import evaluate, inference, models
+
+    out = Path(out_dir)
+    if data.shard is not None and store is not None:  # a worker's cv shard: score the best model on all of cv
+        from speechlib.store import FeatureStore
+
+        fs = FeatureStore(store)
+        data = dataclasses.replace(
+            data, cv=_dataset(fs.batches("cv", batch_size=data.batch_size, shuffle=False, normalize=True),
+                              data.feature_shape),
+        )  # fmt: skip
+    model = best_model(out, fallback=model)  # selected on cv
+    results = {split: evaluate_split(model, data, split) for split in ("cv", "test")}
+    for split, metrics in results.items():
+        print(f"\n{split}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}")
+        print(evaluate.per_class_table(metrics).round(3).to_string())
+    log = read_log(out)
+    bundle = inference.save_bundle(
+        model, out / inference.MODEL_FILE, **data.bundle_info(), model_name=model_name, data=data.source,
+        cv_accuracy=results["cv"]["accuracy"], test_accuracy=results["test"]["accuracy"],
+    )  # fmt: skip
+    wave_model = inference.export_waveform_model(bundle, out / inference.WAVEFORM_FILE)
+    check = None
+    if store is not None:  # the raw-waveform export agrees with the two-step path on real clips
+        check = inference.check_waveform_model(wave_model, inference.Predictor(bundle), sample_waveforms(store))
+        print(f"raw-waveform export vs two-step path: {check}")
+    summary = {
+        "model": model_name,
+        "params": models.count_params(model, trainable_only=True),
+        "data": data.source,
+        "sizes": data.sizes,
+        "epochs_run": len(log),
+        "epochs_this_run": None if history is None else len(history.epoch),
+        "seconds_this_run": None if seconds is None else round(seconds, 1),
+        "seconds_per_epoch": round(float(log["seconds"].median()), 1) if "seconds" in log else None,
+        "cv": results["cv"],
+        "test": results["test"],
+        "waveform_export_check": check,
+        "args": jsonable(dict(args) if isinstance(args, dict) else vars(args) if args is not None else {}),
+    }
+    evaluate.save_metrics(out / "metrics.json", summary)
+    print(f"\ncv accuracy {results['cv']['accuracy']:.4f}, test accuracy {results['test']['accuracy']:.4f}")
+    print(f"saved {bundle.path}, {out / inference.WAVEFORM_FILE}, {out / 'metrics.json'}")
+    print(json.dumps({"cv_accuracy": results["cv"]["accuracy"], "test_accuracy": results["test"]["accuracy"]}))
+    return summary
 
 
 def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
