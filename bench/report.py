@@ -220,6 +220,25 @@ def streaming_rows(result: dict) -> list[str]:
     return rows
 
 
+def ctc_rows(result: dict) -> list[str]:
+    rows = []
+    for name, data in result["datasets"].items():
+        what = "real dev subset (trained on its training speakers)" if name == "real" else "synthetic default"
+        g, b, lab, det = data["ctc_greedy"], data["ctc_beam"], data["ctc_greedy_labels"], data["detector_labels"]
+        target = f"≤ {result['targets']['synthetic_wer_max']:.0%}" if name == "synthetic" else "–"
+        rows.append(
+            f"| CTC word model (conv + 2 BiGRU, {data['train']['steps']:,} steps), {what}: WER on "
+            f"{data['test_utterances']} test utterances ({g['words']:,} words) | greedy {g['wer']:.3f} "
+            f"({g['substitutions']} sub, {g['deletions']} del, {g['insertions']} ins), beam {b['wer']:.3f} "
+            f"| {target} | `{result['command']}` |"
+        )
+        rows.append(
+            f"| — against the streaming keyword detector, on the classifier's labels (commands + unknown) | CTC "
+            f"{lab['wer']:.3f}, detector {det['wer']:.3f} | CTC ahead | same run |"
+        )
+    return rows
+
+
 def serve_rows(result: dict) -> list[str]:
     burst, long, rss, base = result["burst"], result["long"], result["rss_mb"], result["baseline"]
     health = result.get("health_during_long") or {}
@@ -252,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         ("train", train_rows),
         ("export", export_rows),
         ("streaming", streaming_rows),
+        ("ctc", ctc_rows),
         ("serve_load", serve_rows),
     )
     for name, rows in benchmarks:

@@ -27,6 +27,8 @@ Models
     tfmodel      the final model in raw TensorFlow (train_tensorflow.py)
     evaluate     metrics, confusion matrices, timing
     inference    the saved model bundle, prediction, folder evaluation, Kaggle submission
+    sequences    utterances of 2-6 words from one split's clips, fixed cv / test sets, word error rate
+    ctc          the CTC word model (conv + bidirectional GRU), its training, decoding, the detector baseline
     plot         every figure of the course
 
 Deployment

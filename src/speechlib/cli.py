@@ -443,6 +443,42 @@ def _run_spark_featurize(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+# --- spark train --------------------------------------------------------------
+
+
+def _add_spark(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("spark", help="training on Spark executors (spark train)")
+    commands = parser.add_subparsers(dest="spark_command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "train",
+        help="train the final model on N Spark executors at once (barrier stage + MultiWorkerMirroredStrategy)",
+        description="A barrier stage of N tasks, one TensorFlow worker each, reading its shard of a feature store "
+        "on shared storage; the chief writes checkpoints, logs and the bundle to --out. See speechlib.spark_train.",
+    )
+    run.add_argument("--store", required=True, help="feature store every executor can read at this path")
+    run.add_argument("--out", required=True, help="output folder on shared storage (checkpoints, logs, bundle)")
+    run.add_argument("--num-workers", type=int, default=2, help="barrier tasks, one per executor (default 2)")
+    run.add_argument("--master", default=None, help="Spark master (default local[*] or spark-submit's)")
+    run.add_argument("--model", default=None, help="model name (default: the final model)")
+    run.add_argument("--epochs", type=int, default=None, help="epochs (default: train.auto_epochs)")
+    run.add_argument("--batch-size", type=int, default=64, help="global batch over all workers (default 64)")
+    run.add_argument("--lr", type=float, default=None, help="peak learning rate (default train.DEFAULT_LR)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last backup")
+    run.set_defaults(func=_run_spark_train)
+
+
+def _run_spark_train(args: argparse.Namespace) -> int:
+    from speechlib import spark_train
+
+    metrics = spark_train.train(
+        args.store, args.out, num_workers=args.num_workers, model=args.model, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, resume=args.resume, master=args.master,
+    )  # fmt: skip
+    print(metrics["output"])
+    print(f"{args.num_workers} workers, {metrics['seconds']} s: test accuracy {metrics['test']['accuracy']:.4f}")
+    return 0
+
+
 # --- evaluate / predict / submit (a trained model) ---------------------------
 
 
@@ -561,10 +597,10 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 def _default_bundle() -> Path:
     """The final model of the course's dataset, where train_keras.py and notebook 4 write it."""
-    from speechlib import inference, train
+    from speechlib import experiments
 
-    store = config.work_dir(config.dataset_dir()) / "features" / "logmel"
-    return train.default_out(store, train.DEFAULT_MODEL) / inference.MODEL_FILE
+    dataset = config.dataset_dir()
+    return experiments.final_bundle_path(config.work_dir(dataset) / "features" / "logmel", dataset)
 
 
 def _add_listen(sub: argparse._SubParsersAction) -> None:
@@ -721,6 +757,46 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- transcribe (word sequences with CTC) -------------------------------------
+
+
+def _add_transcribe(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "transcribe",
+        help="the words of a recording, with timestamps (a CTC word model, notebook 8)",
+        description=(
+            "Recognise a sequence of spoken words with a CTC model trained by speechlib.ctc.fit (notebook 8, "
+            "bench/ctc.py) and print one line per word: START_S STOP_S WORD SCORE (greedy path: the frames where "
+            "the model emitted the word). --beam N prints the beam-search transcript too."
+        ),
+    )
+    parser.add_argument("file", type=Path, help="audio file (.wav, 16 kHz mono)")
+    parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) of a CTC word model")
+    parser.add_argument("--beam", type=int, default=0, help="also decode with beam search of this width (default off)")
+    parser.set_defaults(func=_run_transcribe)
+
+
+def _run_transcribe(args: argparse.Namespace) -> int:
+    from speechlib import audio, ctc
+
+    if args.beam < 0:
+        raise UserError(f"--beam {args.beam}: give a positive beam width, or 0 for greedy decoding only")
+    audio.inspect(args.file)  # a bad file: one line naming it and what is wrong, before the model loads
+    model = ctc.load(args.model)
+    waveform = audio.load(args.file, sample_rate=model.sample_rate)
+    try:
+        words = model.transcribe(waveform)
+    except ValueError as err:
+        raise UserError(f"{args.file}: {err}") from None
+    for w in words:
+        print(f"{w.start:8.2f} s {w.stop:8.2f} s  {w.word:8s} {w.score:.3f}", flush=True)
+    if args.beam:
+        beam = ctc.decode(model.logits(waveform)[None], tokens=model.tokens, beam_width=args.beam)[0]
+        print(f"beam search ({args.beam}): {' '.join(beam)}")
+    print(f"{len(words)} word(s): {' '.join(w.word for w in words)}", file=sys.stderr)
+    return 0
+
+
 # --- the parser --------------------------------------------------------------
 
 
@@ -742,6 +818,7 @@ _SUBCOMMANDS = [
     _add_course,
     _add_split,
     _add_spark_featurize,
+    _add_spark,
     _add_featurize,
     _add_crossval,
     _add_evaluate,
@@ -749,6 +826,7 @@ _SUBCOMMANDS = [
     _add_submit,
     _add_listen,
     _add_export,
+    _add_transcribe,
     _add_serve,
 ]
 

@@ -70,6 +70,7 @@ __all__ = [
     "long_audio_from_store",
     "match_detections",
     "microphone_chunks",
+    "noise_bed",
     "trigger",
 ]
 
@@ -617,6 +618,16 @@ def _noise_bed(bank: Any, n_samples: int, rng: np.random.Generator, *, level: fl
         piece[-CROSSFADE_SAMPLES:] *= fade[::-1]
         bed[start : start + bank.length] += piece
     return bed[:n_samples]
+
+
+def noise_bed(bank: Any, n_samples: int, *, rng: np.random.Generator, level: float | None = NOISE_RMS) -> np.ndarray:
+    """Background noise of any length, shape (n_samples,), float32: 1-s windows of ``bank`` joined with crossfades.
+
+    The bed that :func:`long_audio` lays its clips on (each window scaled to rms
+    ``level``; None keeps the recorded level); ``speechlib.sequences`` builds its
+    utterances on it too.
+    """
+    return _noise_bed(bank, int(n_samples), rng, level=level)
 
 
 def _centre(clip: np.ndarray) -> float:
