@@ -19,6 +19,7 @@ Features
     store        the zarr feature store (bcolz compatible), lazy batches
     featurize    manifests -> feature store, parallel and resumable
     spark        the same featurization on Spark, and distributed inference
+    spark_train  training across Spark executors (barrier stage + MultiWorkerMirroredStrategy)
 
 Models
     models       one builder per architecture, with its paper

@@ -447,7 +447,11 @@ def _run_spark_featurize(args: argparse.Namespace) -> int:
 
 
 def _add_spark(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("spark", help="training on Spark executors (spark train)")
+    parser = sub.add_parser(
+        "spark",
+        help="training on Spark executors (spark train)",
+        description="Spark jobs beyond featurization: `speechlib spark train` trains across executors.",
+    )
     commands = parser.add_subparsers(dest="spark_command", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "train",

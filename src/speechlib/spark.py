@@ -921,6 +921,10 @@ def main(argv: list[str] | None = None) -> int:
         from speechlib import cli
 
         return cli.main(["spark-featurize", *argv[1:]])
+    if argv[:1] == ["train"]:  # the same arguments as `speechlib spark train`
+        from speechlib import cli
+
+        return cli.main(["spark", "train", *argv[1:]])
     parser = argparse.ArgumentParser(prog="speechlib.spark", description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("featurize", help="split manifests -> Parquet features (see `speechlib spark-featurize --help`)")
