@@ -31,9 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -50,7 +47,6 @@ CLIPS = 64  # distinct test files cycled through by the clients
 BASELINE_CALLS = 300  # sequential in-process predictions for the baseline rate
 HEALTH_EVERY = 0.25  # s between two /health probes during the long run
 RSS_EVERY = 0.2  # s between two samples of the server's memory
-START_SECONDS = 300  # the server loads TensorFlow and the model before it prints its address
 TARGETS = {"errors": 0, "label_mismatches": 0, "rss_growth_mb_max": 50}
 
 
@@ -93,22 +89,6 @@ def baseline(service: serve.Service, clips: list, calls: int) -> tuple[dict, lis
         service.predict(clips[i % len(clips)][2])
     seconds = time.perf_counter() - started
     return {"calls": calls, "per_s": calls / seconds, "ms_per_call": 1000 * seconds / calls}, labels
-
-
-def start_server(model: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "speechlib", "serve", "--model", str(model), "--port", "0",
-                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("serving "):
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining its output
-            return proc, line.split(" at ", 1)[1].split()[0]
-    proc.kill()
-    raise SystemExit("speechlib serve did not start")
 
 
 class RssSampler:
@@ -238,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline (in process, no HTTP): {base['per_s']:.1f} predictions/s, {base['ms_per_call']:.2f} ms each")
     accuracy = float(np.mean([label == want for (want, _, _), label in zip(clips, expected, strict=True)]))
 
-    proc, url = start_server(model)
+    server = serve.launch(model)
+    url = server.url
     try:
-        rss = RssSampler(proc.pid)
+        rss = RssSampler(server.process.pid)
         rss_start = rss.now()
         burst, _ = asyncio.run(_load(url, clips, expected, total=args.burst, concurrency=args.burst,
                                      probe_health=False))  # fmt: skip
@@ -254,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.screenshot else None  # fmt: skip
         rss_peak = rss.stop()
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        server.stop(timeout=30)
 
     result = {
         "benchmark": "serve_load",

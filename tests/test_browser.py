@@ -10,11 +10,6 @@ the clip's word. ``.ci/run`` installs chromium when it is missing.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +17,7 @@ import pytest
 import soundfile as sf
 from test_serve import resampled, word_clip  # noqa: F401 (word_clip is a fixture)
 
-from speechlib import config
+from speechlib import config, serve
 
 pytestmark = pytest.mark.browser
 
@@ -32,44 +27,14 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
 ]  # fmt: skip
-START_SECONDS = 180  # the server loads TensorFlow and the model before it prints its address
 WAIT_MS = 30_000  # the longest the page may take to show a result
-
-
-def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``speechlib serve`` on a free port of 127.0.0.1; returns the process and the URL it printed."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "speechlib", "serve", "--model", str(model), "--port", "0",
-                             "--log-level", "warning", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)  # fmt: skip
-    deadline = time.monotonic() + START_SECONDS
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("serving "):
-            return proc, line.split(" at ", 1)[1].split()[0]
-    proc.kill()
-    raise RuntimeError("speechlib serve did not start:\n" + "".join(lines))
-
-
-def stop_server(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGINT)  # Ctrl-C: uvicorn shuts down gracefully
-    try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 @pytest.fixture(scope="module")
 def server(tiny_bundle):
-    proc, url = start_server(tiny_bundle)
-    yield url
-    assert stop_server(proc) == 0
-    proc.stdout.close()
+    launched = serve.launch(tiny_bundle)
+    yield launched.url
+    assert launched.stop() == 0
 
 
 @pytest.fixture(scope="module")

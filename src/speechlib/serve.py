@@ -59,7 +59,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -79,7 +83,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from speechlib import __version__, audio, config, features, inference, stream
 
-__all__ = ["Limits", "Service", "bind", "create_app", "run"]
+__all__ = ["Launched", "Limits", "Service", "bind", "create_app", "launch", "run"]
 
 DEFAULT_HOST = "127.0.0.1"  # only this machine can connect unless the user says otherwise
 DEFAULT_PORT = 8000
@@ -623,3 +627,63 @@ def url_of(sock: socket.socket) -> str:
     """``http://host:port/`` of a bound socket."""
     host, port = sock.getsockname()[:2]
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+START_SECONDS = 300  # a new server loads TensorFlow and the model before it prints its address
+
+
+@dataclasses.dataclass
+class Launched:
+    """A ``speechlib serve`` process started by :func:`launch`: its URL, and :meth:`stop`."""
+
+    process: subprocess.Popen
+    url: str
+    output: list[str]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Ctrl-C (uvicorn shuts down gracefully), else kill after ``timeout`` s; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __enter__(self) -> Launched:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def launch(model: str | Path, *args: str, host: str = DEFAULT_HOST, port: int = 0,
+           start_seconds: float = START_SECONDS) -> Launched:  # fmt: skip
+    """Start ``speechlib serve --model MODEL`` in a new process and wait for its address.
+
+    What a user runs in a terminal, for a notebook, a benchmark or a test:
+    port 0 takes a free port; ``args`` are more ``speechlib serve`` flags.
+    The server's output is drained in a thread (kept in ``output``).
+
+    Raises
+    ------
+    RuntimeError
+        The server exited or printed no address within ``start_seconds``; the message holds its output.
+    """
+    command = [sys.executable, "-m", "speechlib", "serve", "--model", str(model), "--host", host,
+               "--port", str(port), "--log-level", "warning", *args]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    output: list[str] = []
+    deadline = time.monotonic() + start_seconds
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if line.startswith("serving "):
+            threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+            return Launched(process, line.split(" at ", 1)[1].split()[0], output)
+    process.kill()
+    process.wait()
+    raise RuntimeError("speechlib serve did not start:\n" + "".join(output))
