@@ -1,0 +1,174 @@
+"""Benchmark: a dataset of one's own — spoken digits at 8 kHz, speaker ids in the file names, speakers held out.
+
+A learner's digits set: ten folders ``zero`` ... ``nine`` of 8 kHz clips named
+``<speaker>-<take>.wav`` (no ``_nohash_``), built here from the digit words of
+a real Speech Commands folder (the dev subset of the official v0.02 test set
+in development), then run through the command line as the README's "Your own
+data" section shows:
+
+1. the digit clips (read with ``speechlib.datasets.scan``, which knows both
+   Speech Commands layouts) are resampled to 8 kHz (``speechlib.audio.load``)
+   and written as ``<work>/digits8k/<digit>/<speaker>-<take>.wav``;
+2. the held-out speakers are those with the most digit clips, taken in that
+   order until they hold ``--test-clips`` clips (one speaker says each digit
+   at most a few times in this data, so one speaker alone is too few clips to
+   measure); their clips are also linked into ``<work>/heldout/<digit>/``;
+3. ``speechlib data check`` and ``speechlib split --speaker-pattern ...
+   --test-speakers ...`` (the held-out speakers are the test split, cv is the
+   first speakers of the rest in hash order), ``speechlib featurize``,
+   ``python train_keras.py --path_to_data STORE`` (from random weights: the
+   synthetic default's model has the 12 Speech Commands labels, not digits)
+   and ``speechlib evaluate --data <work>/heldout``;
+4. the held-out accuracy with its 95% Wilson interval
+   (``speechlib.evaluate.wilson_interval``) goes to ``bench/results/own_data.json``.
+
+A step whose output is complete is not run again (``--resume`` for training).
+The real folder is ``--data`` or ``SPEECHLIB_REAL_DATA``; without one the script
+says so and exits 0.
+
+Example
+-------
+::
+
+    export SPEECHLIB_REAL_DATA=/path/to/speech_commands_v0.02_test_subset
+    nice -n 19 python bench/own_data.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile as sf
+from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when run)
+
+from speechlib import audio, config, datasets, evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "own_data.json"
+DATA_ENV = "SPEECHLIB_REAL_DATA"
+DIGITS = "zero one two three four five six seven eight nine".split()
+RATE = 8_000  # Hz: the digits set's own sample rate (the library resamples it to 16 kHz on load)
+SPEAKER_PATTERN = r"^(?P<speaker>[0-9a-f]+)-(?P<utterance>[0-9]+)[.]wav$"
+TARGET_ACCURACY = 0.95
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line arguments (see --help)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help=f"a real dataset folder (default ${DATA_ENV})")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default <project home>/work/own_data)")
+    parser.add_argument("--test-clips", type=int, default=30, help="held-out speakers hold at least this many clips")
+    parser.add_argument("--model", default="res8", help="the model train_keras.py trains (default res8)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: train_keras.py's)")
+    return parser.parse_args(argv)
+
+
+def build_digits(data: Path, out: Path) -> dict[str, list[str]]:
+    """Write the 8 kHz digits set into ``out``; return {speaker: [relpath, ...]}."""
+    table = datasets.scan(data)
+    clips = table[(table["kind"] == "clip") & table["word"].isin(DIGITS) & (table["status"] != "error")]
+    clips = clips[clips["speaker"] != ""].sort_values("relpath")
+    by_speaker: dict[str, list[str]] = {}
+    done = out / ".complete"
+    for row in clips.itertuples(index=False):
+        take = len([r for r in by_speaker.get(row.speaker, []) if r.startswith(f"{row.word}/")])
+        relpath = f"{row.word}/{row.speaker}-{take}.wav"
+        by_speaker.setdefault(row.speaker, []).append(relpath)
+        target = out / relpath
+        if not done.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(target, audio.load(row.path, sample_rate=RATE), RATE, subtype="PCM_16")
+    done.write_text("")
+    return by_speaker
+
+
+def held_out(by_speaker: dict[str, list[str]], min_clips: int) -> list[str]:
+    """The speakers with the most clips (ties by id), until they hold ``min_clips`` clips."""
+    chosen, total = [], 0
+    for speaker in sorted(by_speaker, key=lambda s: (-len(by_speaker[s]), s)):
+        if total >= min_clips:
+            break
+        chosen.append(speaker)
+        total += len(by_speaker[speaker])
+    return chosen
+
+
+def run(command: list[str], log: list[dict]) -> str:
+    """Run one command in the project folder; record it (paths of this machine as placeholders) and its output."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    shown = " ".join(command).replace(sys.executable, "python").replace(f"{REPO}{os.sep}", "")
+    print(f"$ {shown}", flush=True)
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    print(proc.stdout[-2500:], flush=True)
+    if proc.returncode not in (0,):
+        sys.exit(f"failed (exit {proc.returncode}): {shown}\n{proc.stderr[-3000:]}")
+    log.append({"command": shown, "tail": proc.stdout.strip().splitlines()[-3:]})
+    return proc.stdout
+
+
+def main(args: argparse.Namespace) -> int:
+    """Build the digits set, run the command line on it, save the held-out accuracy."""
+    data = args.data or config.real_data_dir()
+    if data is None or not Path(data).is_dir():
+        print(f"no real dataset folder: pass --data or set {DATA_ENV}; nothing to measure")
+        return 0
+    work = (args.work or config.project_home() / "work" / "own_data").resolve()
+    digits, heldout = work / "digits8k", work / "heldout"
+    by_speaker = build_digits(Path(data), digits)
+    test_speakers = held_out(by_speaker, args.test_clips)
+    for speaker in test_speakers:  # the held-out speakers' clips alone, for `speechlib evaluate`
+        for relpath in by_speaker[speaker]:
+            link = heldout / relpath
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(digits / relpath)
+    speechlib = [sys.executable, "-m", "speechlib"]
+    split_dir, store, model = work / "split", work / "features" / "logmel", work / "models" / args.model
+    log: list[dict] = []
+    run([*speechlib, "data", "check", str(digits), "--speaker-pattern", SPEAKER_PATTERN], log)
+    if not (split_dir / "split.json").is_file():
+        run([*speechlib, "split", "--data", str(digits), "--out", str(split_dir), "--speaker-pattern",
+             SPEAKER_PATTERN, "--test-speakers", ",".join(test_speakers)], log)  # fmt: skip
+    run([*speechlib, "featurize", "--split-dir", str(split_dir), "--out", str(store), "--no-progress"], log)
+    run([sys.executable, "train_keras.py", "--path_to_data", str(store), "--model", args.model, "--out", str(model),
+         "--resume", *(["--epochs", str(args.epochs)] if args.epochs else [])], log)  # fmt: skip
+    out = work / "evaluate_heldout"
+    run([*speechlib, "evaluate", "--model", str(model), "--data", str(heldout), "--out", str(out)], log)
+    metrics = evaluate.load_metrics(out / "metrics.json")
+    trained = evaluate.load_metrics(model / "metrics.json")
+    correct = round(metrics["accuracy"] * metrics["num_samples"])
+    result = {
+        "benchmark": "own_data",
+        "data": f"digits zero-nine of {Path(data).name}, resampled to {RATE} Hz, named <speaker>-<take>.wav",
+        "clips": sum(len(v) for v in by_speaker.values()),
+        "speakers": len(by_speaker),
+        "test_speakers": test_speakers,
+        "sizes": trained["sizes"],
+        "model": trained["model"],
+        "epochs_run": trained["epochs_run"],
+        "heldout_accuracy": round(metrics["accuracy"], 4),
+        "heldout_accuracy_ci95": evaluate.wilson_interval(correct, metrics["num_samples"]),
+        "heldout_macro_f1": round(metrics["macro_f1"], 4),
+        "heldout_clips": metrics["num_samples"],
+        "train_keras_test_accuracy": round(trained["test"]["accuracy"], 4),
+        "cv_accuracy": round(trained["cv"]["accuracy"], 4),
+        "target_accuracy": TARGET_ACCURACY,
+        "commands": [entry["command"].replace(str(work), "WORK").replace(str(data), "DATA") for entry in log],
+        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    low, high = result["heldout_accuracy_ci95"]
+    print(f"held-out speakers ({len(test_speakers)}, {result['heldout_clips']} clips): accuracy "
+          f"{result['heldout_accuracy']:.4f} (95% CI {low:.4f}-{high:.4f})")  # fmt: skip
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
