@@ -25,6 +25,7 @@ Models
     models       one builder per architecture, with its paper
     experiments  one protocol for comparing models; the final-model choice
     train        training glue shared by the notebooks and train_keras.py
+    crossval     k-fold cross-validation through train: one row per fold, mean and spread
     tfmodel      the final model in raw TensorFlow (train_tensorflow.py)
     evaluate     metrics, confusion matrices, timing
     inference    the saved model bundle, prediction, folder evaluation, Kaggle submission
