@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup_2_over_1": round(runs[1]["samples_per_second"] / runs[0]["samples_per_second"], 3),
         "gpu": "not measured: no GPU on this machine (CPU against 1 and all GPUs: run train_keras.py and "
         "train_keras.py --strategy mirrored on a GPU machine)",
-        "note": "local-cluster executors of one core each on the same 2-core machine: the two workers share the "
-        "cores one worker had, so this measures the cost of the all-reduce, not a cluster's gain",
+        "note": "local-cluster executors of one core each on one 2-core machine shared with other work: "
+        "1 worker uses one core, 2 workers both, so the speed-up mixes a second core with the cost of the "
+        "all-reduce; not a cluster's gain",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
