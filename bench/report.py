@@ -257,6 +257,32 @@ def serve_rows(result: dict) -> list[str]:
     ]
 
 
+def own_data_rows(result: dict) -> list[str]:
+    low, high = result["heldout_accuracy_ci95"]
+    sizes, data = result["sizes"], result["data"].replace("<", "&lt;")
+    return [
+        f"| your own data: {data} ({result['clips']} clips, {result['speakers']} speakers; train "
+        f"{sizes['train']}, cv {sizes['cv']}), {result['model']} through the command line: held-out speakers' "
+        f"accuracy | {result['heldout_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; {result['heldout_clips']} "
+        f"clips of {len(result['test_speakers'])} speakers) | ≥ {result['target_accuracy']:.2f} | "
+        "`python bench/own_data.py` |"
+    ]
+
+
+def distributed_rows(result: dict) -> list[str]:
+    rows = [
+        f"| training on Spark (`speechlib spark train`, local-cluster, one core per executor), {result['model']}, "
+        f"global batch {result['global_batch']}: {run['workers']} worker{'s' if run['workers'] > 1 else ''} | "
+        f"{run['samples_per_second']:.1f} rows/s ({run['seconds_per_epoch']:.0f} s per epoch) | – | "
+        + ("`python bench/distributed.py --store data/work/synthetic/features/logmel --epochs 3` |" if i == 0
+           else "same run |")
+        for i, run in enumerate(result["runs"])
+    ]  # fmt: skip
+    rows.append(f"| — 2 workers against 1 | {result['speedup_2_over_1']:.2f}x | – | same run |")
+    rows.append(f"| training on GPUs (1 and all) against the CPU | {result['gpu']} | – | – |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     print("| measure | result | target | command |")
@@ -273,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         ("streaming", streaming_rows),
         ("ctc", ctc_rows),
         ("serve_load", serve_rows),
+        ("own_data", own_data_rows),
+        ("distributed", distributed_rows),
     )
     for name, rows in benchmarks:
         result = final_model_metrics() if name == "synthetic_test" else _load(name)
