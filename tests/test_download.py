@@ -268,6 +268,11 @@ def test_archive_table_and_cli_choices():
     assert args.dataset_version == "test-v0.02"
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "download", "--version", "v9"])
+    for version in dl.ARCHIVES:  # every version the command offers can be downloaded, and only those
+        assert parser.parse_args(["data", "download", "--version", version]).dataset_version == version
+    for missing in ("mini", "v0.03"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["data", "download", "--version", missing])
 
 
 # --- unsafe archives ------------------------------------------------------------------------------

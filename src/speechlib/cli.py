@@ -73,9 +73,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--version",
         dest="dataset_version",
         default="v0.01",
-        choices=["v0.01", "v0.02", "test-v0.02", "mini"],
-        help="v0.01, v0.02, test-v0.02 (the official test set) or mini (TensorFlow's mini_speech_commands: "
-        "8 words, 8,000 clips); default v0.01",
+        choices=["v0.01", "v0.02", "test-v0.02"],
+        help="v0.01, v0.02 or test-v0.02 (the official test set); default v0.01",
     )
     download.add_argument("--out", type=Path, default=None, help="folder to extract into (default: data/raw)")
     download.add_argument("--url", default=None, help="download from this URL instead of the official one (a mirror)")
