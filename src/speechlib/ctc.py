@@ -76,6 +76,7 @@ SMALL_STEPS = 100
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_LR = 3e-3  # peak of train.lr_schedule's warm-up + cosine (Adam)
 STEPS_PER_EPOCH = 100  # an "epoch" here is a number of fresh batches: the data never repeat
+MIN_EPOCHS = 4  # a short run still logs (and checks on cv) this many times
 BEAM_WIDTH = 16  # beams of beam-search decoding
 TASK = "ctc_words"  # the bundle's task: a CTC model over words
 RUN_FILE = "run.json"  # in the run folder: the settings its backup and log belong to
@@ -139,14 +140,21 @@ def output_frames(frames: int) -> int:
     return math.ceil(math.ceil(frames / 2) / 4)
 
 
+def epoch_steps(steps: int) -> tuple[int, int]:
+    """``(steps per epoch, epochs)`` of a run of ``steps``: ``STEPS_PER_EPOCH``, fewer in a run too short for
+    ``MIN_EPOCHS`` of them."""
+    per_epoch = max(1, min(STEPS_PER_EPOCH, int(steps) // MIN_EPOCHS))
+    return per_epoch, max(1, -(-int(steps) // per_epoch))
+
+
 def compile_model(model: Any, *, lr: float, steps: int) -> Any:
     """Adam on ``speechlib.train.lr_schedule`` (warm-up, cosine to 0 over ``steps``) and Keras' CTC loss."""
     import keras
 
     from speechlib import train
 
-    epochs = max(1, -(-int(steps) // STEPS_PER_EPOCH))
-    schedule = train.lr_schedule(lr=lr, steps_per_epoch=min(STEPS_PER_EPOCH, int(steps)), epochs=epochs)
+    per_epoch, epochs = epoch_steps(steps)
+    schedule = train.lr_schedule(lr=lr, steps_per_epoch=per_epoch, epochs=epochs)
     model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0), loss=keras.losses.CTC())
     return model
 
@@ -454,8 +462,7 @@ def fit(
         started.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     if model is None:
         model = build_model(len(tokens), n_mels=int(builder.params["n_mels"]))
-    per_epoch = min(STEPS_PER_EPOCH, steps)
-    epochs = max(1, -(-steps // per_epoch))
+    per_epoch, epochs = epoch_steps(steps)
     compile_model(model, lr=lr, steps=steps)
     batches = Batches(builder, batch_size=batch_size, steps_per_epoch=per_epoch)
     callbacks = [
