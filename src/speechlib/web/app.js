@@ -158,9 +158,12 @@ async function openMicrophone(onSamples) {
   node.port.onmessage = (event) => onSamples(event.data);
   source.connect(node).connect(mute).connect(context.destination);
   await context.resume();
+  let open = true;
   return {
     sampleRate: context.sampleRate,
-    close() {
+    close() { // safe to call twice: the end message and the socket's close both release the mic
+      if (!open) return;
+      open = false;
       node.port.onmessage = null;
       media.getTracks().forEach((track) => track.stop());
       context.close();
@@ -293,7 +296,12 @@ function showLive(message) {
     item.dataset.label = d.label;
     $("detections").append(item);
   }
-  if (message.type === "end") status("Live stream ended.");
+  if (message.type === "end") {
+    // the server has flushed the last words: the page is idle again before the socket closes
+    if (live) live.mic.close();
+    stopped();
+    status("Live stream ended.");
+  }
 }
 
 // --- wiring -------------------------------------------------------------------------------------
