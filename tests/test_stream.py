@@ -171,10 +171,12 @@ def test_bad_settings_are_refused(bundle):
 def test_match_detections_and_det_curve():
     truth = pd.DataFrame({"time": [1.0, 3.0, 5.0], "label": ["yes", "no", "up"]})
     found = [stream.Detection(1.1, "yes", 0.9), stream.Detection(1.2, "yes", 0.9),  # a double: one false accept
-             stream.Detection(3.0, "up", 0.8), stream.Detection(9.0, "go", 0.7)]  # fmt: skip
+             stream.Detection(3.0, "up", 0.8),  # "no" heard as "up": a substitution (and a miss)
+             stream.Detection(9.0, "go", 0.7)]  # nothing said there: a false accept  # fmt: skip
     m = stream.match_detections(found, truth, duration=1800.0)
-    assert (m["hits"], m["misses"], m["false_accepts"]) == (1, 2, 3)
-    assert m["false_accepts_per_hour"] == pytest.approx(6.0) and m["recall"] == pytest.approx(1 / 3)
+    assert (m["hits"], m["misses"], m["substitutions"], m["false_accepts"]) == (1, 2, 1, 2)
+    assert m["false_accepts_per_hour"] == pytest.approx(4.0) and m["substitutions_per_hour"] == pytest.approx(2.0)
+    assert m["recall"] == pytest.approx(1 / 3)
     labels = [*config.COMMANDS, config.SILENCE_LABEL, config.UNKNOWN_LABEL]
     times = np.arange(0, 8, 0.05)
     scores = np.zeros((len(times), len(labels)))

@@ -734,12 +734,16 @@ def match_detections(
     detections: Sequence[Detection], truth: pd.DataFrame, *, duration: float,
     tolerance: float = MATCH_TOLERANCE_SECONDS,
 ) -> dict:  # fmt: skip
-    """Hits, misses and false accepts of detections against the spoken keywords.
+    """Hits, misses, substitutions and false accepts of detections against the spoken keywords.
 
-    A detection is a hit when it names a keyword event within ``tolerance``
-    seconds of the event's time that no earlier detection took; every other
-    detection is a false accept (a wrong label next to a keyword counts as a
-    false accept *and* leaves a miss).
+    A detection is a *hit* when it names a keyword event within ``tolerance``
+    seconds of the event's time that no earlier detection took; a
+    *substitution* when another keyword was spoken there (the word was heard
+    as the wrong keyword: it also leaves a miss); a *false accept* when no
+    other keyword was spoken within ``tolerance`` — the detector fired on
+    noise, on an unknown word, or twice on one word. These are the three
+    counts of TensorFlow's ``test_streaming_accuracy`` tool for Speech
+    Commands ("matched", "wrongly matched", "false positives").
 
     Parameters
     ----------
@@ -753,23 +757,27 @@ def match_detections(
     Returns
     -------
     dict
-        ``keywords``, ``hits``, ``misses``, ``false_accepts`` (int), ``recall``,
-        ``false_accepts_per_hour`` (float), ``hours``.
+        ``keywords``, ``hits``, ``misses``, ``substitutions``, ``false_accepts`` (int),
+        ``recall``, ``substitutions_per_hour``, ``false_accepts_per_hour`` (float), ``hours``.
     """
     times = truth["time"].to_numpy(float)
     labels = truth["label"].to_numpy(str)
     taken = np.zeros(len(times), bool)
-    hits = 0
+    hits = substitutions = 0
     for d in sorted(detections, key=lambda d: d.time):
-        near = np.flatnonzero(~taken & (labels == d.label) & (np.abs(times - d.time) <= tolerance))
+        close = np.abs(times - d.time) <= tolerance
+        near = np.flatnonzero(~taken & (labels == d.label) & close)
         if len(near):
             taken[near[np.argmin(np.abs(times[near] - d.time))]] = True
             hits += 1
+        elif np.any(close & (labels != d.label)):
+            substitutions += 1
     hours = duration / SECONDS_PER_HOUR
-    false = len(detections) - hits
+    false = len(detections) - hits - substitutions
     return {
-        "keywords": len(times), "hits": hits, "misses": len(times) - hits, "false_accepts": false,
-        "recall": hits / len(times) if len(times) else float("nan"),
+        "keywords": len(times), "hits": hits, "misses": len(times) - hits, "substitutions": substitutions,
+        "false_accepts": false, "recall": hits / len(times) if len(times) else float("nan"),
+        "substitutions_per_hour": substitutions / hours if hours else float("nan"),
         "false_accepts_per_hour": false / hours if hours else float("nan"), "hours": hours,
     }  # fmt: skip
 
@@ -785,7 +793,8 @@ def det_curve(
     -------
     pandas.DataFrame
         One row per threshold: ``threshold``, ``recall``, ``miss_rate``,
-        ``false_accepts``, ``false_accepts_per_hour``, ``hits``, ``keywords``.
+        ``false_accepts``, ``false_accepts_per_hour``, ``substitutions``,
+        ``substitutions_per_hour``, ``hits``, ``keywords`` (:func:`match_detections`).
     """
     thresholds = np.round(np.linspace(0.3, 0.99, 24), 3) if thresholds is None else thresholds
     ids = [list(labels).index(k) for k in keywords]
@@ -795,6 +804,7 @@ def det_curve(
         m = match_detections(found, truth, duration=duration, tolerance=tolerance)
         rows.append({"threshold": float(th), "recall": m["recall"], "miss_rate": 1 - m["recall"],
                      "false_accepts": m["false_accepts"], "false_accepts_per_hour": m["false_accepts_per_hour"],
+                     "substitutions": m["substitutions"], "substitutions_per_hour": m["substitutions_per_hour"],
                      "hits": m["hits"], "keywords": m["keywords"]})  # fmt: skip
     return pd.DataFrame(rows)
 
