@@ -52,7 +52,28 @@ def test_every_subcommand_has_help(argv: tuple[str, ...], capsys: pytest.Capture
 
 def test_the_command_list_is_complete() -> None:
     assert {("data", "synth"), ("data", "download"), ("data", "check"), ("course", "run"), ("split",),
-            ("featurize",), ("evaluate",), ("predict",), ("submit",)} <= set(SUBCOMMANDS)  # fmt: skip
+            ("featurize",), ("evaluate",), ("predict",), ("submit",), ("spark-featurize",),
+            ("spark", "featurize"), ("spark", "predict"), ("spark", "train")} <= set(SUBCOMMANDS)  # fmt: skip
+
+
+def test_spark_modules_are_libraries_and_their_scripts_run_the_cli() -> None:
+    """spark.py and spark_train.py never import the command line; cli imports them only in a command.
+
+    ``python -m speechlib.spark`` and ``spark-submit .../spark_job.py`` are ``speechlib spark``.
+    """
+    probe = (
+        "import sys; import speechlib.spark, speechlib.spark_train; a = 'speechlib.cli' in sys.modules; "
+        "del sys.modules['speechlib.spark'], sys.modules['speechlib.spark_train']; import speechlib.cli; "
+        "print(a, sorted(m for m in sys.modules if m.startswith('speechlib.spark')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "[]"], done.stdout + done.stderr
+    job = Path(cli.__file__).with_name("spark_job.py")
+    for argv in (["-m", "speechlib.spark", "--help"], [str(job), "--help"]):
+        out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True).stdout
+        assert out.startswith("usage: speechlib spark") and all(c in out for c in ("featurize", "predict", "train"))
+    done = subprocess.run([sys.executable, str(job), "predict"], capture_output=True, text=True)
+    assert done.returncode == 2 and "the following arguments are required: --features-dir" in done.stderr
 
 
 def test_all_registered_subcommands_have_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -188,9 +188,9 @@ def test_rerun_replaces_output(spark, dataset, tmp_path):
     from speechlib import spark as spark_mod
 
     out = tmp_path / "features"
-    args = ["spark-featurize", "--split-dir", str(dataset[1]), "--out", str(out), "--partitions", "2"]
-    assert cli.main(args) == 0
-    assert cli.main(args) == 0  # the same session is reused (getOrCreate)
+    args = ["--split-dir", str(dataset[1]), "--out", str(out), "--partitions", "2"]
+    assert cli.main(["spark-featurize", *args]) == 0
+    assert cli.main(["spark", "featurize", *args]) == 0  # the same command; the same session (getOrCreate)
     total = spark.read.parquet(str(out)).count()
     assert total == spark_mod.read_report(out)["rows"] == 25
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]  # no temporary folder left behind
@@ -238,6 +238,31 @@ def test_predict_batch_udf_equals_local_keras(spark, featurized, tmp_path):
         assert got["row"].tolist() == manifest["row"].tolist()
         np.testing.assert_array_equal(got["prediction"].to_numpy(), local.argmax(axis=1))
         np.testing.assert_allclose(np.stack(got["probabilities"].to_numpy()), local, atol=1e-5)
+
+
+def test_spark_predict_command_writes_predictions(spark, featurized, tmp_path, capsys):
+    """speechlib spark predict: Parquet of prediction + probabilities per ok row; a foreign --out is refused."""
+    keras = pytest.importorskip("keras")
+    from speechlib import cli
+
+    out, _ = featurized
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input(features.output_shape("logmel")), keras.layers.Flatten(), keras.layers.Dense(3)]
+    model_path = tmp_path / "tiny_cli.keras"  # a new name: addFile refuses another file of a shipped name
+    keras.Sequential(layers).save(model_path)
+    args = ["spark", "predict", "--features-dir", str(out), "--model", str(model_path), "--batch-size", "8"]
+    preds = tmp_path / "preds"
+    assert cli.main([*args, "--out", str(preds)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote predictions to {preds}"
+    got = pd.read_parquet(preds)
+    assert len(got) == 25 and set(got["prediction"]) <= {0, 1, 2} and "features" not in got.columns
+    np.testing.assert_allclose(np.stack(got["probabilities"].to_numpy()).sum(axis=1), 1.0, atol=1e-5)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me\n")
+    assert cli.main([*args, "--out", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("speechlib: error: ") and "is not an earlier Spark output of speechlib" in err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
 def test_paths_and_uris():

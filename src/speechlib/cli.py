@@ -73,12 +73,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--version",
         dest="dataset_version",
         default="v0.01",
-        choices=["v0.01", "v0.02", "test-v0.02"],
-        help="v0.01, v0.02 or test-v0.02 (the official test set); default v0.01",
+        choices=["v0.01", "v0.02", "test-v0.02", "mini"],
+        help="v0.01, v0.02, test-v0.02 (the official test set) or mini (TensorFlow's 8-word "
+        "mini_speech_commands ZIP; it has no background noise, so no silence class); default v0.01",
     )
     download.add_argument("--out", type=Path, default=None, help="folder to extract into (default: data/raw)")
     download.add_argument("--url", default=None, help="download from this URL instead of the official one (a mirror)")
-    download.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz after extracting it")
+    download.add_argument("--keep-archive", action="store_true", help="keep the archive after extracting it")
     download.set_defaults(func=_run_data_download)
 
     check = dsub.add_parser(
@@ -403,20 +404,19 @@ def _run_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- spark-featurize --------------------------------------------------------
+# --- spark featurize | predict | train (and spark-featurize) -------------------------------
 
 
-def _add_spark_featurize(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "spark-featurize",
-        help="featurize the split's clips on Spark into Parquet (local[*] or a cluster)",
-        description=(
-            "Read the clips with Spark's binaryFile source, join the split manifests, compute the same "
-            "features as `speechlib featurize` in Arrow pandas UDFs and write Parquet partitioned by split. "
-            "Bad files become rows with status=error; the output is replaced only when the job succeeds. "
-            "The cluster commands (spark-submit, --py-files, HDFS/S3) are in the docstring of speechlib.spark."
-        ),
-    )
+_SPARK_FEATURIZE_DESCRIPTION = (
+    "Read the clips with Spark's binaryFile source, join the split manifests, compute the same "
+    "features as `speechlib featurize` in Arrow pandas UDFs and write Parquet partitioned by split. "
+    "Bad files become rows with status=error; the output is replaced only when the job succeeds. "
+    "The cluster commands (spark-submit, --py-files, HDFS/S3) are in the docstring of speechlib.spark."
+)
+
+
+def _add_spark_featurize_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `speechlib spark featurize` and of its older name `speechlib spark-featurize`."""
     parser.add_argument("--split-dir", required=True, help="folder of `speechlib split` (train.csv, ..., split.json)")
     parser.add_argument(
         "--out",
@@ -433,25 +433,50 @@ def _add_spark_featurize(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_spark_featurize)
 
 
-def _run_spark_featurize(args: argparse.Namespace) -> int:
-    from speechlib import features, spark
-
-    if args.features not in features.KINDS:
-        raise UserError(f"unknown feature kind {args.features!r}: choose one of {', '.join(features.KINDS)}")
-    report = spark.run_featurize(args)
-    return 0 if report["ok"] else 1
-
-
-# --- spark train --------------------------------------------------------------
+def _add_spark_featurize(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "spark-featurize",
+        help="featurize the split's clips on Spark into Parquet (local[*] or a cluster); = spark featurize",
+        description=_SPARK_FEATURIZE_DESCRIPTION,
+    )
+    _add_spark_featurize_arguments(parser)
 
 
 def _add_spark(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "spark",
-        help="training on Spark executors (spark train)",
-        description="Spark jobs beyond featurization: `speechlib spark train` trains across executors.",
+        help="Spark jobs: featurize into Parquet, predict with a saved model, train on N executors",
+        description="Jobs on Spark (local[*] or a cluster): `speechlib spark featurize` writes Parquet features, "
+        "`speechlib spark predict` runs a saved model over them, `speechlib spark train` trains across executors. "
+        "`python -m speechlib.spark` and `spark-submit src/speechlib/spark_job.py` take the same commands.",
     )
     commands = parser.add_subparsers(dest="spark_command", metavar="COMMAND", required=True)
+    featurize = commands.add_parser(
+        "featurize",
+        help="featurize the split's clips on Spark into Parquet (local[*] or a cluster)",
+        description=_SPARK_FEATURIZE_DESCRIPTION,
+    )
+    _add_spark_featurize_arguments(featurize)
+    _add_spark_predict(commands)
+    _add_spark_train(commands)
+
+
+def _add_spark_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="Parquet features + a saved .keras model -> predictions (Parquet)",
+        description="Run a saved Keras model (or model bundle, normalisation included) over the output of "
+        "`speechlib spark featurize` with predict_batch_udf; write label ids and probabilities as Parquet.",
+    )
+    parser.add_argument("--features-dir", required=True, help="output of featurize")
+    parser.add_argument("--model", required=True, help="saved .keras model")
+    parser.add_argument("--out", required=True, help="where to write the predictions (Parquet)")
+    parser.add_argument("--master", default=None, help="Spark master (default local[*] or spark-submit's)")
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per model call (default 256)")
+    parser.set_defaults(func=_run_spark_predict)
+
+
+def _add_spark_train(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "train",
         help="train the final model on N Spark executors at once (barrier stage + MultiWorkerMirroredStrategy)",
@@ -468,6 +493,28 @@ def _add_spark(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--lr", type=float, default=None, help="peak learning rate (default train.DEFAULT_LR)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last backup")
     run.set_defaults(func=_run_spark_train)
+
+
+def _run_spark_featurize(args: argparse.Namespace) -> int:
+    from speechlib import features, spark
+
+    if args.features not in features.KINDS:
+        raise UserError(f"unknown feature kind {args.features!r}: choose one of {', '.join(features.KINDS)}")
+    report = spark.featurize(
+        args.split_dir, args.out, kind=args.features, params={"preset": args.preset} if args.preset else None,
+        master=args.master, partitions=args.partitions, data_root=args.data_root, splits=args.splits,
+        noise_dir=args.noise_dir,
+    )  # fmt: skip
+    print(spark.format_report(report))
+    return 0 if report["ok"] else 1
+
+
+def _run_spark_predict(args: argparse.Namespace) -> int:
+    from speechlib import spark
+
+    spark.write_predictions(args.features_dir, args.model, args.out, batch_size=args.batch_size, master=args.master)
+    print(f"wrote predictions to {args.out}")
+    return 0
 
 
 def _run_spark_train(args: argparse.Namespace) -> int:

@@ -16,7 +16,12 @@ Public API
 - :func:`to_store` — Parquet -> a :class:`speechlib.store.FeatureStore` (for train_keras.py / notebook 4).
 - :func:`predict` — label ids and probabilities of a saved Keras model (or model bundle), on Spark.
 - :func:`bundle_normalization` — the normalisation a model bundle expects (applied by :func:`predict`).
-- :func:`main` — the command line (``python -m speechlib.spark``, ``spark-submit .../spark_job.py``).
+- :func:`write_predictions` — :func:`predict` of a featurize output, written as Parquet.
+- :func:`format_report` — the summary of a :func:`featurize` report that the command prints.
+
+The command lines (``speechlib spark featurize|predict|train``, ``python -m
+speechlib.spark``, ``spark-submit .../spark_job.py``) are parsed in
+:mod:`speechlib.cli`, which calls these functions.
 
 Output layout and schema
 ------------------------
@@ -92,7 +97,8 @@ Running it
 ----------
 Locally (all cores)::
 
-    speechlib spark-featurize --split-dir data/work/synthetic/split --out data/work/synthetic/parquet
+    speechlib spark featurize --split-dir data/work/synthetic/split --out data/work/synthetic/parquet
+    speechlib spark-featurize --split-dir DIR --out DIR   # the same command, its older name
     python -m speechlib.spark featurize --split-dir DIR --out DIR --master 'local[4]'
 
 On a cluster, ship the package to the executors and point at shared storage.
@@ -123,7 +129,7 @@ standalone cluster is ``--master spark://host:7077``.
 
 Distributed inference with a saved model::
 
-    python -m speechlib.spark predict --features-dir OUT --model model.keras --out preds.parquet
+    speechlib spark predict --features-dir OUT --model model.keras --out preds.parquet
 
 A model bundle of ``train_keras.py`` (``model.keras`` with ``model.json``
 beside it) expects normalised features: :func:`predict` reads the bundle's
@@ -132,7 +138,6 @@ per-band mean and std and applies them on the executors before the model.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -164,11 +169,12 @@ __all__ = [
     "bundle_normalization",
     "check_output_target",
     "featurize",
+    "format_report",
     "load_parquet",
-    "main",
     "predict",
     "session",
     "to_store",
+    "write_predictions",
 ]
 
 ARROW_BATCH_ROWS = 256  # rows per Arrow batch into the UDF: 256 x 16 KB of log-mel = 4 MB, bounded memory
@@ -509,18 +515,50 @@ def featurize(
     started = time.perf_counter()
     spark = spark or session(master)
     params = features.resolve_params(kind, **(params or {}))
-    shape = tuple(int(d) for d in features.output_shape(kind, **params))
     manifest, info, texts = _read_manifests(str(split_dir), splits, spark)
     root = str(data_root or info.get("dataset") or "")
     if not root:
         raise ValueError(f"{split_dir}/split.json names no dataset folder: pass data_root (--data-root)")
-    local_root = _uri_path(root) if not _has_scheme(root) or root.startswith("file:") else None
     out_uri = _to_uri(out).rstrip("/")
     check_output_target(spark, out_uri)  # before any work: never replace a folder of someone's files
-    manifest["_file"] = _is_file_row(manifest)
+    job = _job(
+        spark, out_uri, split_dir=split_dir, root=root, kind=kind, params=params, info=info, partitions=partitions
+    )
+    rows = _featurized_rows(spark, manifest, job, noise_dir=noise_dir)
+    tmp_uri = f"{out_uri}.tmp-{uuid.uuid4().hex[:12]}"
+    with _removed_on_failure(spark, tmp_uri):
+        rows.write.mode("error").partitionBy("split").parquet(tmp_uri)
+        by_split, failed = _count_written(spark.read.parquet(tmp_uri), len(manifest))
+        report = _report(job, by_split, failed, seconds=time.perf_counter() - started)
+        _commit(spark, tmp_uri, out_uri, report=report, manifest_texts=texts)
+    return report
+
+
+def _job(spark, out_uri: str, *, split_dir, root: str, kind: str, params: dict, info: dict, partitions) -> dict:
+    """What a featurize run is: the head of its report (output, inputs, features, labels, tasks, master)."""
+    return {
+        "format": "speechlib-spark-features",
+        "speechlib_version": __version__,
+        "out": out_uri,
+        "split_dir": str(split_dir),
+        "data_root": root,
+        "kind": kind,
+        "params": params,
+        "feature_shape": [int(d) for d in features.output_shape(kind, **params)],
+        "labels": list(info.get("labels", [])),
+        "partitions": int(partitions or PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism),
+        "master": spark.sparkContext.master,
+    }
+
+
+def _featurized_rows(spark, manifest: pd.DataFrame, job: dict, *, noise_dir: str | None):
+    """The output rows, not yet computed: the clips joined to the manifest, repartitioned, featurized by the UDF."""
+    root = job["data_root"]
+    local_root = _uri_path(root) if not _has_scheme(root) or root.startswith("file:") else None
+    manifest = manifest.assign(_file=_is_file_row(manifest))
     manifest["_key"] = np.where(manifest["_file"], manifest["relpath"], None)
     joined = _join_clips(spark, manifest, root, local_root)
-    n_parts = int(partitions or PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism)
+    kind, params, shape = job["kind"], job["params"], tuple(job["feature_shape"])
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         return _featurize_batches(
@@ -528,44 +566,37 @@ def featurize(
         )
 
     columns = ["row", *MANIFEST_COLUMNS, "content", "_file"]
-    result = joined.select(*columns).repartition(n_parts).mapInPandas(run, schema=FEATURE_SCHEMA_DDL)
+    return joined.select(*columns).repartition(job["partitions"]).mapInPandas(run, schema=FEATURE_SCHEMA_DDL)
 
-    tmp_uri = f"{out_uri}.tmp-{uuid.uuid4().hex[:12]}"
+
+def _report(job: dict, by_split: dict[str, dict[str, int]], failed: list[dict], *, seconds: float) -> dict:
+    """The report of a finished run: the job, the rows per split (ok, error), the first error rows, the time."""
+    total = sum(e["rows"] for e in by_split.values())
+    head = {key: value for key, value in job.items() if key not in ("partitions", "master")}
+    return {
+        **head,
+        "rows": total,
+        "ok": sum(e["ok"] for e in by_split.values()),
+        "error": sum(e["error"] for e in by_split.values()),
+        "by_split": by_split,
+        "errors": failed,
+        "partitions": job["partitions"],
+        "master": job["master"],
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(total / seconds, 1) if seconds else None,
+    }
+
+
+@contextlib.contextmanager
+def _removed_on_failure(spark, tmp_uri: str):
+    """Delete the temporary output ``tmp_uri`` when the block fails (or is interrupted), then re-raise."""
     fs, tmp_path = _hadoop_fs(spark, tmp_uri)
     try:
-        result.write.mode("error").partitionBy("split").parquet(tmp_uri)
-        by_split, failed = _count_written(spark.read.parquet(tmp_uri), len(manifest))
-        total = sum(e["rows"] for e in by_split.values())
-        seconds = time.perf_counter() - started
-        report = {
-            "format": "speechlib-spark-features",
-            "speechlib_version": __version__,
-            "out": out_uri,
-            "split_dir": str(split_dir),
-            "data_root": root,
-            "kind": kind,
-            "params": params,
-            "feature_shape": list(shape),
-            "labels": list(info.get("labels", [])),
-            "rows": total,
-            "ok": sum(e["ok"] for e in by_split.values()),
-            "error": sum(e["error"] for e in by_split.values()),
-            "by_split": by_split,
-            "errors": failed,
-            "partitions": n_parts,
-            "master": spark.sparkContext.master,
-            "seconds": round(seconds, 3),
-            "rows_per_second": round(total / seconds, 1) if seconds else None,
-        }
-        for name, text in texts.items():
-            _write_text(spark, f"{tmp_uri}/{MANIFEST_DIR}/{name}.csv", text)
-        _write_text(spark, f"{tmp_uri}/{REPORT_FILE}", json.dumps(report, indent=2, default=str) + "\n")
-        _replace_output(spark, tmp_uri, out_uri)
+        yield
     except BaseException:
         if fs.exists(tmp_path):
             fs.delete(tmp_path, True)
         raise
-    return report
 
 
 def _join_clips(spark, manifest: pd.DataFrame, root: str, local_root: str | None):
@@ -623,8 +654,14 @@ def _count_written(written, expected_rows: int) -> tuple[dict[str, dict[str, int
     return by_split, [item.asDict() for item in failed]
 
 
-def _replace_output(spark, tmp_uri: str, out_uri: str) -> None:
-    """Commit: drop the old output (only an earlier output, or an empty folder), move the new one in place."""
+def _commit(spark, tmp_uri: str, out_uri: str, *, report: dict, manifest_texts: dict[str, str]) -> None:
+    """Add the report and the manifests' copies to the temporary output, then move it to ``out_uri``.
+
+    The old output is dropped first (only an earlier output, or an empty folder).
+    """
+    for name, text in manifest_texts.items():
+        _write_text(spark, f"{tmp_uri}/{MANIFEST_DIR}/{name}.csv", text)
+    _write_text(spark, f"{tmp_uri}/{REPORT_FILE}", json.dumps(report, indent=2, default=str) + "\n")
     check_output_target(spark, out_uri)
     fs, tmp_path = _hadoop_fs(spark, tmp_uri)
     out_fs, out_path = _hadoop_fs(spark, out_uri)
@@ -843,63 +880,106 @@ def predict(
         the predicted ``label_id``) and ``probabilities`` (array<float>,
         num_classes, summing to 1).
     """
-    from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql import functions as F  # noqa: N812 (the usual Spark alias)
-    from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
 
     spark = spark or session()
-    df = parquet_or_df if hasattr(parquet_or_df, "schema") else spark.read.parquet(_to_uri(parquet_or_df))
-    if "status" in df.columns:
-        df = df.where(F.col("status") == "ok")
-    if feature_shape is None:
-        first = df.select("shape").first()
-        if first is None:
-            raise ValueError("no rows with features to predict on")
-        feature_shape = tuple(first["shape"])
+    df = _rows_with_features(spark, parquet_or_df)
+    feature_shape = tuple(int(d) for d in (_first_shape(df) if feature_shape is None else feature_shape))
     if isinstance(normalization, str):
         if normalization != "auto":
             raise ValueError(f"normalization must be a dict, 'auto' or None, not {normalization!r}")
         normalization = bundle_normalization(model_path)
-    model_uri = str(model_path) if _has_scheme(str(model_path)) else str(Path(model_path).resolve())
-    if not _has_scheme(model_uri) and Path(model_uri).is_dir():
-        model_uri = str(Path(model_uri) / "model.keras")  # a bundle folder
-    spark.sparkContext.addFile(model_uri)  # the same path again is only a warning; another of the name fails
-    udf = predict_batch_udf(
-        make_predict_fn(model_uri, tuple(int(d) for d in feature_shape), normalization),
-        return_type=StructType(
-            [StructField("prediction", IntegerType()), StructField("probabilities", ArrayType(FloatType()))]
-        ),
-        batch_size=batch_size,
-        input_tensor_shapes=[[int(np.prod(feature_shape))]],
-    )
+    udf = _predict_udf(_ship_model(spark, model_path), feature_shape, normalization, batch_size=batch_size)
     keep = [c for c in df.columns if c != "features"]
     return df.withColumn("_pred", udf(F.col("features"))).select(
         *keep, F.col("_pred.prediction").alias("prediction"), F.col("_pred.probabilities").alias("probabilities")
     )
 
 
-# --- Command line ----------------------------------------------------------------------------------------
+def _rows_with_features(spark, parquet_or_df):
+    """The rows of a featurize output (a path, a URI or a DataFrame) whose features were computed."""
+    from pyspark.sql import functions as F  # noqa: N812 (the usual Spark alias)
+
+    df = parquet_or_df if hasattr(parquet_or_df, "schema") else spark.read.parquet(_to_uri(parquet_or_df))
+    return df.where(F.col("status") == "ok") if "status" in df.columns else df
 
 
-def run_featurize(args: argparse.Namespace) -> dict:
-    """Run :func:`featurize` with the arguments of ``speechlib spark-featurize`` and print its summary."""
-    params = {"preset": args.preset} if args.preset else None
-    report = featurize(
-        args.split_dir,
-        args.out,
-        kind=args.features,
-        params=params,
-        master=args.master,
-        partitions=args.partitions,
-        data_root=args.data_root,
-        splits=args.splits,
-        noise_dir=args.noise_dir,
+def _first_shape(df) -> list[int]:
+    """The feature shape of the first row (all rows of one output share it)."""
+    first = df.select("shape").first()
+    if first is None:
+        raise ValueError("no rows with features to predict on")
+    return first["shape"]
+
+
+def _ship_model(spark, model_path: str | os.PathLike) -> str:
+    """Send the ``.keras`` file (a bundle folder's ``model.keras``) to the executors; return the path shipped."""
+    model_uri = str(model_path) if _has_scheme(str(model_path)) else str(Path(model_path).resolve())
+    if not _has_scheme(model_uri) and Path(model_uri).is_dir():
+        model_uri = str(Path(model_uri) / inference.MODEL_FILE)  # a bundle folder
+    spark.sparkContext.addFile(model_uri)  # the same path again is only a warning; another of the name fails
+    return model_uri
+
+
+def _predict_udf(model_uri: str, feature_shape: tuple[int, ...], normalization: dict | None, *, batch_size: int):
+    """The ``predict_batch_udf`` column function: flat features -> struct of ``prediction`` and ``probabilities``."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
+
+    return predict_batch_udf(
+        make_predict_fn(model_uri, feature_shape, normalization),
+        return_type=StructType(
+            [StructField("prediction", IntegerType()), StructField("probabilities", ArrayType(FloatType()))]
+        ),
+        batch_size=batch_size,
+        input_tensor_shapes=[[int(np.prod(feature_shape))]],
     )
-    print(_summary(report))
-    return report
 
 
-def _summary(report: dict) -> str:
+def write_predictions(
+    features_dir: str | os.PathLike,
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 256,
+    master: str | None = None,
+    spark=None,
+) -> str:
+    """Write the :func:`predict` output for a featurize output as Parquet (``speechlib spark predict``).
+
+    Parameters
+    ----------
+    features_dir : path or URI
+        Output of :func:`featurize`.
+    model_path : path or URI
+        A saved ``.keras`` model or model bundle (its normalisation is applied).
+    out : path or URI
+        New, empty, or an earlier predictions output (replaced).
+    batch_size : int
+        Rows per model call on an executor.
+    master : str, optional
+        Spark master when this function creates the session.
+    spark : SparkSession, optional
+
+    Returns
+    -------
+    str
+        The URI written.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` holds anything but an earlier Spark output (checked before the job; nothing is changed).
+    """
+    spark = spark or session(master)
+    out_uri = _to_uri(out).rstrip("/")
+    check_output_target(spark, out_uri)  # replaces only an earlier output, never someone's folder
+    predict(features_dir, model_path, batch_size=batch_size, spark=spark).write.mode("overwrite").parquet(out_uri)
+    return out_uri
+
+
+def format_report(report: dict) -> str:
+    """The summary ``speechlib spark featurize`` prints of a :func:`featurize` report: rows, splits, first errors."""
     lines = [
         f"wrote {report['rows']} rows ({report['ok']} ok, {report['error']} error) to {report['out']} "
         f"in {report['seconds']:.1f} s ({report['rows_per_second']} rows/s, {report['partitions']} partitions, "
@@ -914,39 +994,8 @@ def _summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m speechlib.spark {featurize,predict} ...`` (also the spark-submit entry, spark_job.py)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["featurize"]:  # the same arguments as `speechlib spark-featurize`
-        from speechlib import cli
-
-        return cli.main(["spark-featurize", *argv[1:]])
-    if argv[:1] == ["train"]:  # the same arguments as `speechlib spark train`
-        from speechlib import cli
-
-        return cli.main(["spark", "train", *argv[1:]])
-    parser = argparse.ArgumentParser(prog="speechlib.spark", description=__doc__.split("\n", 1)[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("featurize", help="split manifests -> Parquet features (see `speechlib spark-featurize --help`)")
-    pred = sub.add_parser("predict", help="Parquet features + a saved .keras model -> predictions (Parquet)")
-    pred.add_argument("--features-dir", required=True, help="output of featurize")
-    pred.add_argument("--model", required=True, help="saved .keras model")
-    pred.add_argument("--out", required=True, help="where to write the predictions (Parquet)")
-    pred.add_argument("--master", default=None, help="Spark master (default local[*] or spark-submit's)")
-    pred.add_argument("--batch-size", type=int, default=256, help="rows per model call (default 256)")
-    args = parser.parse_args(argv)
-    spark = session(args.master)
-    out_uri = _to_uri(args.out).rstrip("/")
-    try:
-        check_output_target(spark, out_uri)  # replaces only an earlier output, never someone's folder
-    except FileExistsError as err:
-        print(f"speechlib.spark: error: {err}", file=sys.stderr)
-        return 2
-    result = predict(args.features_dir, args.model, batch_size=args.batch_size, spark=spark)
-    result.write.mode("overwrite").parquet(out_uri)
-    print(f"wrote predictions to {args.out}")
-    return 0
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m speechlib.spark ...` is `speechlib spark ...`; the library itself never imports the command line.
+    from speechlib import cli
+
+    sys.exit(cli.main(["spark", *sys.argv[1:]]))

@@ -189,9 +189,30 @@ def train(
     dict
         The chief's ``metrics.json`` (cv and test metrics, sizes, epochs) plus ``seconds`` and ``num_workers``.
     """
+    from speechlib.spark import session
+
+    settings = _settings(
+        store, out, num_workers=num_workers, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        recipe=recipe, logdir=logdir, resume=resume,
+    )  # fmt: skip
+    spark = spark or session(master)
+    started = time.perf_counter()
+    stage = spark.sparkContext.parallelize(range(num_workers), num_workers).barrier().mapPartitions(_task(settings))
+    results = [json.loads(text) for text in stage.repartition(1).collect()]  # a shuffle: a retryable map stage
+    seconds = time.perf_counter() - started
+    chief = next(r for r in results if r["index"] == 0)
+    metrics = json.loads((Path(settings["out"]) / "metrics.json").read_text(encoding="utf-8"))
+    metrics.update({"seconds": round(seconds, 1), "num_workers": num_workers, "output": chief["output"]})
+    return metrics
+
+
+def _settings(store, out, *, num_workers: int, model, epochs, batch_size: int, lr, seed: int, recipe, logdir, resume):
+    """The run's settings every worker gets (JSON): paths resolved, defaults filled; checks the store and batch.
+
+    Creates ``out``. Raises :class:`speechlib.pipeline.InputError` for a batch that the workers cannot share.
+    """
     from speechlib import train as train_mod
     from speechlib.pipeline import InputError
-    from speechlib.spark import session
     from speechlib.store import FeatureStore
 
     if num_workers < 1 or batch_size % num_workers:
@@ -199,31 +220,20 @@ def train(
     FeatureStore(store).open_split("train")  # a missing or unfinished store fails here, with its message
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    name = model or train_mod.DEFAULT_MODEL
-    recipe = recipe or train_mod.Recipe()
-    settings = {
+    return {
         "run": uuid.uuid4().hex,
         "store": str(Path(store).resolve()),
         "out": str(out),
         "logdir": str(Path(logdir).resolve() if logdir else out.parent.parent / "logs" / out.name),
-        "model": name,
+        "model": model or train_mod.DEFAULT_MODEL,
         "epochs": epochs,
         "batch_size": int(batch_size),
         "lr": float(lr or train_mod.DEFAULT_LR),
         "seed": int(seed),
-        "recipe": recipe.to_dict(),
+        "recipe": (recipe or train_mod.Recipe()).to_dict(),
         "resume": bool(resume),
         "small": config.is_small(),
     }
-    spark = spark or session(master)
-    started = time.perf_counter()
-    stage = spark.sparkContext.parallelize(range(num_workers), num_workers).barrier().mapPartitions(_task(settings))
-    results = [json.loads(text) for text in stage.repartition(1).collect()]  # a shuffle: a retryable map stage
-    seconds = time.perf_counter() - started
-    chief = next(r for r in results if r["index"] == 0)
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    metrics.update({"seconds": round(seconds, 1), "num_workers": num_workers, "output": chief["output"]})
-    return metrics
 
 
 def _parent_watch() -> None:
