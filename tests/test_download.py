@@ -15,6 +15,7 @@ import socket
 import stat
 import tarfile
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -254,15 +255,15 @@ def test_hand_unpacked_folder_is_left_alone(server, archive, tmp_path):
 
 
 def test_unknown_version(tmp_path):
-    with pytest.raises(ValueError, match=re.escape("v0.01, v0.02, test-v0.02")):
+    with pytest.raises(ValueError, match=re.escape("v0.01, v0.02, test-v0.02, mini")):
         dl.download("v9", tmp_path)
 
 
 def test_archive_table_and_cli_choices():
-    assert set(dl.ARCHIVES) == {"v0.01", "v0.02", "test-v0.02"}
+    assert set(dl.ARCHIVES) == {"v0.01", "v0.02", "test-v0.02", "mini"}
     for version, archive in dl.ARCHIVES.items():
         assert re.fullmatch(r"[0-9a-f]{64}", archive.sha256), version
-        assert archive.filename == f"{archive.name}.tar.gz"
+        assert archive.filename == f"{archive.name}{'.zip' if version == 'mini' else '.tar.gz'}"
     parser = build_parser()
     args = parser.parse_args(["data", "download", "--version", "test-v0.02"])
     assert args.dataset_version == "test-v0.02"
@@ -270,7 +271,7 @@ def test_archive_table_and_cli_choices():
         parser.parse_args(["data", "download", "--version", "v9"])
     for version in dl.ARCHIVES:  # every version the command offers can be downloaded, and only those
         assert parser.parse_args(["data", "download", "--version", version]).dataset_version == version
-    for missing in ("mini", "v0.03"):
+    for missing in ("mini-v2", "v0.03"):
         with pytest.raises(SystemExit):
             parser.parse_args(["data", "download", "--version", missing])
 
@@ -357,3 +358,186 @@ def test_archive_put_by_hand_survives_and_extraction_has_normal_permissions(serv
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o044 == 0o044, (path, oct(mode))  # group and others can read, as after `tar x`
     assert cli_main(["data", "download", "--out", str(out), "--url", "http://127.0.0.1:9/x"]) == 0  # complete
+
+
+# --- mini: TensorFlow's mini_speech_commands.zip --------------------------------------------------
+
+MINI_ZIP = "mini_speech_commands.zip"
+MINI_NAME = "mini_speech_commands"
+MINI_WORDS = ("down", "go", "left", "no", "right", "stop", "up", "yes")
+MINI_SPEAKERS = ("0a7c2a8d", "1b2c3d4e", "2c3d4e5f", "3d4e5f60", "4e5f6071")
+
+
+def make_mini(root: Path) -> dict[str, bytes]:
+    """The mini layout: <word>/<speaker>_nohash_<n>.wav for the 8 words and a README.md, no noise folder."""
+    rng = np.random.default_rng(1)
+    files = {}
+    for word in MINI_WORDS:
+        for speaker in MINI_SPEAKERS:
+            relpath = f"{word}/{speaker}_nohash_0.wav"
+            path = root / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            samples = config.SAMPLE_RATE // 8
+            sf.write(path, 0.1 * rng.standard_normal(samples), config.SAMPLE_RATE, subtype="PCM_16")
+            files[relpath] = path.read_bytes()
+    (root / "README.md").write_text("# Speech Commands dataset excerpt\n")
+    files["README.md"] = (root / "README.md").read_bytes()
+    return files
+
+
+def mini_zip(files: dict[str, bytes], *, extra: dict[str, bytes] | None = None) -> bytes:
+    """A ZIP with members mini_speech_commands/<relpath> (and its folder entries), as TensorFlow's."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{MINI_NAME}/", b"")
+        for word in MINI_WORDS:
+            archive.writestr(f"{MINI_NAME}/{word}/", b"")
+        for relpath, data in files.items():
+            archive.writestr(f"{MINI_NAME}/{relpath}", data)
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def mini(tmp_path) -> tuple[bytes, dict[str, bytes]]:
+    files = make_mini(tmp_path / "mini-src")
+    return mini_zip(files), files
+
+
+def mini_leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name != MINI_NAME) if out.exists() else []
+
+
+def test_mini_download_extracts_the_folder_and_data_check_accepts_it(server, mini, tmp_path, capsys):
+    data, files = mini
+    url = server.serve(MINI_ZIP, data)
+    out = tmp_path / "raw"
+    target = dl.download("mini", out, url=url, sha256=sha256(data), progress=False)
+    assert target == out.resolve() / MINI_NAME
+    assert_extracted(target, files)
+    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == list(MINI_WORDS)  # no noise folder
+    assert mini_leftovers(out) == []  # no .part, no archive, no temporary folder
+    assert dl.download("mini", out, url=url, sha256=sha256(data), progress=False) == target
+    assert len(server.requests) == 1  # the second run asked the server nothing
+
+    capsys.readouterr()
+    assert cli_main(["data", "check", str(target)]) == 0
+    printed = capsys.readouterr().out
+    for word in MINI_WORDS:
+        assert word in printed
+    assert "README" not in printed  # the README is skipped, not reported as a problem file
+
+
+def test_mini_cli_download_and_split_have_no_silence_class(server, mini, tmp_path, capsys):
+    from speechlib import split
+
+    data, _ = mini
+    out = tmp_path / "raw"
+    # The official checksum cannot match this small test archive: the CLI stops before extracting.
+    url = server.serve(MINI_ZIP, data)
+    assert cli_main(["data", "download", "--version", "mini", "--out", str(out), "--url", url]) != 0
+    message = capsys.readouterr().err
+    assert dl.ARCHIVES["mini"].sha256 in message and sha256(data) in message and "Traceback" not in message
+    assert not (out / MINI_NAME).exists()
+
+    # With this archive's own checksum (as for a mirror) it is extracted; split the result with the CLI.
+    target = dl.download("mini", out, url=url, sha256=sha256(data), progress=False)
+    split_dir = tmp_path / "split"
+    assert cli_main(["split", "--data", str(target), "--out", str(split_dir)]) == 0
+    labels = split.load_info(split_dir)["labels"]
+    assert config.SILENCE_LABEL not in labels  # no background noise to cut silence from
+    assert set(MINI_WORDS) <= set(labels)
+
+
+def test_mini_cut_download_is_resumed_to_the_same_bytes(server, mini, tmp_path):
+    data, files = mini
+    url = server.serve(MINI_ZIP, data)
+    out = tmp_path / "raw"
+    cut = len(data) // 2
+    server.httpd.cut_after = [cut]
+    with pytest.raises(dl.DownloadError, match="run the same command again to resume"):
+        dl.download("mini", out, url=url, sha256=sha256(data), progress=False, retries=0)
+    assert (out / f"{MINI_ZIP}.part").read_bytes() == data[:cut]
+    assert not (out / MINI_NAME).exists()
+
+    target = dl.download("mini", out, url=url, sha256=sha256(data), progress=False, retries=0, keep_archive=True)
+    assert [r["range"] for r in server.requests] == [None, f"bytes={cut}-"]
+    assert (out / MINI_ZIP).read_bytes() == data  # the resumed file is the served archive, byte for byte
+    assert_extracted(target, files)
+    assert mini_leftovers(out) == [MINI_ZIP]  # kept (--keep-archive); nothing else
+
+
+def _damage_last_member(data: bytes) -> bytes:
+    """Flip bytes inside the last member's compressed data: its CRC (or inflate) fails when it is read."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        last = archive.infolist()[-1]
+    header = 30 + len(last.filename.encode()) + len(last.extra)  # the local header before the data
+    start = last.header_offset + header
+    damaged = bytearray(data)
+    for i in range(start + 2, start + min(last.compress_size, 40)):
+        damaged[i] ^= 0xFF
+    return bytes(damaged)
+
+
+def test_mini_corrupt_archive_is_a_clear_error_and_leaves_nothing_half_extracted(server, mini, tmp_path, capsys):
+    data, _ = mini
+    corrupt = _damage_last_member(data)
+    assert corrupt != data
+    url = server.serve(MINI_ZIP, corrupt)
+    out = tmp_path / "raw"
+    # A mirror whose checksum was given for the damaged file: it passes verification, then fails to extract.
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download("mini", out, url=url, sha256=sha256(corrupt), progress=False)
+    message = str(err.value)
+    assert str(out.resolve() / MINI_ZIP) in message and "damaged" in message
+    assert "nothing was extracted" in message and "run the same command again" in message
+    assert not (out / MINI_NAME).exists()
+    assert mini_leftovers(out) == [MINI_ZIP]  # no temporary folder; the archive stays for the user to delete
+
+    # Through the CLI (the pinned checksum), a truncated archive left in --out is a clear error, no traceback.
+    (out / MINI_ZIP).write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert cli_main(["data", "download", "--version", "mini", "--out", str(out), "--url", url]) != 0
+    printed = capsys.readouterr().err
+    assert "Traceback" not in printed and MINI_ZIP in printed
+    assert not (out / MINI_NAME).exists()
+
+
+def test_mini_unsafe_zip_members_are_refused(tmp_path):
+    for case, name in {
+        "dotdot": "mini_speech_commands/../../evil.txt",
+        "absolute": "/tmp/speechlib-zip-evil.txt",
+    }.items():
+        archive_path = tmp_path / case / MINI_ZIP
+        archive_path.parent.mkdir()
+        files = {"yes/0a7c2a8d_nohash_0.wav": b"RIFF"}
+        archive_path.write_bytes(mini_zip(files, extra={name: b"evil\n"}))
+        with pytest.raises(dl.UnsafeArchiveError) as err:
+            dl.extract(archive_path, tmp_path / case / MINI_NAME, progress=False)
+        assert repr(name) in str(err.value) and "nothing was extracted" in str(err.value), case
+        assert sorted(p.name for p in (tmp_path / case).iterdir()) == [MINI_ZIP], case  # no folder left
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/speechlib-zip-evil.txt").exists()
+
+
+def test_mini_zip_with_mac_metadata_and_existing_folder(tmp_path):
+    files = {"yes/0a7c2a8d_nohash_0.wav": b"RIFF"}
+    archive_path = tmp_path / MINI_ZIP
+    archive_path.write_bytes(mini_zip(files, extra={"__MACOSX/mini_speech_commands/._README.md": b"x"}))
+    target = dl.extract(archive_path, tmp_path / MINI_NAME, progress=False)
+    assert (target / "yes" / "0a7c2a8d_nohash_0.wav").read_bytes() == b"RIFF"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MINI_NAME, MINI_ZIP]  # __MACOSX went with the temp
+
+
+def test_truncated_tar_archive_is_a_clear_error_and_leaves_nothing_half_extracted(server, archive, tmp_path):
+    data, _ = archive
+    truncated = data[: len(data) * 2 // 3]
+    url = server.serve(ARCHIVE_NAME, truncated)
+    out = tmp_path / "raw"
+    with pytest.raises(dl.DownloadError) as err:  # its own checksum (a mirror's): verified, then unreadable
+        dl.download("v0.01", out, url=url, sha256=sha256(truncated), progress=False)
+    message = str(err.value)
+    assert str(out.resolve() / ARCHIVE_NAME) in message and "damaged" in message
+    assert "run the same command again" in message
+    assert not (out / TARGET_NAME).exists()
+    assert leftovers(out) == [ARCHIVE_NAME]  # no temporary folder

@@ -1,6 +1,8 @@
 """Download, verify and safely extract a real Speech Commands archive.
 
-The archives are the official ones listed in DATA.md (Warden 2018, CC BY 4.0).
+The archives are the official ones listed in DATA.md (Warden 2018, CC BY 4.0),
+and ``mini``: TensorFlow's ``mini_speech_commands.zip`` excerpt (8 words, about
+8,000 clips, no background noise) used by its audio tutorial.
 :func:`download` streams an archive with a progress bar, resumes a partial
 download with an HTTP ``Range`` request, verifies its SHA-256 before anything
 is extracted, extracts it into a temporary folder next to the target while
@@ -16,6 +18,8 @@ Examples
 
     speechlib data download --version v0.01 --out data/raw
     # -> data/raw/speech_commands_v0.01/
+    speechlib data download --version mini --out data/raw
+    # -> data/raw/mini_speech_commands/<word>/<speaker>_nohash_<n>.wav
 
 >>> from speechlib import datasets
 >>> root = datasets.download("v0.01", "data/raw")  # doctest: +SKIP
@@ -23,6 +27,7 @@ Examples
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import json
@@ -34,6 +39,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -45,6 +52,7 @@ from speechlib import __version__
 CHUNK_BYTES = 1 << 20  # read and hash 1 MiB at a time
 TIMEOUT_SECONDS = 60  # a stalled connection fails after this long (and is resumed)
 COMPLETE_MARKER = ".speechlib-download-complete"  # written inside the target when extraction is complete
+MAC_METADATA = frozenset({"__MACOSX", ".DS_Store"})  # ignored beside an archive's wrapping folder
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,18 @@ ARCHIVES: dict[str, Archive] = {
         name="speech_commands_test_set_v0.02",
         num_bytes=112_563_277,
     ),
+    # TensorFlow's tutorial excerpt: a ZIP whose members are mini_speech_commands/<word>/*.wav and
+    # a README.md. Google publishes no checksum for it; this SHA-256 (and the 182,082,353 bytes) is
+    # the one pinned by several independent public projects that download this URL (Keras
+    # `get_file(..., file_hash=...)` calls, downloaders and dataset manifests). A mismatch on the
+    # first real download names both digests.
+    "mini": Archive(
+        version="mini",
+        url="https://storage.googleapis.com/download.tensorflow.org/data/mini_speech_commands.zip",
+        sha256="49650f2341b26d886b46b3f4fb8fed59e30300b17550f1ee4a768b3106cf93a0",
+        name="mini_speech_commands",
+        num_bytes=182_082_353,
+    ),
 }
 
 
@@ -128,7 +148,7 @@ def download(
     Parameters
     ----------
     version : str
-        ``"v0.01"``, ``"v0.02"`` or ``"test-v0.02"`` (the keys of :data:`ARCHIVES`).
+        ``"v0.01"``, ``"v0.02"``, ``"test-v0.02"`` or ``"mini"`` (the keys of :data:`ARCHIVES`).
     out : path-like
         The folder that receives the dataset folder (created if missing). The
         archive is downloaded beside it as ``<archive>.part`` while incomplete.
@@ -155,8 +175,9 @@ def download(
     ------
     DownloadError
         The server cannot be reached, the checksum does not match, the target
-        exists without having been completed by this function, or the archive is
-        unsafe (:class:`UnsafeArchiveError`). The message says what to do.
+        exists without having been completed by this function, the archive is
+        damaged (it cannot be read to the end), or it is unsafe
+        (:class:`UnsafeArchiveError`). The message says what to do.
     ValueError
         ``version`` is not a known version.
 
@@ -177,44 +198,59 @@ def download(
     expected = (sha256 or archive.sha256).lower()
     out = Path(out).expanduser().resolve()
     target = out / archive.name
-    if (target / COMPLETE_MARKER).is_file():
+    if _already_complete(target):
         return target
+    out.mkdir(parents=True, exist_ok=True)
+    archive_path = out / (PurePosixPath(urllib.parse.urlparse(url).path).name or archive.filename)
+    by_hand = archive_path.is_file()  # put there by the user (or kept by --keep-archive): never deleted
+    if by_hand:
+        _verify_by_hand(archive_path, expected, version, progress=progress)
+    else:
+        _fetch_verified(url, archive_path, expected, retries=retries, progress=progress)
+    extract(archive_path, target, progress=progress, info={"version": version, "url": url, "sha256": expected})
+    if not keep_archive and not by_hand:
+        archive_path.unlink()
+    return target
+
+
+def _already_complete(target: Path) -> bool:
+    """True when a previous run completed ``target``; a ``target`` without its completion marker is refused."""
+    if (target / COMPLETE_MARKER).is_file():
+        return True
     if target.exists():
         raise DownloadError(
             f"{target} exists but was not completed by `speechlib data download` (it has no "
             f"{COMPLETE_MARKER} file). If you unpacked the dataset there yourself, use it as it is and "
             f"check it with `speechlib data check {target}`; otherwise remove that folder and run again."
         )
-    out.mkdir(parents=True, exist_ok=True)
-    filename = PurePosixPath(urllib.parse.urlparse(url).path).name or archive.filename
-    archive_path = out / filename
-    by_hand = archive_path.is_file()  # put there by the user (or kept by --keep-archive): never deleted
-    if by_hand:
-        # A complete archive is already there (downloaded by hand, or kept): verify it, never delete it.
-        actual = sha256_file(archive_path, progress=progress)
-        if actual != expected:
-            raise DownloadError(
-                f"checksum mismatch for {archive_path}: expected SHA-256 {expected}, got {actual}. "
-                f"The file is not the official {version} archive or is damaged; it was left in place: "
-                "remove it and run the same command again to download it."
-            )
-    else:
-        part = out / (filename + ".part")
-        _fetch(url, part, retries=retries, progress=progress)
-        actual = sha256_file(part, progress=progress)
-        if actual != expected:
-            part.unlink()
-            raise DownloadError(
-                f"checksum mismatch for {part} (from {url}): expected SHA-256 {expected}, got {actual}. "
-                "The download is corrupt or is not the official archive; the file was removed (resuming a "
-                "corrupt file cannot help), so run the same command again to download it afresh. If this "
-                f"repeats, download {url} by hand, extract it, and run `speechlib data check <folder>`."
-            )
-        part.replace(archive_path)
-    extract(archive_path, target, progress=progress, info={"version": version, "url": url, "sha256": expected})
-    if not keep_archive and not by_hand:
-        archive_path.unlink()
-    return target
+    return False
+
+
+def _verify_by_hand(archive_path: Path, expected: str, version: str, *, progress: bool) -> None:
+    """Check the checksum of an archive already in ``out`` (downloaded by hand, or kept); never delete it."""
+    actual = sha256_file(archive_path, progress=progress)
+    if actual != expected:
+        raise DownloadError(
+            f"checksum mismatch for {archive_path}: expected SHA-256 {expected}, got {actual}. "
+            f"The file is not the official {version} archive or is damaged; it was left in place: "
+            "remove it and run the same command again to download it."
+        )
+
+
+def _fetch_verified(url: str, archive_path: Path, expected: str, *, retries: int, progress: bool) -> None:
+    """Download into ``<archive>.part``, check its checksum (removing a corrupt file), rename it to the archive."""
+    part = archive_path.parent / (archive_path.name + ".part")
+    _fetch(url, part, retries=retries, progress=progress)
+    actual = sha256_file(part, progress=progress)
+    if actual != expected:
+        part.unlink()
+        raise DownloadError(
+            f"checksum mismatch for {part} (from {url}): expected SHA-256 {expected}, got {actual}. "
+            "The download is corrupt or is not the official archive; the file was removed (resuming a "
+            "corrupt file cannot help), so run the same command again to download it afresh. If this "
+            f"repeats, download {url} by hand, extract it, and run `speechlib data check <folder>`."
+        )
+    part.replace(archive_path)
 
 
 def sha256_file(path: str | os.PathLike, *, progress: bool = False) -> str:
@@ -231,23 +267,28 @@ def sha256_file(path: str | os.PathLike, *, progress: bool = False) -> str:
 def extract(
     archive_path: str | os.PathLike, target: str | os.PathLike, *, progress: bool = True, info: dict | None = None
 ) -> Path:
-    """Extract a tar archive safely into ``target`` (which must not exist yet).
+    """Extract a tar or ZIP archive safely into ``target`` (which must not exist yet).
 
-    Every member passes tarfile's ``"data"`` extraction filter: a member
-    that would be written outside the target (``..`` components), a link
-    (symbolic or hard) to an absolute path or outside the target, and a
+    A tar archive's members pass tarfile's ``"data"`` extraction filter: a
+    member that would be written outside the target (``..`` components), a
+    link (symbolic or hard) to an absolute path or outside the target, and a
     device or FIFO file are refused with :class:`UnsafeArchiveError`; leading
-    slashes of absolute member names are removed. Extraction goes into a
+    slashes of absolute member names are removed. A ZIP archive (a name ending
+    in ``.zip``) is read with :mod:`zipfile`: every member name is checked before
+    anything is written, and an absolute name or one whose ``..`` components
+    leave the target is refused the same way; each member's CRC is checked as
+    it is extracted. An archive that cannot be read to the end (truncated,
+    damaged, a bad CRC) raises :class:`DownloadError`. Extraction goes into a
     temporary folder beside ``target``, which is removed on any failure and
     renamed to ``target`` when complete, with a marker file inside it. The
     folders and files get the permissions of the archive's members as the
-    ``"data"`` filter leaves them, and ``target`` itself the user's umask (not
-    the 0700 of a temporary folder).
+    ``"data"`` filter leaves them (the user's umask for a ZIP), and ``target``
+    itself the user's umask (not the 0700 of a temporary folder).
 
     Parameters
     ----------
     archive_path : path-like
-        A tar archive, compressed or not.
+        A tar archive, compressed or not, or a ``.zip`` file.
     target : path-like
         The folder to create.
     progress : bool
@@ -266,20 +307,11 @@ def extract(
     # mkdtemp makes a private (0700) folder; the dataset folder gets the user's normal permissions.
     tmp.chmod(0o777 & ~_umask())
     try:
-        with (
-            tarfile.open(archive_path, "r:*") as tar,
-            _bar(None, f"extracting {archive_path.name}", progress, in_bytes=False) as bar,
-        ):
-            for member in tar:
-                try:
-                    tar.extract(member, tmp, filter="data")
-                except tarfile.FilterError as err:
-                    raise UnsafeArchiveError(
-                        f"refusing to extract {archive_path}: member {member.name!r} is unsafe ({err}). The archive "
-                        "is damaged or not a genuine dataset archive; nothing was extracted. Delete it and download "
-                        "it again from the official URL."
-                    ) from err
-                bar.update(1)
+        with _bar(None, f"extracting {archive_path.name}", progress, in_bytes=False) as bar:
+            if archive_path.name.lower().endswith(".zip"):
+                _extract_zip(archive_path, tmp, bar)
+            else:
+                _extract_tar(archive_path, tmp, bar)
         root = _single_top_folder(tmp, target.name)
         marker = {"created_by": f"speechlib {__version__}", "archive": archive_path.name, **(info or {})}
         marker["completed"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -295,6 +327,62 @@ def extract(
     return target
 
 
+def _damaged(archive_path: Path, err: BaseException) -> DownloadError:
+    """The error for an archive that cannot be read to the end."""
+    return DownloadError(
+        f"cannot extract {archive_path}: the archive is damaged ({err}); nothing was extracted. Delete "
+        f"{archive_path} and run the same command again to download it afresh."
+    )
+
+
+def _extract_tar(archive_path: Path, tmp: Path, bar: tqdm) -> None:
+    try:
+        with tarfile.open(archive_path, "r:*") as tar:
+            for member in tar:
+                try:
+                    tar.extract(member, tmp, filter="data")
+                except tarfile.FilterError as err:
+                    raise UnsafeArchiveError(
+                        f"refusing to extract {archive_path}: member {member.name!r} is unsafe ({err}). The archive "
+                        "is damaged or not a genuine dataset archive; nothing was extracted. Delete it and download "
+                        "it again from the official URL."
+                    ) from err
+                bar.update(1)
+    except (tarfile.ReadError, tarfile.CompressionError, gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise _damaged(archive_path, err) from err
+
+
+def _extract_zip(archive_path: Path, tmp: Path, bar: tqdm) -> None:
+    base = tmp.resolve()
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            members = archive.infolist()
+            for member in members:  # every name is checked before anything is written
+                reason = _zip_member_problem(member.filename, base)
+                if reason:
+                    raise UnsafeArchiveError(
+                        f"refusing to extract {archive_path}: member {member.filename!r} is unsafe ({reason}). The "
+                        "archive is damaged or not a genuine dataset archive; nothing was extracted. Delete it and "
+                        "download it again from the official URL."
+                    )
+            for member in members:
+                archive.extract(member, tmp)  # reads the member to its end: a bad CRC raises BadZipFile
+                bar.update(1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as err:
+        raise _damaged(archive_path, err) from err
+
+
+def _zip_member_problem(name: str, base: Path) -> str | None:
+    """Why a ZIP member name is unsafe to extract into ``base`` (None when it is safe)."""
+    if "\x00" in name:
+        return "its name holds a NUL byte"
+    if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return "it has an absolute path"
+    if not (base / name).resolve().is_relative_to(base):
+        return f"it would be extracted outside the destination {base}"
+    return None
+
+
 def _umask() -> int:
     """The process's file-creation mask (read by setting it, then restoring it)."""
     mask = os.umask(0o022)
@@ -303,8 +391,12 @@ def _umask() -> int:
 
 
 def _single_top_folder(tmp: Path, name: str) -> Path:
-    """The folder to rename into place: ``tmp``, or ``tmp/<name>`` when the archive wraps everything in it."""
-    entries = [p for p in tmp.iterdir()]
+    """The folder to rename into place: ``tmp``, or ``tmp/<name>`` when the archive wraps everything in it.
+
+    macOS metadata beside the wrapping folder (``__MACOSX/``, ``.DS_Store``, as a ZIP made on a Mac
+    may hold) does not count; it stays in ``tmp`` and is removed with it.
+    """
+    entries = [p for p in tmp.iterdir() if p.name not in MAC_METADATA]
     if len(entries) == 1 and entries[0].is_dir() and entries[0].name == name:
         return entries[0]
     return tmp
