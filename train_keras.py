@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="start from this trained bundle (e.g. the model trained on the synthetic default) instead of random "
-        "weights, then train it on --path_to_data: pre-training, then fine-tuning (its model replaces --model)",
+        "weights, then train it on --path_to_data: pre-training, then fine-tuning (its model replaces --model); data "
+        "of other labels (your own words) keep its body and get a new output layer",
     )
     parser.add_argument(
         "--strategy",
@@ -94,8 +95,8 @@ def main(args: argparse.Namespace) -> dict:
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():  # mirrored: variables on every device
         if args.init_from is not None:
-            model, args.model = train.init_model(args.init_from, data)
-            print(f"fine-tuning {args.model} from {args.init_from}")
+            model, args.model, note = train.init_model(args.init_from, data)
+            print(f"fine-tuning {args.model} from {args.init_from}" + (f": {note}" if note else ""))
         else:
             model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
     model.summary()

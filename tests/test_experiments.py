@@ -74,6 +74,8 @@ def test_sklearn_baseline_keeps_its_direct_path(small_store, sizes, monkeypatch)
     assert row["params"] is None and row["macs"] is None and row["epochs"] == 0 and row["converged"] is None
     assert row["num_samples"] == sizes["cv"] and row["train_rows"] == sizes["train"]
     assert row["accuracy"] > 1 / 12  # above chance on the synthetic words
+    part = experiments.run_experiment("logistic_regression", small_store, epochs=1, timing_repeats=2, train_every=3)
+    assert part["train_rows"] == sizes["train"] // 3 and part["num_samples"] == sizes["cv"]  # as load_data reads it
     majority = experiments.run_experiment("majority", small_store, epochs=1, timing_repeats=2)
     y_cv = FeatureStore(small_store).load_array("cv")[1]
     y_train = FeatureStore(small_store).load_array("train")[1]
@@ -165,11 +167,12 @@ def test_notebook_protocol_constants():
     assert set(experiments.SMALL_MODELS) <= set(experiments.NOTEBOOK_MODELS)
     assert not set(experiments.HEAVY) & set(experiments.NOTEBOOK_MODELS)
     assert experiments.protocol(small=True) is experiments.SMALL_PROTOCOL
-    assert experiments.protocol(small=False) is experiments.PROTOCOL
-    p = experiments.PROTOCOL
-    assert p.splits == ("train", "cv") and len(p.seeds) == 3 and p.patience < p.epochs
-    assert p.recipe == train.Recipe()  # every Keras model gets the same augmentation as the final model
-    assert set(p.fit_kwargs()) <= set(experiments.run_experiment.__kwdefaults__) | {"epochs"}
+    assert experiments.protocol(small=False) is experiments.NOTEBOOK_PROTOCOL
+    for p in (experiments.PROTOCOL, experiments.NOTEBOOK_PROTOCOL):
+        assert p.splits == ("train", "cv") and len(p.seeds) == 3 and p.patience < p.epochs
+        assert p.recipe == train.Recipe()  # every Keras model gets the same augmentation as the final model
+        assert set(p.fit_kwargs()) <= set(experiments.run_experiment.__kwdefaults__) | {"epochs"}
+    assert experiments.PROTOCOL.train_every == 1 and experiments.NOTEBOOK_PROTOCOL.train_every > 1
 
 
 def test_final_model_record_round_trip(tmp_path):

@@ -57,6 +57,19 @@ def test_load_data_streams_normalised_batches(tmp_path):
     assert "class weights" in data.describe()
 
 
+def test_train_every_reads_a_label_stratified_part_of_the_training_split_only(tmp_path):
+    store = make_store(tmp_path / "store")
+    y_all = FeatureStore(store).open_split("train")[1][:]
+    data = train.load_data(store, batch_size=8, seed=1, spec_augment=False, train_every=4)
+    assert data.sizes == {"train": 24, "cv": 24, "test": 24}  # cv and test stay whole
+    y = np.concatenate([b for _, b in data.train.as_numpy_iterator()])
+    assert sorted(y) == sorted(y_all[::4])  # every 4th row: each class in its proportion
+    assert np.bincount(y).argmax() == data.labels.index(config.UNKNOWN_LABEL)
+    for bad in ({"train_every": 0}, {"train_every": 2, "shard": (0, 2)}):
+        with pytest.raises(ValueError, match="train_every"):
+            train.load_data(store, **bad)
+
+
 def test_spec_augment_masks_training_batches_only(tmp_path):
     store = make_store(tmp_path / "store")
     plain = train.load_data(store, batch_size=96, seed=1, spec_augment=False)

@@ -184,7 +184,7 @@ def test_kill_9_mid_epoch_then_resume_ends_as_an_uninterrupted_run(tmp_path, sma
 
 
 @pytest.mark.slow
-def test_init_from_fine_tunes_a_trained_bundle_and_refuses_a_mismatched_one(tmp_path, small_store):
+def test_init_from_fine_tunes_gives_other_labels_a_new_head_and_refuses_other_features(tmp_path, small_store):
     """Pre-training then fine-tuning: --init_from starts from a bundle's weights (its model replaces --model)."""
     import shutil
 
@@ -203,18 +203,38 @@ def test_init_from_fine_tunes_a_trained_bundle_and_refuses_a_mismatched_one(tmp_
     before, after = inference.load_bundle(base).model, keras.saving.load_model(tuned / "model.keras")
     assert [w.shape for w in before.get_weights()] == [w.shape for w in after.get_weights()]
     assert any(not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights(), strict=True))
-    start, name = train.init_model(base, train.load_data(small_store))  # what the fine-tuning started from
-    assert name == MODEL
+    data = train.load_data(small_store)
+    start, name, note = train.init_model(base, data)  # what the fine-tuning started from
+    assert name == MODEL and note == ""
     for a, b in zip(before.get_weights(), start.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
-    # A bundle of other labels is refused with one line naming it; so is a path without a bundle.
+    # A bundle of other labels (here the same ones in reverse) keeps its body and gets a new output layer
+    # whose rows follow the data's labels: every label the bundle knows keeps its weights.
     other = tmp_path / "other"
     shutil.copytree(base, other, ignore=shutil.ignore_patterns("backup", "*.csv"))
     meta = json.loads((other / "model.json").read_text())
     meta["labels"] = meta["labels"][::-1]
     (other / "model.json").write_text(json.dumps(meta))
-    for path, message in ((other, "its labels differ from the data's"), (tmp_path / "nothing", "no model file here")):
+    start, name, note = train.init_model(other, data)
+    n = len(data.labels)
+    assert name == MODEL
+    assert note == f"a new output layer for the data's {n} labels ({n} of them kept from the bundle's {n})"
+    old_kernel, old_bias = before.get_layer("logits").get_weights()
+    new_kernel, new_bias = start.get_layer("logits").get_weights()
+    np.testing.assert_array_equal(new_kernel, old_kernel[:, ::-1])
+    np.testing.assert_array_equal(new_bias, old_bias[::-1])
+    body = [w for layer in before.layers if layer.name != "logits" for w in layer.get_weights()]
+    new_body = [w for layer in start.layers if layer.name != "logits" for w in layer.get_weights()]
+    assert all(np.array_equal(a, b) for a, b in zip(body, new_body, strict=True))
+    proc = run([*common, "--init_from", str(other), "--out", str(tmp_path / "relabelled")])
+    assert f"fine-tuning {MODEL} from {other}: a new output layer" in proc.stdout
+
+    # A bundle of other features is refused with one line naming it; so is a path without a bundle.
+    meta["labels"] = meta["labels"][::-1]
+    meta["params"] = {**meta["params"], "n_mels": int(meta["params"]["n_mels"]) + 8}
+    (other / "model.json").write_text(json.dumps(meta))
+    for path, message in ((other, "its features differ from the data's"), (tmp_path / "nothing", "no model file here")):
         proc = run_failing([*common, "--init_from", str(path), "--out", str(tmp_path / "refused")])
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         last = proc.stderr.strip().splitlines()[-1]

@@ -10,7 +10,7 @@ The models
     :data:`NOTEBOOK_MODELS` (those notebook 3 runs), :data:`SMALL_MODELS`
     (small mode).
 The protocol
-    :class:`Protocol`, :data:`PROTOCOL`, :data:`SMALL_PROTOCOL`, :func:`protocol`.
+    :class:`Protocol`, :data:`PROTOCOL`, :data:`NOTEBOOK_PROTOCOL`, :data:`SMALL_PROTOCOL`, :func:`protocol`.
 Running
     :func:`run_experiment` (one model, one seed), :func:`compare` (several
     models and seeds: mean and spread), :func:`summarize`, :func:`run_dir`.
@@ -70,6 +70,7 @@ __all__ = [
     "FINAL_MODEL_FILE",
     "HEAVY",
     "NOTEBOOK_MODELS",
+    "NOTEBOOK_PROTOCOL",
     "PROTOCOL",
     "SMALL_MODELS",
     "SMALL_PROTOCOL",
@@ -145,6 +146,9 @@ class Protocol:
         The augmentation of every Keras model.
     timing_repeats : int
         Calls timed per model (``speechlib.evaluate.time_inference``).
+    train_every : int
+        Every model trains on every ``train_every``-th clip of the training split
+        (``speechlib.train.load_data(train_every=...)``: label-stratified); 1 for all of it.
     """
 
     epochs: int
@@ -156,26 +160,34 @@ class Protocol:
     splits: tuple[str, str] = ("train", "cv")
     recipe: _train.Recipe = dataclasses.field(default_factory=_train.Recipe)
     timing_repeats: int = 20
+    train_every: int = 1
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`run_experiment` and :func:`compare` (all but the seeds)."""
         return {
             "epochs": self.epochs, "patience": self.patience, "batch_size": self.batch_size, "lr": self.lr,
             "splits": tuple(self.splits), "recipe": self.recipe, "timing_repeats": self.timing_repeats,
+            "train_every": self.train_every,
         }  # fmt: skip
 
 
-# Notebook 3's default mode: train_keras.py's batch size, learning rate, patience and augmentation; at most 30
-# epochs (the cosine schedule spans them), the full training split, three seeds for the three leaders.
+# The full comparison (bench/model_experiments_real.py): train_keras.py's batch size, learning rate, patience
+# and augmentation; at most 30 epochs (the cosine schedule spans them), the full training split, three seeds for
+# the three leaders.
 PROTOCOL = Protocol(epochs=30, patience=5)
+# Notebook 3's default mode: the same protocol on a label-stratified quarter of the training split (every 4th
+# clip), with more epochs for the smaller epoch, so that 16 runs fit in about an hour on 2 cores; every model
+# gets the same clips, budget and recipe.
+NOTEBOOK_PROTOCOL = dataclasses.replace(PROTOCOL, epochs=40, train_every=4)
 # Small mode: the same code path in minutes (a few hundred clips, a few epochs).
 SMALL_PROTOCOL = Protocol(epochs=3, patience=2, batch_size=32, seeds=(config.SEED, config.SEED + 1), top_k=2,
                           timing_repeats=5)  # fmt: skip
 
 
 def protocol(small: bool | None = None) -> Protocol:
-    """:data:`SMALL_PROTOCOL` in small mode (``SPEECHLIB_SMALL=1``, or ``small=True``), else :data:`PROTOCOL`."""
-    return SMALL_PROTOCOL if (config.is_small() if small is None else small) else PROTOCOL
+    """Notebook 3's protocol: :data:`SMALL_PROTOCOL` in small mode (``SPEECHLIB_SMALL=1``, or ``small=True``),
+    else :data:`NOTEBOOK_PROTOCOL`."""
+    return SMALL_PROTOCOL if (config.is_small() if small is None else small) else NOTEBOOK_PROTOCOL
 
 
 def _resolve(label: str, model_kwargs: dict | None = None) -> tuple[str, dict]:
@@ -255,6 +267,7 @@ def run_experiment(
     model_kwargs: dict | None = None,
     label: str | None = None,
     timing_repeats: int = 20,
+    train_every: int = 1,
     verbose: int = 0,
 ) -> dict[str, Any]:
     """Train one model with one seed, score it on the cv split; one row of the results table.
@@ -317,6 +330,17 @@ def run_experiment(
         The store holds another feature kind than the model takes, or ``epochs`` < 1.
     """
     label = label or name
+    name, kwargs, path, fs = _model_and_store(name, model_kwargs, store, epochs=epochs)
+    if name in _train.SCIKIT_LEARN_MODELS:
+        return _run_sklearn(name, kwargs, fs, label=label, seed=seed, splits=splits, timing_repeats=timing_repeats,
+                            train_every=train_every)  # fmt: skip
+    return _run_keras(name, kwargs, path, fs, label=label, seed=seed, epochs=epochs, recipe=recipe, splits=splits,
+                      out_dir=out_dir, patience=patience, lr=lr, batch_size=batch_size, timing_repeats=timing_repeats,
+                      train_every=train_every, verbose=verbose)  # fmt: skip
+
+
+def _model_and_store(name: str, model_kwargs: dict | None, store: Any, *, epochs: int) -> tuple[str, dict, Path, Any]:
+    """The MODELS name, its hyper-parameters, and the store path and FeatureStore of the kind it takes (checked)."""
     name, kwargs = _resolve(name, model_kwargs)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -330,12 +354,17 @@ def run_experiment(
             f"{name} takes {wanted!r} input but the store {fs.path} holds {fs.kind!r} features; "
             f"pass a {wanted} store (speechlib.featurize.featurize(split_dir, out, kind={wanted!r}))"
         )
-    train_split, cv_split = splits
-    if name in _train.SCIKIT_LEARN_MODELS:
-        return _run_sklearn(name, kwargs, fs, label=label, seed=seed, splits=splits, timing_repeats=timing_repeats)
+    return name, kwargs, path, fs
 
+
+def _run_keras(name: str, kwargs: dict, path: Path, fs: Any, *, label: str, seed: int, epochs: int,
+               recipe: _train.Recipe | None, splits: tuple[str, str], out_dir: str | Path | None,
+               patience: int | None, lr: float, batch_size: int, timing_repeats: int, train_every: int,
+               verbose: int) -> dict[str, Any]:  # fmt: skip
+    """A Keras model trained by :func:`speechlib.train.fit`, scored on cv with its best checkpoint."""
+    train_split, cv_split = splits
     data = _train.load_data(path, splits=(train_split, cv_split, cv_split), batch_size=batch_size, seed=seed,
-                            recipe=recipe)  # fmt: skip
+                            recipe=recipe, train_every=train_every)  # fmt: skip
     _train.set_seed(seed)
     model = _build(name, {"seed": seed, **kwargs} if _takes(name, "seed") else kwargs, data.feature_shape,
                    data.num_classes)  # fmt: skip
@@ -344,24 +373,37 @@ def run_experiment(
     _train.fit(model, data, epochs=epochs, lr=lr, out_dir=out_dir, patience=patience, verbose=verbose)
     log = _train.read_log(out_dir)
     model = _train.best_model(out_dir, fallback=model)  # the checkpoint early stopping picked
+    row = _score_keras(model, data, log, label=label, timing_repeats=timing_repeats)
+    row.update(
+        macs=_evaluate.count_macs(model), name=name, seed=int(seed),
+        **_training_columns(log, epochs=epochs, patience=patience),
+        input=fs.kind, train_split=train_split, cv_split=cv_split, train_rows=int(data.sizes["train"]),
+        out_dir=str(out_dir),
+    )  # fmt: skip
+    return row
+
+
+def _score_keras(model: Any, data: Any, log: pd.DataFrame, *, label: str, timing_repeats: int) -> dict[str, Any]:
+    """``evaluate.report_row`` of the model on cv: metrics, trainable parameters, median epoch, ms per clip."""
     metrics = _train.evaluate_split(model, data, "cv")
     x_one = next(data.cv.take(1).as_numpy_iterator())[0][0]
     ms_per_clip = _evaluate.time_inference(model, x_one, repeats=timing_repeats)
-    row = _evaluate.report_row(
+    return _evaluate.report_row(
         label, model, metrics, params=_models.count_params(model, trainable_only=True),
         seconds_per_epoch=float(log["seconds"].median()), ms_per_clip=ms_per_clip,
     )  # fmt: skip
+
+
+def _training_columns(log: pd.DataFrame, *, epochs: int, patience: int) -> dict[str, Any]:
+    """The row's epochs, max_epochs, best_epoch, early_stopped, converged, cv_curve and loss_curve from the log."""
     cv_curve = [round(float(v), 4) for v in log["val_accuracy"]]
     losses = [float(v) for v in log["loss"]]
     best_epoch = int(np.argmax(cv_curve)) + 1
     early = len(log) - best_epoch >= patience  # EarlyStopping's rule: `patience` epochs without a better cv accuracy
-    row.update(
-        macs=_evaluate.count_macs(model), name=name, seed=int(seed), epochs=len(log), max_epochs=int(epochs),
-        best_epoch=best_epoch, early_stopped=early, converged=early or _flattened(losses),
-        cv_curve=cv_curve, loss_curve=[round(v, 4) for v in losses], input=fs.kind, train_split=train_split,
-        cv_split=cv_split, train_rows=int(data.sizes["train"]), out_dir=str(out_dir),
-    )  # fmt: skip
-    return row
+    return {
+        "epochs": len(log), "max_epochs": int(epochs), "best_epoch": best_epoch, "early_stopped": early,
+        "converged": early or _flattened(losses), "cv_curve": cv_curve, "loss_curve": [round(v, 4) for v in losses],
+    }  # fmt: skip
 
 
 def _takes(name: str, parameter: str) -> bool:
@@ -370,13 +412,18 @@ def _takes(name: str, parameter: str) -> bool:
     return parameter in inspect.signature(_models.MODELS[name]).parameters
 
 
-def _run_sklearn(name: str, kwargs: dict, fs: Any, *, label: str, seed: int, splits, timing_repeats: int) -> dict:
-    """A scikit-learn baseline fitted on the whole stored training split (normalised), scored on cv."""
+def _run_sklearn(name: str, kwargs: dict, fs: Any, *, label: str, seed: int, splits, timing_repeats: int,
+                 train_every: int = 1) -> dict:  # fmt: skip
+    """A scikit-learn baseline fitted on the stored training split (normalised; every ``train_every``-th clip,
+    as :func:`speechlib.train.load_data` reads it), scored on cv."""
     train_split, cv_split = splits
     if _takes(name, "seed"):
         kwargs = {"seed": seed, **kwargs}
     model = _models.build(name, input_shape=tuple(fs.feature_shape), num_classes=fs.num_classes, **kwargs)
     X_train, y_train = fs.load_array(train_split, normalize=True)
+    if train_every > 1:
+        rows = _train.shard_rows(len(y_train), (0, train_every))
+        X_train, y_train = X_train[rows], y_train[rows]
     X_cv, y_cv = fs.load_array(cv_split, normalize=True)
     start = time.perf_counter()
     model.fit(X_train, y_train)

@@ -493,7 +493,43 @@ def _draw(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index)])
 
 
-class WaveformBatches:
+class _Epochs:
+    """What the batch classes share: ``len()`` batches of ``batch_size`` rows, one order per epoch, :meth:`epoch`.
+
+    Subclasses set ``num_rows``, ``batch_size``, ``seed`` and ``epoch_index``
+    and define ``__getitem__``.
+    """
+
+    num_rows: int
+    batch_size: int
+    seed: int
+    epoch_index: int
+    _order: tuple[int, np.ndarray] = (-1, np.arange(0))
+
+    def __len__(self) -> int:
+        return -(-self.num_rows // self.batch_size)
+
+    def _rows(self, i: int, *, shuffle: bool = True) -> np.ndarray:
+        """The rows of batch ``i`` of the current epoch: ``default_rng([seed, epoch]).permutation`` (or in order)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} of {len(self)}")
+        if self._order[0] != self.epoch_index:  # one permutation per epoch, not per batch
+            rng = np.random.default_rng([self.seed, self.epoch_index])
+            self._order = (self.epoch_index, rng.permutation(self.num_rows) if shuffle else np.arange(self.num_rows))
+        return self._order[1][i * self.batch_size : (i + 1) * self.batch_size]
+
+    def on_epoch_end(self) -> None:
+        """Advance to the next epoch (a new order and new augmentations)."""
+        self.epoch_index += 1
+
+    def epoch(self):
+        """The batches of the current epoch, then advance."""
+        for i in range(len(self)):
+            yield self[i]
+        self.on_epoch_end()
+
+
+class WaveformBatches(_Epochs):
     """Training batches featurized on the fly from clips held in memory, with the recipe's augmentation.
 
     The same interface as :class:`speechlib.store.BatchReader` (``len()``,
@@ -540,7 +576,6 @@ class WaveformBatches:
         self.num_rows = int(self.y.shape[0])
         self.kind, self.params = kind, dict(params)
         self.normalization = {k: np.asarray(normalization[k], dtype=np.float32) for k in ("mean", "std")}
-        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
         self.recipe = recipe
         self.augmenter = recipe.augmenter(noise) if recipe.on_waveform else None
         self.spec = augment.SpecAugment() if recipe.spec_augment else None
@@ -549,9 +584,6 @@ class WaveformBatches:
         self.num_classes = int(num_classes)
         self.epoch_index = 0
 
-    def __len__(self) -> int:
-        return -(-self.num_rows // self.batch_size)
-
     def _clips(self, index: np.ndarray) -> np.ndarray:
         clips = self.waveforms[index]
         if clips.dtype == np.int16:
@@ -559,12 +591,7 @@ class WaveformBatches:
         return clips
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= i < len(self):
-            raise IndexError(f"batch {i} of {len(self)}")
-        if self._order[0] != self.epoch_index:  # one permutation per epoch, not per batch
-            order = np.random.default_rng([self.seed, self.epoch_index]).permutation(self.num_rows)
-            self._order = (self.epoch_index, order)
-        index = self._order[1][i * self.batch_size : (i + 1) * self.batch_size]
+        index = self._rows(i)
         rng = _draw(self.seed, self.epoch_index, i)
         clips = self._clips(index)
         if self.augmenter is not None:
@@ -577,18 +604,8 @@ class WaveformBatches:
         return mixup_batch(X.astype(np.float32, copy=False), self.y[index], alpha=self.recipe.mixup, rng=rng,
                            num_classes=self.num_classes)  # fmt: skip
 
-    def on_epoch_end(self) -> None:
-        """Advance to the next epoch (a new order and new augmentations)."""
-        self.epoch_index += 1
 
-    def epoch(self):
-        """The batches of the current epoch, then advance."""
-        for i in range(len(self)):
-            yield self[i]
-        self.on_epoch_end()
-
-
-class _StoredBatches:
+class _StoredBatches(_Epochs):
     """``transform`` for a store reader: SpecAugment (and mixup) drawn from ``(seed, epoch, batch)``."""
 
     def __init__(self, reader: Any, recipe: Recipe, *, seed: int, num_classes: int) -> None:
@@ -616,13 +633,8 @@ class _StoredBatches:
     def on_epoch_end(self) -> None:
         self.reader.on_epoch_end()
 
-    def epoch(self):
-        for i in range(len(self)):
-            yield self[i]
-        self.on_epoch_end()
 
-
-class _ShardBatches:
+class _ShardBatches(_Epochs):
     """Batches of one worker's rows of a store's split (:func:`shard_rows`), held in memory, normalised.
 
     The interface of :class:`speechlib.store.BatchReader`; the rows are read
@@ -644,28 +656,10 @@ class _ShardBatches:
         self.num_rows = len(rows)
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
         self.epoch_index = 0
-        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
-
-    def __len__(self) -> int:
-        return -(-self.num_rows // self.batch_size)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= i < len(self):
-            raise IndexError(f"batch {i} of {len(self)}")
-        if self._order[0] != self.epoch_index:  # one permutation per epoch, not per batch
-            rng = np.random.default_rng([self.seed, self.epoch_index])
-            order = rng.permutation(self.num_rows) if self.shuffle else np.arange(self.num_rows)
-            self._order = (self.epoch_index, order)
-        rows = self._order[1][i * self.batch_size : (i + 1) * self.batch_size]
+        rows = self._rows(i, shuffle=self.shuffle)
         return self.X[rows], self.y[rows]
-
-    def on_epoch_end(self) -> None:
-        self.epoch_index += 1
-
-    def epoch(self):
-        for i in range(len(self)):
-            yield self[i]
-        self.on_epoch_end()
 
 
 def mixup_batch(
@@ -763,6 +757,7 @@ def load_data(
     splits: tuple[str, str, str] = ("train", "cv", "test"),
     initial_epoch: int = 0,
     shard: tuple[int, int] | None = None,
+    train_every: int = 1,
 ) -> Data:
     """Train / cv / test pipelines from a feature store, the training batches augmented by ``recipe``.
 
@@ -786,6 +781,10 @@ def load_data(
         ``(index, count)``: read only this worker's rows of train and cv (:func:`shard_rows`), for
         data-parallel training on ``count`` workers; ``batch_size`` is then the batch of one worker.
         The test split is read whole.
+    train_every : int
+        Train on every ``train_every``-th clip of the training split only (stores are written in
+        label order, so the stride keeps every class in its proportion): a smaller, equal budget
+        for a comparison of many models. cv and test are read whole. Not with ``shard``.
 
     Returns
     -------
@@ -798,47 +797,77 @@ def load_data(
     speechlib.store.StoreError, speechlib.store.IncompleteStoreError
         A split is missing or unfinished, or the store has no normalisation statistics.
     """
-    from speechlib.store import FeatureStore, StoreError
-
     recipe = Recipe() if recipe is None else recipe
     if spec_augment is not None:
         recipe = dataclasses.replace(recipe, spec_augment=bool(spec_augment))
+    if train_every < 1 or (train_every > 1 and shard is not None):
+        raise ValueError(f"train_every must be at least 1 and cannot be combined with shard, got {train_every}")
+    fs, norm = _normalized_store(store_path)
+    train_name, cv_name, test_name = splits
+    train_rows = shard if shard is not None else ((0, int(train_every)) if train_every > 1 else None)
+    recipe = _recipe_for_store(fs, train_name, recipe)
+    readers = {
+        "train": _train_reader(fs, train_name, train_rows, recipe, norm, batch_size=batch_size, seed=seed),
+        "cv": _cv_reader(fs, cv_name, shard, batch_size=batch_size, seed=seed),
+        "test": fs.batches(test_name, batch_size=batch_size, shuffle=False, normalize=True),
+    }
+    for _ in range(initial_epoch):  # a resumed run continues the sequence of orders and draws
+        readers["train"].on_epoch_end()
+    return _store_data(fs, norm, readers, recipe=recipe, batch_size=batch_size, shard=shard)
+
+
+def _normalized_store(store_path: str | Path) -> tuple[Any, dict]:
+    """The FeatureStore and its normalisation statistics (a StoreError when it has none)."""
+    from speechlib.store import FeatureStore, StoreError
+
     fs = FeatureStore(store_path)
     norm = fs.normalization
     if norm is None:
         raise StoreError(f"{fs.path} has no normalisation statistics: featurize its train split first")
-    train_name, cv_name, test_name = splits
+    return fs, norm
+
+
+def _recipe_for_store(fs: Any, train_name: str, recipe: Recipe) -> Recipe:
+    """``recipe`` without its waveform augmentation when the training split has no audio files (with a note)."""
     if recipe.on_waveform and "path" not in fs.manifest(train_name):
         print(
             f"note: the {train_name} split of {fs.path} has no manifest of audio files (imported features): "
             "training without waveform augmentation (shift, noise, gain, stretch) on its stored features"
         )
         recipe = dataclasses.replace(recipe, shift=False, noise=False, gain=False, speed=False, stretch=False)
+    return recipe
+
+
+def _train_reader(fs: Any, train_name: str, train_rows: tuple[int, int] | None, recipe: Recipe, norm: dict, *,
+                  batch_size: int, seed: int) -> Any:  # fmt: skip
+    """The training batches: augmented waveforms, or stored features (a shard, or the whole split shuffled)."""
     if recipe.on_waveform:
-        waveforms, y = _train_waveforms(fs, train_name, shard)
-        train_reader: Any = WaveformBatches(
+        waveforms, y = _train_waveforms(fs, train_name, train_rows)
+        return WaveformBatches(
             waveforms, y, kind=fs.kind, params=fs.params, normalization=norm, recipe=recipe,
             noise=noise_bank(fs, train_name) if recipe.noise else None, batch_size=batch_size, seed=seed,
             num_classes=fs.num_classes,
         )  # fmt: skip
-    elif shard is not None:
-        stored = _ShardBatches(fs, train_name, shard, batch_size=batch_size, shuffle=True, seed=seed)
-        train_reader = _StoredBatches(stored, recipe, seed=seed, num_classes=fs.num_classes)
+    if train_rows is not None:
+        stored = _ShardBatches(fs, train_name, train_rows, batch_size=batch_size, shuffle=True, seed=seed)
     else:
         stored = fs.batches(
             train_name, batch_size=batch_size, shuffle=True, seed=seed,
             window_chunks=_shuffle_window(fs, train_name), normalize=True,
         )  # fmt: skip
-        train_reader = _StoredBatches(stored, recipe, seed=seed, num_classes=fs.num_classes)
-    readers = {
-        "train": train_reader,
-        "cv": fs.batches(cv_name, batch_size=batch_size, shuffle=False, normalize=True)
-        if shard is None
-        else _ShardBatches(fs, cv_name, shard, batch_size=batch_size, shuffle=False, seed=seed),
-        "test": fs.batches(test_name, batch_size=batch_size, shuffle=False, normalize=True),
-    }
-    for _ in range(initial_epoch):  # a resumed run continues the sequence of orders and draws
-        readers["train"].on_epoch_end()
+    return _StoredBatches(stored, recipe, seed=seed, num_classes=fs.num_classes)
+
+
+def _cv_reader(fs: Any, cv_name: str, shard: tuple[int, int] | None, *, batch_size: int, seed: int) -> Any:
+    """The cv batches in stored order: the whole split, or this worker's shard."""
+    if shard is None:
+        return fs.batches(cv_name, batch_size=batch_size, shuffle=False, normalize=True)
+    return _ShardBatches(fs, cv_name, shard, batch_size=batch_size, shuffle=False, seed=seed)
+
+
+def _store_data(fs: Any, norm: dict, readers: dict, *, recipe: Recipe, batch_size: int,
+                shard: tuple[int, int] | None) -> Data:  # fmt: skip
+    """The :class:`Data` of a store's readers: datasets, class weights from train, the split's task."""
     counts = np.bincount(readers["train"].y, minlength=fs.num_classes)
     split_info = {}
     if fs.attrs.get("split_dir") and (Path(fs.attrs["split_dir"]) / "split.json").is_file():
@@ -1463,31 +1492,11 @@ def fit(
         cv weights; ``out_dir/best.keras`` holds the best model over every run.
     """
     steps = max(int(data.train.cardinality()), 1)
-    if epochs is None:
-        epochs = auto_epochs(data.sizes["train"] * (data.shard[1] if data.shard else 1), _global_batch(data))
-        print(f"training for {epochs} epochs of {steps} steps each (train.auto_epochs; --epochs to change)")
-    soft = data.recipe is not None and data.recipe.mixup > 0
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs, soft_labels=soft)
-        if _is_multi_worker(strategy):
-            model.optimizer.build(model.trainable_variables)  # its variables mirrored, before a resume restores them
+    epochs = _epochs_or_auto(data, epochs, steps)
+    _compile_under(model, data, strategy, lr=lr, steps=steps, epochs=epochs)
     callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience)
-    backup = callback_list[-1]
-    backup.run = {"epochs": int(epochs), "lr": float(lr), "steps_per_epoch": steps, "source": data.source}
-    initial_epoch = backup.initial_epoch
-    if backup.state is not None:
-        before = backup.state.meta.get("run", {})
-        changed = {k: (before[k], v) for k, v in backup.run.items() if k in before and before[k] != v}
-        if changed:
-            print(
-                f"note: resuming with other settings than the run was started with {changed} (then, now): "
-                "the learning-rate schedule or the data change, so this is not the run it would have been"
-            )
-        if backup.state.meta["stopped"]:
-            print(f"the run in {out_dir} stopped early after epoch {initial_epoch}: nothing left to train")
-            initial_epoch = max(initial_epoch, epochs)
-        else:
-            print(f"resuming from {backup.path}: {initial_epoch} of {epochs} epochs done")
+    run = {"epochs": int(epochs), "lr": float(lr), "steps_per_epoch": steps, "source": data.source}
+    initial_epoch = _start_epoch(callback_list[-1], run, out_dir=out_dir, epochs=epochs)
     if _is_multi_worker(strategy):
         return _fit_in_steps(
             model, data, strategy, epochs=epochs, initial_epoch=initial_epoch, callback_list=callback_list,
@@ -1503,6 +1512,43 @@ def fit(
         callbacks=callback_list,
         verbose=verbose,
     )
+
+
+def _epochs_or_auto(data: Data, epochs: int | None, steps: int) -> int:
+    """``epochs``, or :func:`auto_epochs` of the whole training split (announced) when None."""
+    if epochs is None:
+        epochs = auto_epochs(data.sizes["train"] * (data.shard[1] if data.shard else 1), _global_batch(data))
+        print(f"training for {epochs} epochs of {steps} steps each (train.auto_epochs; --epochs to change)")
+    return epochs
+
+
+def _compile_under(model: Any, data: Data, strategy: Any, *, lr: float, steps: int, epochs: int) -> None:
+    """Compile the model in the strategy's scope (soft labels with mixup); multi-worker: build the optimizer too."""
+    soft = data.recipe is not None and data.recipe.mixup > 0
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        compile_model(model, lr=lr, steps_per_epoch=steps, epochs=epochs, soft_labels=soft)
+        if _is_multi_worker(strategy):
+            model.optimizer.build(model.trainable_variables)  # its variables mirrored, before a resume restores them
+
+
+def _start_epoch(backup: Any, run: dict, *, out_dir: str | Path, epochs: int) -> int:
+    """Record the run's settings in the backup callback; the epoch to start from (``epochs`` after an early stop)."""
+    backup.run = run
+    initial_epoch = backup.initial_epoch
+    if backup.state is not None:
+        before = backup.state.meta.get("run", {})
+        changed = {k: (before[k], v) for k, v in backup.run.items() if k in before and before[k] != v}
+        if changed:
+            print(
+                f"note: resuming with other settings than the run was started with {changed} (then, now): "
+                "the learning-rate schedule or the data change, so this is not the run it would have been"
+            )
+        if backup.state.meta["stopped"]:
+            print(f"the run in {out_dir} stopped early after epoch {initial_epoch}: nothing left to train")
+            initial_epoch = max(initial_epoch, epochs)
+        else:
+            print(f"resuming from {backup.path}: {initial_epoch} of {epochs} epochs done")
+    return initial_epoch
 
 
 def _global_batch(data: Data) -> int:
@@ -1571,33 +1617,69 @@ def _fit_in_steps(
     import tensorflow as tf
 
     weights = tf.constant([float((class_weight or {}).get(i, 1.0)) for i in range(data.num_classes)], tf.float32)
+    train_step, cv_step = _replica_steps(model, strategy, weights)
+    train_set = strategy.distribute_datasets_from_function(lambda _: data.train)  # batches of this worker's shard
+    cv_set = strategy.distribute_datasets_from_function(lambda _: data.cv)
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList([*callback_list, history], model=model)
+    model.stop_training = False
+    with strategy.scope():
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            logs = _run_epoch(train_set, train_step)
+            logs.update({f"val_{k}": v for k, v in _run_epoch(cv_set, cv_step).items()})
+            callback_list.on_epoch_end(epoch, logs)
+            if verbose:
+                print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())))
+            if model.stop_training:
+                break
+        callback_list.on_train_end()
+    return history
 
-    def label_ids(y):  # mixup's soft labels (batch, classes) or label ids (batch,): cv batches are ids
-        return tf.argmax(y, axis=-1, output_type=tf.int32) if len(y.shape) == 2 else tf.cast(y, tf.int32)
 
-    def losses(y, logits):
-        if len(y.shape) == 2:
-            return keras.losses.categorical_crossentropy(y, logits, from_logits=True)
-        return keras.losses.sparse_categorical_crossentropy(label_ids(y), logits, from_logits=True)
+def _label_ids(y: Any) -> Any:
+    """Label ids (batch,) of mixup's soft labels (batch, classes) or of label ids (cv batches are ids)."""
+    import tensorflow as tf
 
-    def sums(y, logits, per_example):
-        hits = tf.cast(tf.equal(label_ids(y), tf.argmax(logits, axis=-1, output_type=tf.int32)), tf.float32)
-        return tf.reduce_sum(per_example), tf.reduce_sum(hits), tf.cast(tf.shape(logits)[0], tf.float32)
+    return tf.argmax(y, axis=-1, output_type=tf.int32) if len(y.shape) == 2 else tf.cast(y, tf.int32)
+
+
+def _per_example_losses(y: Any, logits: Any) -> Any:
+    """Cross-entropy of each row: categorical for soft labels, sparse for label ids."""
+    import keras
+
+    if len(y.shape) == 2:
+        return keras.losses.categorical_crossentropy(y, logits, from_logits=True)
+    return keras.losses.sparse_categorical_crossentropy(_label_ids(y), logits, from_logits=True)
+
+
+def _step_sums(y: Any, logits: Any, per_example: Any) -> tuple:
+    """A replica's (loss sum, hits, rows) of one batch."""
+    import tensorflow as tf
+
+    hits = tf.cast(tf.equal(_label_ids(y), tf.argmax(logits, axis=-1, output_type=tf.int32)), tf.float32)
+    return tf.reduce_sum(per_example), tf.reduce_sum(hits), tf.cast(tf.shape(logits)[0], tf.float32)
+
+
+def _replica_steps(model: Any, strategy: Any, weights: Any) -> tuple[Any, Any]:
+    """The training and cv steps: ``strategy.run`` of one replica's step, its sums all-reduced across workers."""
+    import tensorflow as tf
 
     def train_one(x, y):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            per_example = losses(y, logits)
-            loss = tf.nn.compute_average_loss(per_example * tf.gather(weights, label_ids(y)))
+            per_example = _per_example_losses(y, logits)
+            loss = tf.nn.compute_average_loss(per_example * tf.gather(weights, _label_ids(y)))
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))  # all-reduced
-        return sums(y, logits, per_example)
+        return _step_sums(y, logits, per_example)
 
     def cv_one(x, y):
         logits = model(x, training=False)
-        return sums(y, logits, losses(y, logits))
+        return _step_sums(y, logits, _per_example_losses(y, logits))
 
     def reduced(step):
         @tf.function
@@ -1606,33 +1688,16 @@ def _fit_in_steps(
 
         return run
 
-    train_step, cv_step = reduced(train_one), reduced(cv_one)
-    train_set = strategy.distribute_datasets_from_function(lambda _: data.train)  # batches of this worker's shard
-    cv_set = strategy.distribute_datasets_from_function(lambda _: data.cv)
+    return reduced(train_one), reduced(cv_one)
 
-    def run_epoch(dataset, step):
-        total = np.zeros(3)
-        for batch in dataset:
-            total += [float(v) for v in step(batch)]
-        loss, hits, rows = total
-        return {"loss": loss / max(rows, 1.0), "accuracy": hits / max(rows, 1.0)}
 
-    history = keras.callbacks.History()
-    callback_list = keras.callbacks.CallbackList([*callback_list, history], model=model)
-    model.stop_training = False
-    with strategy.scope():
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            callback_list.on_epoch_begin(epoch)
-            logs = run_epoch(train_set, train_step)
-            logs.update({f"val_{k}": v for k, v in run_epoch(cv_set, cv_step).items()})
-            callback_list.on_epoch_end(epoch, logs)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())))
-            if model.stop_training:
-                break
-        callback_list.on_train_end()
-    return history
+def _run_epoch(dataset: Any, step: Any) -> dict[str, float]:
+    """One pass of ``step`` over a distributed dataset: the mean loss and the accuracy."""
+    total = np.zeros(3)
+    for batch in dataset:
+        total += [float(v) for v in step(batch)]
+    loss, hits, rows = total
+    return {"loss": loss / max(rows, 1.0), "accuracy": hits / max(rows, 1.0)}
 
 
 def finish(
@@ -1711,7 +1776,7 @@ def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
         ) from err
 
 
-def init_model(path: str | Path, data: Data) -> tuple[Any, str]:
+def init_model(path: str | Path, data: Data) -> tuple[Any, str, str]:
     """A trained model to start from (pre-training, then fine-tuning on ``data``).
 
     The course's pre-training: the final model trained on the synthetic
@@ -1720,25 +1785,33 @@ def init_model(path: str | Path, data: Data) -> tuple[Any, str]:
     ``bench/real_speech.py`` measures the ``pretrained`` row with it). The
     fine-tuned model is saved with the normalisation of ``data``.
 
+    Data of other labels (a learner's own words, digits) keep the bundle's
+    body and get a new output layer (``logits``) for their labels: a label the
+    bundle knows keeps its row of the old layer, the others start from
+    random weights (transfer learning; ``bench/own_data.py`` measures it).
+
     Parameters
     ----------
     path : str or Path
         A bundle (``model.keras`` written by ``train_keras.py``, or its folder).
     data : Data
-        What the model is fine-tuned on: its labels, feature kind, parameters
-        and input shape must be the bundle's.
+        What the model is fine-tuned on: its feature kind, parameters and
+        input shape must be the bundle's.
 
     Returns
     -------
     model : keras.Model
-        The bundle's model, weights loaded.
+        The bundle's model, weights loaded (with a new head where the labels differ).
     model_name : str
         Its name in :data:`speechlib.models.MODELS` (the bundle's ``model_name``).
+    note : str
+        ``""``, or what changed: the new output layer and how many labels it kept.
 
     Raises
     ------
     speechlib.pipeline.InputError
-        ``path`` is not a bundle, or it was trained on other labels or features.
+        ``path`` is not a bundle, it was trained on other features, or it has
+        other labels and no ``logits`` output layer to replace.
     """
     from speechlib import features, inference
 
@@ -1747,18 +1820,48 @@ def init_model(path: str | Path, data: Data) -> tuple[Any, str]:
     except (FileNotFoundError, ValueError) as err:
         raise InputError(f"--init_from {path}: {err}") from None
     params = features.resolve_params(data.kind, **data.params)
-    found = jsonable(
-        {"labels": bundle.labels, "features": [bundle.kind, bundle.params], "input shape": bundle.model.input_shape[1:]}
-    )
-    wanted = jsonable({"labels": data.labels, "features": [data.kind, params], "input shape": data.feature_shape})
+    found = jsonable({"features": [bundle.kind, bundle.params], "input shape": bundle.model.input_shape[1:]})
+    wanted = jsonable({"features": [data.kind, params], "input shape": data.feature_shape})
     differ = [name for name in found if found[name] != wanted[name]]
     if differ:
         name = differ[0]
         raise InputError(
             f"--init_from {bundle.path}: its {' and '.join(differ)} differ from the data's ({found[name]} against "
-            f"{wanted[name]}): start from a model trained on the same labels and features, or leave --init_from out"
+            f"{wanted[name]}): start from a model trained on the same features, or leave --init_from out"
         )
-    return bundle.model, str(bundle.meta.get("model_name") or DEFAULT_MODEL)
+    model_name = str(bundle.meta.get("model_name") or DEFAULT_MODEL)
+    if list(bundle.labels) == list(data.labels):
+        return bundle.model, model_name, ""
+    model, kept = _new_head(bundle.model, list(bundle.labels), list(data.labels), path=bundle.path)
+    note = (f"a new output layer for the data's {len(data.labels)} labels ({kept} of them kept from the bundle's "
+            f"{len(bundle.labels)})")  # fmt: skip
+    return model, model_name, note
+
+
+def _new_head(model: Any, old_labels: list[str], labels: list[str], *, path: Path) -> tuple[Any, int]:
+    """``model`` with its ``logits`` layer replaced by one for ``labels``; shared labels keep their weights."""
+    import keras
+
+    try:
+        old = model.get_layer("logits")
+    except ValueError:
+        raise InputError(
+            f"--init_from {path}: it was trained on other labels ({len(old_labels)}: {', '.join(old_labels)}) and "
+            "has no 'logits' output layer to replace: start from a model of speechlib.models, or leave it out"
+        ) from None
+    head = keras.layers.Dense(len(labels), name="logits")
+    outputs = head(old.input)
+    new = keras.Model(model.inputs, outputs, name=model.name)
+    kernel, bias = old.get_weights()
+    new_kernel, new_bias = head.get_weights()  # Keras' initialisation for the labels the bundle does not know
+    kept = 0
+    for j, label in enumerate(labels):
+        if label in old_labels:
+            i = old_labels.index(label)
+            new_kernel[:, j], new_bias[j] = kernel[:, i], bias[i]
+            kept += 1
+    head.set_weights([new_kernel, new_bias])
+    return new, kept
 
 
 def predict_split(model: Any, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:
