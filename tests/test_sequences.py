@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from speechlib import audio, cli, config, ctc, inference, sequences, train
 
 TINY_VOCABULARY = ["marvin", "no", "yes"]  # three words that share no sound: separable in a few hundred steps
-TINY_STEPS = 400
+TINY_STEPS = 200
 TINY_SECONDS = 3.5  # one to three words fit
 
 
@@ -126,6 +127,34 @@ def test_decoding_a_hand_made_posterior() -> None:
         ctc.decode(logits[..., :3], tokens=tokens)
 
 
+def test_ctc_model_keeps_its_frames_in_graph_mode() -> None:
+    """The compiled (tf.function) model gives output_frames(frames) frames for any length, as the eager one does."""
+    import tensorflow as tf
+
+    model = ctc.build_model(4, n_mels=8, filters=8, units=4)
+    graph = tf.function(lambda x: model(x, training=True), input_signature=[tf.TensorSpec((None, None, 8), tf.float32)])
+    for frames in (51, 351):
+        X = np.zeros((3, frames, 8), np.float32)
+        assert tuple(graph(X).shape) == tuple(model(X).shape) == (3, ctc.output_frames(frames), 4)
+
+
+def test_forward_is_the_eager_model_traced_once_for_any_length() -> None:
+    """ctc.forward gives the eager model's logits for every batch size and length, from one trace."""
+    model = ctc.build_model(4, n_mels=8, filters=8, units=4)
+    rng = np.random.default_rng(0)
+    for batch, frames in ((1, 51), (3, 351), (2, 120)):
+        X = rng.normal(size=(batch, frames, 8)).astype(np.float32)
+        np.testing.assert_allclose(ctc.forward(model, X), np.asarray(model(X, training=False)), atol=1e-5)
+    assert ctc._FORWARD[model].experimental_get_tracing_count() == 1
+
+
+def test_frame_targets_mark_each_word() -> None:
+    tokens = [ctc.BLANK, "no", "yes"]
+    got = ctc.frame_targets([0.1, 0.5], [0.3, 0.75], ["yes", "no"], tokens, frames=10, frame_seconds=0.08)
+    # frame centres 0.04, 0.12, ..., 0.76: 0.12, 0.20, 0.28 inside "yes"; 0.52, 0.60, 0.68 inside "no"
+    assert got.tolist() == [0, 2, 2, 2, 0, 0, 1, 1, 1, 0]
+
+
 @pytest.fixture(scope="module")
 def tiny_ctc(small_store, tmp_path_factory: pytest.TempPathFactory) -> tuple[ctc.Transcriber, list]:
     """A small CTC model trained for a few hundred steps on utterances of three separable words."""
@@ -149,9 +178,8 @@ def test_ctc_learns_a_tiny_vocabulary(tiny_ctc, small_store) -> None:
     fresh = fresh.batch(range(24))
     greedy = transcriber.evaluate(fresh)
     assert greedy["words"] == sum(len(u.words) for u in fresh)
-    assert greedy["deletions"] + greedy["substitutions"] <= 0.1 * greedy["words"], greedy  # every word heard
-    assert greedy["wer"] <= 0.5, greedy  # repeated spikes of one word (insertions) remain after 400 steps
-    assert transcriber.evaluate(fresh, beam_width=4)["wer"] <= 0.5
+    assert greedy["wer"] <= 0.05, greedy  # near zero after a few hundred steps
+    assert transcriber.evaluate(fresh, beam_width=4)["wer"] <= 0.05
     log = train.read_log(transcriber.bundle.path.parent)
     assert len(log) == ctc.epoch_steps(TINY_STEPS)[1] and log["loss"].iloc[-1] < log["loss"].iloc[0] / 3
     assert "val_wer" in log and log["val_wer"].iloc[-1] < 1.0
@@ -161,10 +189,13 @@ def test_ctc_learns_a_tiny_vocabulary(tiny_ctc, small_store) -> None:
     if [w.word for w in words] == u.words:
         centres = [(w.start + w.stop) / 2 for w in words]
         assert all(s - 0.3 <= c <= e + 0.3 for c, s, e in zip(centres, u.starts, u.stops, strict=True))
-    # a finished run is loaded, not trained again
-    again = ctc.fit(sequences.SequenceBuilder(small_store, "train", vocabulary=TINY_VOCABULARY, words=(1, 3),
-                                              max_seconds=TINY_SECONDS),
-                    out_dir=transcriber.bundle.path.parent, steps=TINY_STEPS, batch_size=16, lr=1e-2)  # fmt: skip
+    # a finished run is loaded, not trained again, and quietly (no optimizer-variable warning from Keras)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = ctc.fit(sequences.SequenceBuilder(small_store, "train", vocabulary=TINY_VOCABULARY, words=(1, 3),
+                                                  max_seconds=TINY_SECONDS),
+                        out_dir=transcriber.bundle.path.parent, steps=TINY_STEPS, batch_size=16, lr=1e-2)  # fmt: skip
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)], [str(w.message) for w in caught]
     assert train.read_log(transcriber.bundle.path.parent).shape == log.shape and again.tokens == transcriber.tokens
 
 

@@ -13,7 +13,8 @@ of each word from a few hundred clips, with nothing gained, because no
 word outside the vocabulary is ever spoken.
 
 Model and training
-    :func:`build_model`, :func:`compile_model` (Keras' CTC loss, Adam with
+    :func:`build_model`, :func:`compile_model` (Keras' CTC loss plus a
+    per-frame term from the known word timings, :func:`joint_loss`; Adam with
     ``speechlib.train.lr_schedule``), :class:`Batches` (utterances of
     ``speechlib.sequences`` built on the fly, a function of (seed, epoch,
     batch)), :func:`fit` (resumable: Keras' ``BackupAndRestore``; the cv WER
@@ -44,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -64,17 +66,21 @@ __all__ = [
     "detector_baseline",
     "detector_transcripts",
     "fit",
+    "forward",
+    "frame_targets",
     "greedy_words",
     "init_from",
+    "joint_loss",
     "load",
 ]
 
 BLANK = "<blank>"  # token 0: the CTC blank (Keras' mask_index)
 TIME_STRIDE = 8  # convolutions of stride 2 and 4: one output frame per 80 ms (a word spans several)
-DEFAULT_STEPS = 400  # optimizer steps; what 2 shared CPU cores train in about 15 minutes (small mode: SMALL_STEPS)
+DEFAULT_STEPS = 2000  # optimizer steps: about 7 minutes on 2 shared CPU cores (small mode: SMALL_STEPS)
 SMALL_STEPS = 100
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_LR = 3e-3  # peak of train.lr_schedule's warm-up + cosine (Adam)
+FRAME_WEIGHT = 1.0  # weight of the per-frame cross-entropy beside the CTC loss (joint_loss); 0: CTC alone
 STEPS_PER_EPOCH = 100  # an "epoch" here is a number of fresh batches: the data never repeat
 MIN_EPOCHS = 4  # a short run still logs (and checks on cv) this many times
 BEAM_WIDTH = 16  # beams of beam-search decoding
@@ -131,7 +137,11 @@ def build_model(num_tokens: int, *, n_mels: int = config.N_MELS, filters: int = 
         x = layers.Dropout(dropout)(x)
         x = layers.Bidirectional(layers.GRU(units, return_sequences=True))(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.TimeDistributed(layers.Dense(num_tokens), name="tokens")(x)
+    # Dense on (batch, frames, units) is applied to every frame: the time-distributed dense. Not wrapped in
+    # keras.layers.TimeDistributed: in Keras 3.15 under tf.function with a free time axis that wrapper folds
+    # the frames into the batch size (a (16, 44, units) batch came out (16, 16, tokens)), so the CTC loss of
+    # a compiled model saw the wrong frames (tests/test_sequences.py checks the graph's shape).
+    outputs = layers.Dense(num_tokens, name="tokens")(x)
     return keras.Model(inputs, outputs, name="ctc_cnn_bigru")
 
 
@@ -147,16 +157,57 @@ def epoch_steps(steps: int) -> tuple[int, int]:
     return per_epoch, max(1, -(-int(steps) // per_epoch))
 
 
-def compile_model(model: Any, *, lr: float, steps: int) -> Any:
-    """Adam on ``speechlib.train.lr_schedule`` (warm-up, cosine to 0 over ``steps``) and Keras' CTC loss."""
+def joint_loss(max_words: int, frame_weight: float = FRAME_WEIGHT) -> Any:
+    """Keras' CTC loss plus ``frame_weight`` times a per-frame cross-entropy against the known word timings.
+
+    ``y_true`` is ``(batch, max_words + frames)``: the word tokens padded with
+    the blank (what ``keras.losses.ctc`` takes), then one target per output
+    frame (:func:`frame_targets`: the word spoken at that frame, the blank in
+    the pauses). The CTC term alone starts on a long plateau where the network
+    says "blank" everywhere (it must discover on its own where each word
+    lies); the utterances are built, so where each word lies is known, and the
+    frame term (summed over frames, like the CTC term over the sequence)
+    tells it from the first step. Decoding is CTC's either way: repeats
+    merged, blanks dropped. ``frame_weight=0`` is CTC alone.
+    """
+    import keras
+
+    max_words, frame_weight = int(max_words), float(frame_weight)
+
+    def ctc_frames(y_true, y_pred):
+        y_true = keras.ops.cast(y_true, "int32")
+        loss = keras.losses.ctc(y_true[:, :max_words], y_pred)
+        if frame_weight:
+            ce = keras.losses.sparse_categorical_crossentropy(y_true[:, max_words:], y_pred, from_logits=True)
+            loss = loss + frame_weight * keras.ops.sum(ce, axis=-1)
+        return loss
+
+    return ctc_frames
+
+
+def compile_model(model: Any, *, lr: float, steps: int, max_words: int = sequences.MAX_WORDS,
+                  frame_weight: float = FRAME_WEIGHT) -> Any:  # fmt: skip
+    """Adam on ``speechlib.train.lr_schedule`` (warm-up, cosine to 0 over ``steps``) and :func:`joint_loss`."""
     import keras
 
     from speechlib import train
 
     per_epoch, epochs = epoch_steps(steps)
     schedule = train.lr_schedule(lr=lr, steps_per_epoch=per_epoch, epochs=epochs)
-    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0), loss=keras.losses.CTC())
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
+                  loss=joint_loss(max_words, frame_weight))  # fmt: skip
     return model
+
+
+def frame_targets(starts: Sequence[float], stops: Sequence[float], words: Sequence[str], tokens: Sequence[str], *,
+                  frames: int, frame_seconds: float) -> np.ndarray:  # fmt: skip
+    """The token spoken at each output frame (its centre inside a word's span), the blank (0) elsewhere; int32."""
+    index = {t: i for i, t in enumerate(tokens)}
+    centres = (np.arange(int(frames)) + 0.5) * float(frame_seconds)
+    out = np.zeros(int(frames), np.int32)
+    for start, stop, word in zip(starts, stops, words, strict=True):
+        out[(centres >= start) & (centres < stop)] = index[word]
+    return out
 
 
 def encode(words: Sequence[str], tokens: Sequence[str], *, length: int = sequences.MAX_WORDS) -> np.ndarray:
@@ -167,13 +218,39 @@ def encode(words: Sequence[str], tokens: Sequence[str], *, length: int = sequenc
     return out
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced forward pass
+
+
+def forward(model: Any, X: np.ndarray) -> np.ndarray:
+    """Per-frame logits of a batch of features (batch, frames, bins) -> (batch, out frames, tokens), float32.
+
+    One ``tf.function`` per model, traced once for any batch size and length
+    (a free time axis in its signature): called eagerly, Keras runs the GRUs
+    step by step in Python, about 0.8 s for a 6-s utterance against 0.01 s
+    traced. It reads the model's current weights, so it serves during
+    training too.
+    """
+    fn = _FORWARD.get(model)
+    if fn is None:
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, None, int(model.input_shape[-1])), tf.float32)
+
+        def call(x):
+            return model(x, training=False)
+
+        fn = _FORWARD[model] = tf.function(call, input_signature=[spec], autograph=False, reduce_retracing=True)
+    return np.asarray(fn(np.asarray(X, np.float32)), np.float32)
+
+
 def featurize(waveforms: np.ndarray, *, kind: str, params: dict, normalization: dict) -> np.ndarray:
     """Normalised features of equal-length waveforms (batch, n_samples) -> (batch, frames, bins), float32."""
     return features.normalize(features.compute_batch(np.asarray(waveforms, np.float32), kind, **params), normalization)
 
 
 class Batches:
-    """Training batches built on the fly: ``(X, y)``, X (batch, frames, bins) float32, y (batch, MAX_WORDS) int32.
+    """Training batches built on the fly: ``(X, y)``, X (batch, frames, bins) float32, y (batch, max words +
+    output frames) int32: the word tokens, then :func:`frame_targets` (what :func:`joint_loss` takes).
 
     Batch ``i`` of epoch ``e`` holds utterances ``(e * steps_per_epoch + i) *
     batch_size + 0 .. batch_size - 1`` of the builder, so every batch is new
@@ -196,7 +273,10 @@ class Batches:
         batch = b.batch(range(first, first + self.batch_size))
         X = featurize(np.stack([u.waveform for u in batch]), kind=b.kind, params=b.params,
                       normalization=b.normalization)  # fmt: skip
-        y = np.stack([encode(u.words, self.tokens, length=b.words_range[1]) for u in batch])
+        frames, seconds = output_frames(X.shape[1]), TIME_STRIDE * int(b.params["hop_length"]) / b.sample_rate
+        y = np.stack([np.concatenate([encode(u.words, self.tokens, length=b.words_range[1]),
+                                      frame_targets(u.starts, u.stops, u.words, self.tokens, frames=frames,
+                                                    frame_seconds=seconds)]) for u in batch])  # fmt: skip
         return X, y
 
     def epoch_batches(self):
@@ -210,7 +290,7 @@ class Batches:
 
         n_mels = int(self.builder.params["n_mels"])
         signature = (tf.TensorSpec(shape=(None, None, n_mels), dtype=tf.float32),
-                     tf.TensorSpec(shape=(None, self.builder.words_range[1]), dtype=tf.int32))  # fmt: skip
+                     tf.TensorSpec(shape=(None, None), dtype=tf.int32))  # fmt: skip
         ds = tf.data.Dataset.from_generator(self.epoch_batches, output_signature=signature)
         return ds.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
@@ -314,7 +394,7 @@ class Transcriber:
                              f"{self.bundle.params['n_fft'] / self.sample_rate * 1000:.0f} ms)")  # fmt: skip
         X = featurize(waveform[None], kind=self.bundle.kind, params=self.bundle.params,
                       normalization=self.bundle.normalization)  # fmt: skip
-        return np.asarray(self.model(X, training=False), np.float32)[0]  # eager: any length, no retracing
+        return forward(self.model, X)[0]
 
     def transcribe(self, waveform: np.ndarray) -> list[Word]:
         """The words of one waveform with their times (greedy path, :func:`greedy_words`)."""
@@ -375,7 +455,7 @@ def _wer_callback(cv: Sequence[Any] | None, tokens: Sequence[str], builder: sequ
             for u in cv:
                 X = featurize(u.waveform[None], kind=builder.kind, params=builder.params,
                               normalization=builder.normalization)  # fmt: skip
-                hyps.append(decode(np.asarray(self.model(X, training=False)), tokens=tokens)[0])
+                hyps.append(decode(forward(self.model, X), tokens=tokens)[0])
             logs["val_wer"] = sequences.word_errors([u.words for u in cv], hyps)["wer"]
 
     return CvWER()
@@ -409,6 +489,7 @@ def fit(
     steps: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     lr: float = DEFAULT_LR,
+    frame_weight: float = FRAME_WEIGHT,
     model: Any = None,
     verbose: int | str = 2,
 ) -> Transcriber:
@@ -433,6 +514,8 @@ def fit(
     batch_size : int
     lr : float
         Peak learning rate.
+    frame_weight : float
+        Of the per-frame term of :func:`joint_loss` (0: the CTC loss alone).
     model : keras.Model, optional
         Default :func:`build_model` for the builder's vocabulary.
     verbose : int or "auto"
@@ -442,28 +525,45 @@ def fit(
     -------
     Transcriber
     """
-    import keras
-
     out_dir = Path(out_dir)
     steps = int(steps or (SMALL_STEPS if config.is_small() else DEFAULT_STEPS))
     tokens = [BLANK, *builder.vocabulary]
     path = out_dir / inference.MODEL_FILE
-    run = {"steps": steps, "batch_size": int(batch_size), "lr": float(lr), **builder.description()}
+    run = {"steps": steps, "batch_size": int(batch_size), "lr": float(lr), "frame_weight": float(frame_weight),
+           **builder.description()}  # fmt: skip
     if _finished(path, run):
         return load(path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").unlink(missing_ok=True)  # a model without its sidecar is not finished
+    _start_run(out_dir, path, run)
+    if model is None:
+        model = build_model(len(tokens), n_mels=int(builder.params["n_mels"]))
+    _train_epochs(model, builder, cv, tokens, out_dir=out_dir, steps=steps, batch_size=batch_size, lr=lr,
+                  frame_weight=frame_weight, verbose=verbose)  # fmt: skip
+    return _save(model, builder, path, tokens, run)
+
+
+def _start_run(out_dir: Path, path: Path, run: dict) -> None:
+    """Make the run folder; drop an unfinished model's sidecar, and the backup and log of a run of other settings."""
     from speechlib import train
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)  # a model without its sidecar is not finished
     started = out_dir / RUN_FILE  # the settings of the run that the backup and the log belong to
     if not started.is_file() or json.loads(started.read_text(encoding="utf-8")) != run:
         shutil.rmtree(out_dir / train.BACKUP_DIR, ignore_errors=True)  # another run's: start afresh
         (out_dir / train.LOG_FILE).unlink(missing_ok=True)
         started.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-    if model is None:
-        model = build_model(len(tokens), n_mels=int(builder.params["n_mels"]))
+
+
+def _train_epochs(model: Any, builder: sequences.SequenceBuilder, cv: Sequence[Any] | None, tokens: list[str], *,
+                  out_dir: Path, steps: int, batch_size: int, lr: float, frame_weight: float,
+                  verbose: int | str) -> None:  # fmt: skip
+    """Compile and train the model on fresh batches, logging (and backing up) every epoch in ``out_dir``."""
+    import keras
+
+    from speechlib import train
+
     per_epoch, epochs = epoch_steps(steps)
-    compile_model(model, lr=lr, steps=steps)
+    compile_model(model, lr=lr, steps=steps, max_words=builder.words_range[1], frame_weight=frame_weight)
     batches = Batches(builder, batch_size=batch_size, steps_per_epoch=per_epoch)
     callbacks = [
         _epoch_setter(batches),
@@ -472,6 +572,14 @@ def fit(
         keras.callbacks.BackupAndRestore(str(out_dir / train.BACKUP_DIR), delete_checkpoint=True),
     ]
     model.fit(batches.dataset(), epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+
+
+def _save(model: Any, builder: sequences.SequenceBuilder, path: Path, tokens: list[str], run: dict) -> Transcriber:
+    """Save the trained model as a bundle (with Keras' own CTC loss, optimizer built); its Transcriber."""
+    import keras
+
+    model.compile(loss=keras.losses.CTC())  # saved with Keras' own loss: any process loads it without ours
+    model.optimizer.build(model.trainable_variables)  # saved built, as a load builds it (no 'skipping' warning)
     norm = builder.normalization
     bundle = inference.save_bundle(
         model, path, kind=builder.kind, params=builder.params, normalization=norm, labels=tokens, task=TASK,
@@ -479,9 +587,6 @@ def fit(
         frame_seconds=TIME_STRIDE * int(builder.params["hop_length"]) / builder.sample_rate,
     )  # fmt: skip
     return Transcriber(bundle)
-
-
-# --- The keyword-detector baseline ---------------------------------------------------------------------
 
 
 def detector_transcripts(detector: Any, utterances: Sequence[Any], *, threshold: float,
