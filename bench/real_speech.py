@@ -14,7 +14,11 @@ once, by a model that never heard its speaker:
    a ``Recipe``, ``speechlib.train.fit``, the best-on-cv checkpoint), then
    scored on its test part;
 3. the pooled predictions give accuracy with a 95% Wilson interval, macro F1,
-   per-class recall and the per-fold spread.
+   per-class recall and the per-fold spread; when ``final`` runs too, every
+   other variant is compared with it on the same clips (``vs_final``:
+   ``speechlib.evaluate.paired_comparison``, the accuracy difference with a
+   paired-bootstrap 95% interval and McNemar's exact p), which separates
+   variants whose own intervals overlap.
 
 Variants (``--variants``): ``final`` (the final model and recipe), one per
 augmentation left out (``no_shift``, ``no_noise``, ``no_gain``,
@@ -37,6 +41,8 @@ Examples
     export SPEECHLIB_REAL_DATA=/path/to/speech_commands_v0.02_test_subset
     python bench/real_speech.py                                   # final recipe, 5 folds
     python bench/real_speech.py --variants no_noise,no_shift --run_folds 0,1
+    python bench/real_speech.py --variants final,no_noise,no_spec_augment,no_shift,no_gain \
+        --run_folds 0 --out bench/results/real_speech_ablation.json     # the ablation, paired with final
     python bench/real_speech.py --variants synthetic,pretrained
     python bench/real_speech.py --quick                           # 2 epochs, 2 folds: a smoke test
 """
@@ -138,7 +144,7 @@ def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) ->
     train.set_seed(args.seed)
     data = train.load_data(folder / "store", batch_size=args.batch_size, seed=args.seed, recipe=RECIPES[variant])
     if variant == "pretrained":
-        model, _ = train.init_model(synthetic_bundle(args), data)
+        model, _, _ = train.init_model(synthetic_bundle(args), data)
     else:
         model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
     started = time.perf_counter()
@@ -221,6 +227,21 @@ def summarize(variant: str, folds: list[dict], args: argparse.Namespace) -> dict
     return row
 
 
+def against_final(folds: list[dict], final: list[dict]) -> dict:
+    """A variant against the final recipe on the same clips (``evaluate.paired_comparison``: difference,
+    its bootstrap interval, McNemar's p): the two rows' own intervals overlap where this still separates them."""
+    from speechlib import evaluate
+
+    assert [f["fold"] for f in folds] == [f["fold"] for f in final], "the two variants scored other folds"
+    y_true = np.concatenate([f["y_true"] for f in final])
+    assert np.array_equal(y_true, np.concatenate([f["y_true"] for f in folds])), "the two variants scored other clips"
+
+    def right(parts: list[dict]) -> np.ndarray:
+        return np.concatenate([np.equal(f["y_true"], f["y_pred"]) for f in parts])
+
+    return evaluate.paired_comparison(right(folds), right(final), seed=0)
+
+
 def main(args: argparse.Namespace) -> int:
     data = args.data or config.real_data_dir()  # SPEECHLIB_REAL_DATA
     if data is None or not data.is_dir():
@@ -240,6 +261,7 @@ def main(args: argparse.Namespace) -> int:
     run = range(len(folders)) if args.run_folds is None else [int(i) for i in args.run_folds.split(",")]
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     rows = {row["variant"]: row for row in results.get("rows", [])}
+    trained = {}  # variant -> its folds' predictions, for the paired comparison with the final recipe
     for variant in variants:
         if variant == "synthetic":
             folds = synthetic_only(folders, args)["folds"]
@@ -251,14 +273,26 @@ def main(args: argparse.Namespace) -> int:
                 accuracy = np.mean(np.equal(result["y_true"], result["y_pred"]))
                 print(f"{variant} {folders[i].name}: accuracy {accuracy:.4f} ({result['seconds']:.0f} s)", flush=True)
                 folds.append(result)
+        if variant != "synthetic":
+            trained[variant] = folds
         row = summarize(variant, folds, args)
         rows[variant] = row
         print(f"{variant}: accuracy {row['accuracy']:.4f} {row['accuracy_ci95']} over {row['clips']} clips, "
               f"macro F1 {row['macro_f1']:.4f}, folds {row['per_fold_accuracy']}", flush=True)  # fmt: skip
+    if "final" in trained:
+        for variant, folds in trained.items():
+            if variant != "final":
+                rows[variant]["vs_final"] = against_final(folds, trained["final"])
+                print(f"{variant} - final: {rows[variant]['vs_final']}", flush=True)
     load = [round(x, 2) for x in os.getloadavg()]
+    where = out_path.resolve()
+    options = (f" --run_folds {args.run_folds}" if args.run_folds else "") + (
+        f" --out {where.relative_to(REPO)}" if where.is_relative_to(REPO) and where != RESULTS else ""
+    )
     results = {
         "benchmark": "real_speech",
-        "command": "python bench/real_speech.py --variants " + ",".join(rows),
+        "command": "python bench/real_speech.py --variants " + ",".join(rows) + options,
+        "options": options.strip(),
         "data": data.name,
         "folds": args.folds,
         "target_accuracy": TARGET_ACCURACY,

@@ -179,3 +179,36 @@ def test_wilson_interval_matches_the_closed_form():
     low, high = evaluate.wilson_interval(0, 10)
     assert low == 0.0 and 0.25 < high < 0.3
     assert evaluate.wilson_interval(0, 0) == [0.0, 1.0]
+
+
+def test_paired_comparison_counts_the_discordant_clips_and_brackets_the_difference():
+    rng = np.random.default_rng(0)
+    b = rng.random(600) < 0.8
+    a = b.copy()
+    flip = np.flatnonzero(~b)[:60]  # a also gets 60 of b's errors right: +0.1, all discordant clips a's
+    a[flip] = True
+    out = evaluate.paired_comparison(a, b, seed=1)
+    assert out["clips"] == 600 and out["a_only"] == 60 and out["b_only"] == 0
+    assert out["difference"] == pytest.approx(0.1, abs=1e-4)
+    low, high = out["ci95"]
+    assert low < 0.1 < high and low > 0.07  # 60 one-sided discordant clips: clearly apart from zero
+    assert out["p_value"] < 1e-10  # exact McNemar: 60 of 60 one way
+    # the same classifier against itself: no difference, no discordant clip, p = 1
+    same = evaluate.paired_comparison(b, b)
+    assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["p_value"] == 1.0
+    # a coin's worth of disagreement is not a difference
+    c = b.copy()
+    swap = rng.choice(600, 80, replace=False)
+    c[swap] = ~c[swap]
+    d = b.copy()
+    d[rng.choice(600, 80, replace=False)] ^= True
+    out = evaluate.paired_comparison(c, d, seed=2)
+    assert out["ci95"][0] < 0 < out["ci95"][1] and out["p_value"] > 0.05, out  # not told apart
+    with pytest.raises(ValueError, match="equal"):
+        evaluate.paired_comparison(a, b[:10])
+
+
+def test_accuracy_summary_names_its_figures_by_prefix():
+    out = evaluate.accuracy_summary({"accuracy": 0.5, "macro_f1": 0.41234, "num_samples": 100}, "test")
+    assert out == {"test_accuracy": 0.5, "test_accuracy_ci95": evaluate.wilson_interval(50, 100),
+                   "test_macro_f1": 0.4123, "test_clips": 100}  # fmt: skip
