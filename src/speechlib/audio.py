@@ -366,28 +366,9 @@ def load(
     if offset < 0 or num_samples < 0:
         raise ValueError(f"{name or path}: offset ({offset}) and num_samples ({num_samples}) must be >= 0")
     with _open(path, name) as (label, f):
-        file_rate, file_frames = f.samplerate, f.frames
-        if file_rate == sample_rate:
-            start, frames = offset, num_samples
-        else:  # the window in the file's own samples, with a little context for the resampler
-            start = math.floor(offset * file_rate / sample_rate)
-            frames = math.ceil(num_samples * file_rate / sample_rate) + 1 if num_samples else 0
-        if start >= file_frames:
-            raise AudioError(
-                label,
-                f"offset {offset} is past the end of the file ({file_frames} samples at {file_rate} Hz); "
-                "run `speechlib split` again if the recording changed",
-            )
-        try:
-            f.seek(start)
-            data = f.read(frames if frames else -1, dtype="float32", always_2d=True)
-        except (sf.SoundFileError, RuntimeError) as err:
-            raise AudioError(label, f"unreadable WAV: {_decoder_message(err)}; {CONVERT_HINT}") from None
-    if data.shape[0] == 0:
-        raise AudioError(label, "no audio samples could be read; download or copy it again, or remove it")
-    waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(waveform).all():
-        raise AudioError(label, NOT_FINITE)
+        file_rate = f.samplerate
+        data = _read_window(f, label, offset=offset, num_samples=num_samples, sample_rate=sample_rate)
+    waveform = _finite_mono(data, label)
     if file_rate != sample_rate:
         waveform = soxr.resample(waveform, file_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
         if num_samples:
@@ -395,6 +376,37 @@ def load(
     # Float files may exceed full scale; resampling may overshoot by a hair.
     np.clip(waveform, -1.0, 1.0, out=waveform)
     return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def _read_window(f: sf.SoundFile, label: str, *, offset: int, num_samples: int, sample_rate: int) -> np.ndarray:
+    """Decode the window of ``num_samples`` at ``sample_rate`` from ``offset`` (0: to the end), (frames, channels)."""
+    file_rate, file_frames = f.samplerate, f.frames
+    if file_rate == sample_rate:
+        start, frames = offset, num_samples
+    else:  # the window in the file's own samples, with a little context for the resampler
+        start = math.floor(offset * file_rate / sample_rate)
+        frames = math.ceil(num_samples * file_rate / sample_rate) + 1 if num_samples else 0
+    if start >= file_frames:
+        raise AudioError(
+            label,
+            f"offset {offset} is past the end of the file ({file_frames} samples at {file_rate} Hz); "
+            "run `speechlib split` again if the recording changed",
+        )
+    try:
+        f.seek(start)
+        return f.read(frames if frames else -1, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise AudioError(label, f"unreadable WAV: {_decoder_message(err)}; {CONVERT_HINT}") from None
+
+
+def _finite_mono(data: np.ndarray, label: str) -> np.ndarray:
+    """The decoded (frames, channels) samples averaged to one channel; refused when empty or not finite."""
+    if data.shape[0] == 0:
+        raise AudioError(label, "no audio samples could be read; download or copy it again, or remove it")
+    waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(waveform).all():
+        raise AudioError(label, NOT_FINITE)
+    return waveform
 
 
 def _field(row: Any, name: str, default: Any) -> Any:

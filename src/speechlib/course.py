@@ -85,11 +85,20 @@ def execute_notebook(
         number, and shows the cell's source and the error.
     """
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
 
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
+    _execute(nb, path, timeout=timeout, env=env, kernel_name=kernel_name)
+    if out is not None:
+        return _write_executed(nb, Path(out))
+    return path
+
+
+def _execute(nb: Any, path: Path, *, timeout: int, env: dict[str, str] | None, kernel_name: str) -> None:
+    """Run every cell in the notebook's folder with ``env`` set (restored after); a NotebookError when one fails."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
     old_env = dict(os.environ)
     os.environ.update(env or {})
     try:
@@ -107,16 +116,19 @@ def execute_notebook(
     finally:
         os.environ.clear()
         os.environ.update(old_env)
-    if out is not None:
-        out = Path(out)
-        root = config.project_root()
-        if root is not None:
-            relative_outputs(nb, root)
-        tmp = out.with_name(out.name + ".tmp")
-        nbformat.write(nb, tmp)
-        os.replace(tmp, out)  # never leave a half-written notebook under the final name
-        return out
-    return path
+
+
+def _write_executed(nb: Any, out: Path) -> Path:
+    """Write the executed notebook atomically to ``out``, output paths made relative to the project root."""
+    import nbformat
+
+    root = config.project_root()
+    if root is not None:
+        relative_outputs(nb, root)
+    tmp = out.with_name(out.name + ".tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, out)  # never leave a half-written notebook under the final name
+    return out
 
 
 def relative_outputs(nb: Any, root: str | Path) -> int:

@@ -104,7 +104,7 @@ def crossval(
         ``rows`` (one dict per fold, :data:`ROW_COLUMNS`), ``summary``
         (:func:`summarize`), ``labels``, ``model``, ``split_dir``, ``out``.
     """
-    from speechlib import featurize, split, train
+    from speechlib import split, train
 
     out = Path(out)
     model = model or train.DEFAULT_MODEL
@@ -113,23 +113,41 @@ def crossval(
     folders = split.write_folds(split_dir, out / "folds", k=k, seed=seed)
     results = []
     for folder in folders:
-        done = folder / "model" / RESULT_FILE
-        if not done.is_file():
-            featurize.featurize(
-                folder, folder / "store", splits=("train", "cv", "test"), workers=workers, seed=seed, progress=False
-            )
-            result = _train_fold(folder, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                 recipe=recipe, patience=patience)  # fmt: skip
-            done.parent.mkdir(parents=True, exist_ok=True)
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result) + "\n", encoding="utf-8")
-            tmp.replace(done)
-        results.append(json.loads(done.read_text(encoding="utf-8")))
+        results.append(_fold_result(folder, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                    recipe=recipe, patience=patience, workers=workers))  # fmt: skip
         if verbose:
-            row = results[-1]["row"]
-            print(f"fold {row['fold']} ({row['name']}): accuracy {row['accuracy']:.4f}, "
-                  f"macro F1 {row['macro_f1']:.4f}, test {row['test']} clips, {row['epochs']} epochs",
-                  flush=True)  # fmt: skip
+            _print_fold(results[-1]["row"])
+    return _write_report(out, split_dir, model=model, results=results)
+
+
+def _fold_result(folder: Path, *, model: str, epochs: int | None, batch_size: int, lr: float, seed: int,
+                 recipe: Any, patience: int | None, workers: int | None) -> dict:  # fmt: skip
+    """A fold's result: read back when finished, else featurized, trained and written atomically first."""
+    from speechlib import featurize
+
+    done = folder / "model" / RESULT_FILE
+    if not done.is_file():
+        featurize.featurize(
+            folder, folder / "store", splits=("train", "cv", "test"), workers=workers, seed=seed, progress=False
+        )
+        result = _train_fold(folder, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             recipe=recipe, patience=patience)  # fmt: skip
+        done.parent.mkdir(parents=True, exist_ok=True)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result) + "\n", encoding="utf-8")
+        tmp.replace(done)
+    return json.loads(done.read_text(encoding="utf-8"))
+
+
+def _print_fold(row: dict) -> None:
+    """One line of a finished fold: its accuracy, macro-F1, test clips and epochs."""
+    print(f"fold {row['fold']} ({row['name']}): accuracy {row['accuracy']:.4f}, "
+          f"macro F1 {row['macro_f1']:.4f}, test {row['test']} clips, {row['epochs']} epochs",
+          flush=True)  # fmt: skip
+
+
+def _write_report(out: Path, split_dir: str | os.PathLike, *, model: str, results: list[dict]) -> dict:
+    """The report of every fold with its summary, written as ``crossval.csv`` and ``crossval.json``."""
     rows = [r["row"] for r in results]
     summary = summarize(rows, results)
     report = {

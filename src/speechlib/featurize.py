@@ -39,6 +39,7 @@ Example
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import json
 import multiprocessing
@@ -57,7 +58,7 @@ from tqdm.auto import tqdm
 from speechlib import __version__, audio, augment, config, features
 from speechlib.manifest import MANIFEST_NAMES, SAMPLE_PREFIX
 from speechlib.manifest import read as read_manifest
-from speechlib.store import REPORT_FILE, FeatureStore, StoreError, file_sha256
+from speechlib.store import REPORT_FILE, FeatureStore, SplitWriter, StoreError, file_sha256
 
 TRAINING_SPLITS = ("train", "sample_train")  # the splits that get augmented copies
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps workers busy, bounds memory
@@ -280,7 +281,40 @@ def featurize(
     out = Path(out) if out is not None else default_out(split_dir, kind)
     workers = max(1, int(workers or os.cpu_count() or 1))
     clip_samples = split_clip_samples(info)
-    store = FeatureStore.create(
+    store = _create_store(
+        out, split_dir, info, kind=kind, params=params, clip_samples=clip_samples, overwrite=overwrite, seed=seed,
+        augment=augment,
+    )  # fmt: skip
+    noise_regions = info.get("noise_regions", {}) if augment else {}
+    report = _new_report(out, split_dir, kind=kind, params=params, augment=augment, workers=workers)
+    started = time.perf_counter()
+    with _worker_pool(
+        workers, kind=kind, params=params, seed=seed, noise_regions=noise_regions, clip_samples=clip_samples
+    ) as executor:
+        processed_now = _featurize_splits(
+            store, splits, split_dir, report, executor=executor, in_flight=IN_FLIGHT_PER_WORKER * workers,
+            augment=augment, noise_regions=noise_regions, chunk_size=chunk_size, progress=progress,
+        )  # fmt: skip
+    report["normalization_fit_on"] = _fit_normalization(store, report["splits"])
+    _add_timings(report, started=started, processed_now=processed_now)
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _create_store(
+    out: Path,
+    split_dir: Path,
+    info: dict,
+    *,
+    kind: str,
+    params: dict,
+    clip_samples: int,
+    overwrite: bool,
+    seed: int,
+    augment: int,
+) -> FeatureStore:
+    """The feature store at ``out`` for the split's labels and these features (created, or opened to resume)."""
+    return FeatureStore.create(
         out,
         kind=kind,
         params=params,
@@ -293,8 +327,11 @@ def featurize(
         # Only a clip length other than Speech Commands' 1 s is recorded (a Speech Commands store stays as it was).
         **({"clip_samples": clip_samples} if clip_samples != config.CLIP_SAMPLES else {}),
     )
-    noise_regions = info.get("noise_regions", {}) if augment else {}
-    report: dict[str, Any] = {
+
+
+def _new_report(out: Path, split_dir: Path, *, kind: str, params: dict, augment: int, workers: int) -> dict[str, Any]:
+    """The report of a run before any split is featurized: its settings, no splits, nothing skipped."""
+    return {
         "store": str(out),
         "split_dir": str(split_dir),
         "kind": kind,
@@ -305,31 +342,41 @@ def featurize(
         "splits": {},
         "skipped": [],
     }
-    started = time.perf_counter()
+
+
+def _featurize_splits(
+    store: FeatureStore,
+    splits: Sequence[str],
+    split_dir: Path,
+    report: dict[str, Any],
+    *,
+    executor: ProcessPoolExecutor | None,
+    in_flight: int,
+    augment: int,
+    noise_regions: dict,
+    chunk_size: int | None,
+    progress: bool,
+) -> int:
+    """Featurize every split in turn, adding its entry and skipped files to ``report``; the files processed."""
     processed_now = 0
-    executor = _start_workers(
-        workers, kind=kind, params=params, seed=seed, noise_regions=noise_regions, clip_samples=clip_samples
-    )
-    try:
-        for name in splits:
-            copies = augment if name in TRAINING_SPLITS else 0
-            entry, processed = _featurize_split(
-                store, name, split_dir / f"{name}.csv", executor=executor, in_flight=IN_FLIGHT_PER_WORKER * workers,
-                copies=copies, noise_regions=noise_regions, chunk_size=chunk_size, progress=progress,
-            )  # fmt: skip
-            processed_now += processed
-            report["splits"][name] = entry
-            report["skipped"].extend({"split": name, **item} for item in store.info(name).get("skipped", []))
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-    report["normalization_fit_on"] = _fit_normalization(store, report["splits"])
+    for name in splits:
+        copies = augment if name in TRAINING_SPLITS else 0
+        entry, processed = _featurize_split(
+            store, name, split_dir / f"{name}.csv", executor=executor, in_flight=in_flight, copies=copies,
+            noise_regions=noise_regions, chunk_size=chunk_size, progress=progress,
+        )  # fmt: skip
+        processed_now += processed
+        report["splits"][name] = entry
+        report["skipped"].extend({"split": name, **item} for item in store.info(name).get("skipped", []))
+    return processed_now
+
+
+def _add_timings(report: dict[str, Any], *, started: float, processed_now: int) -> None:
+    """Add the run's seconds, files processed and files per second to ``report``."""
     seconds = time.perf_counter() - started
     report["seconds"] = round(seconds, 3)
     report["files_processed_this_run"] = processed_now
     report["files_per_second"] = round(processed_now / seconds, 1) if seconds > 0 else None
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return report
 
 
 def _read_split_dir(split_dir: Path, splits: Sequence[str] | None) -> tuple[dict, list[str]]:
@@ -374,6 +421,17 @@ def _start_workers(
     )
 
 
+@contextlib.contextmanager
+def _worker_pool(workers: int, **settings: Any) -> Iterator[ProcessPoolExecutor | None]:
+    """The workers of :func:`_start_workers` for the duration of a run, shut down at its end (even on an error)."""
+    executor = _start_workers(workers, **settings)
+    try:
+        yield executor
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
 def split_clip_samples(info: dict) -> int:
     """The clip length of a split (``split.json``'s ``clip_seconds``, default 1 s) in samples at ``SAMPLE_RATE``."""
     return round(float(info.get("clip_seconds", config.CLIP_SECONDS)) * config.SAMPLE_RATE)
@@ -402,41 +460,15 @@ def _featurize_split(
     started = time.perf_counter()
     processed = 0
     if store.is_complete(name):
-        old = store.info(name)
-        if old.get("source_manifest_sha256") != file_sha256(manifest) or old.get("augment", 0) != copies:
-            raise StoreError(
-                f"split {name!r} of {store.path} was made from another manifest or --augment value: "
-                "pass --overwrite (overwrite=True) to recompute the store, or choose another --out"
-            )
+        _check_complete_split(store, name, manifest, copies=copies)
         status = "already complete"
     else:
-        clip_samples = int(store.attrs.get("clip_samples", config.CLIP_SAMPLES))
-        augmenter = make_augmenter(noise_regions, _noise_split(name), clip_samples).to_dict() if copies else None
-        writer = store.new_split(name, manifest_path=manifest, augment=copies, augmenter=augmenter, manifest_rows=total)
-        if int(store.info(name).get("augment", 0)) != copies:
-            raise StoreError(
-                f"split {name!r} of {store.path} was started with --augment {store.info(name).get('augment')}: "
-                "re-run with that value to resume, or pass --overwrite to start over"
-            )
+        writer = _open_writer(store, name, manifest, copies=copies, noise_regions=noise_regions, total=total)
         status = "resumed" if writer.manifest_rows_done else "written"
-        size = chunk_size or max(1, writer.group["X"].chunks[0] // (copies + 1))
-        tasks = _tasks(
-            manifest, start=writer.manifest_rows_done, chunk_size=size, noise_split=_noise_split(name), copies=copies
-        )
-        bar = tqdm(total=total, initial=writer.manifest_rows_done, desc=f"{store.kind} {name}", unit="file",
-                   disable=not progress, dynamic_ncols=True)  # fmt: skip
-        with bar:
-            for result in _ordered_map(executor, tasks, in_flight):
-                writer.append(
-                    result["X"],
-                    result["y"],
-                    rows=result["row"],
-                    augment=result["augment"],
-                    manifest_rows=result["manifest_rows"],
-                    skipped=result["skipped"],
-                )
-                processed += result["manifest_rows"] - len(result["skipped"])
-                bar.update(result["manifest_rows"])
+        processed = _write_chunks(
+            store, writer, name, manifest, executor=executor, in_flight=in_flight, copies=copies,
+            chunk_size=chunk_size, progress=progress, total=total,
+        )  # fmt: skip
         if writer.manifest_rows_done != total:
             raise RuntimeError(f"{manifest}: {writer.manifest_rows_done} rows featurized but {total} listed")
         writer.finish(
@@ -444,9 +476,75 @@ def _featurize_split(
             speechlib_version=__version__,
             finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
+    return _split_entry(store, name, total=total, copies=copies, status=status, started=started), processed
+
+
+def _check_complete_split(store: FeatureStore, name: str, manifest: Path, *, copies: int) -> None:
+    """Refuse a complete split made from another manifest or another number of augmented copies."""
+    old = store.info(name)
+    if old.get("source_manifest_sha256") != file_sha256(manifest) or old.get("augment", 0) != copies:
+        raise StoreError(
+            f"split {name!r} of {store.path} was made from another manifest or --augment value: "
+            "pass --overwrite (overwrite=True) to recompute the store, or choose another --out"
+        )
+
+
+def _open_writer(
+    store: FeatureStore, name: str, manifest: Path, *, copies: int, noise_regions: dict, total: int
+) -> SplitWriter:
+    """A writer of split ``name`` (new, or resuming one started with the same ``copies``)."""
+    clip_samples = int(store.attrs.get("clip_samples", config.CLIP_SAMPLES))
+    augmenter = make_augmenter(noise_regions, _noise_split(name), clip_samples).to_dict() if copies else None
+    writer = store.new_split(name, manifest_path=manifest, augment=copies, augmenter=augmenter, manifest_rows=total)
+    if int(store.info(name).get("augment", 0)) != copies:
+        raise StoreError(
+            f"split {name!r} of {store.path} was started with --augment {store.info(name).get('augment')}: "
+            "re-run with that value to resume, or pass --overwrite to start over"
+        )
+    return writer
+
+
+def _write_chunks(
+    store: FeatureStore,
+    writer: SplitWriter,
+    name: str,
+    manifest: Path,
+    *,
+    executor: ProcessPoolExecutor | None,
+    in_flight: int,
+    copies: int,
+    chunk_size: int | None,
+    progress: bool,
+    total: int,
+) -> int:
+    """Featurize the manifest rows not yet written, chunk by chunk, committing each; the files processed."""
+    processed = 0
+    size = chunk_size or max(1, writer.group["X"].chunks[0] // (copies + 1))
+    tasks = _tasks(
+        manifest, start=writer.manifest_rows_done, chunk_size=size, noise_split=_noise_split(name), copies=copies
+    )
+    bar = tqdm(total=total, initial=writer.manifest_rows_done, desc=f"{store.kind} {name}", unit="file",
+               disable=not progress, dynamic_ncols=True)  # fmt: skip
+    with bar:
+        for result in _ordered_map(executor, tasks, in_flight):
+            writer.append(
+                result["X"],
+                result["y"],
+                rows=result["row"],
+                augment=result["augment"],
+                manifest_rows=result["manifest_rows"],
+                skipped=result["skipped"],
+            )
+            processed += result["manifest_rows"] - len(result["skipped"])
+            bar.update(result["manifest_rows"])
+    return processed
+
+
+def _split_entry(store: FeatureStore, name: str, *, total: int, copies: int, status: str, started: float) -> dict:
+    """The report entry of one split: its rows and files processed and skipped, its status and time."""
     attrs = store.info(name)
     skipped = attrs.get("skipped", [])
-    entry = {
+    return {
         "manifest_rows": total,
         "processed": total - len(skipped),
         "skipped": len(skipped),
@@ -455,7 +553,6 @@ def _featurize_split(
         "status": status,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return entry, processed
 
 
 def _fit_normalization(store: FeatureStore, done: dict[str, dict]) -> str | None:

@@ -484,15 +484,25 @@ def evaluate_folder(
     FileExistsError
         ``out_dir`` is a file, or a folder holding other files (nothing is written).
     """
-    import pandas as pd
-
-    from speechlib import datasets, evaluate
+    from speechlib import evaluate
 
     predictor = Predictor.load(model_path)
     labels = predictor.labels
     data = Path(data)
     out_dir = Path(out_dir) if out_dir is not None else predictor.bundle.path.parent / f"evaluate_{data.resolve().name}"
     _check_evaluate_out(out_dir)
+    clips, skipped = _labelled_clips(data, labels)
+    predictions, failed = _predict_clips(predictor, clips, progress=progress)
+    metrics = evaluate.classification_metrics(predictions["label"], predictions["predicted"], labels)
+    metrics.update(model=str(predictor.bundle.path), data=str(data.resolve()), skipped=skipped + failed)
+    _write_evaluation(out_dir, metrics, predictions, labels)
+    return {**metrics, "out_dir": str(out_dir)}
+
+
+def _labelled_clips(data: Path, labels: Sequence[str]) -> tuple[Any, list[dict]]:
+    """The scanned clips of ``data`` with a label of the model, and the files skipped (path, reason)."""
+    from speechlib import datasets
+
     table = datasets.scan(data)
     skipped = [
         {"path": r.path, "reason": r.reason} for r in table.itertuples() if r.status == "error" and r.kind != "other"
@@ -506,21 +516,32 @@ def evaluate_folder(
         raise FileNotFoundError(
             f"{data}: no readable clips with a label of the model; check it with `speechlib data check {data}`"
         )
-    rows = []
+    return clips, skipped
+
+
+def _predict_clips(predictor: Predictor, clips: Any, *, progress: bool) -> tuple[Any, list[dict]]:
+    """The predictions table (path, label, predicted, probability), and the clips that failed to load."""
+    import pandas as pd
+
+    rows, failed = [], []
     for result, label in zip(
         _predict_paths(predictor, clips["path"].tolist(), top_k=1, progress=progress, desc="evaluate"),
         clips["label"],
         strict=True,
     ):
         if not result["ok"]:
-            skipped.append({"path": result["path"], "reason": result["error"]})
+            failed.append({"path": result["path"], "reason": result["error"]})
             continue
         rows.append(
             {"path": result["path"], "label": label, "predicted": result["label"], "probability": result["probability"]}
         )
-    predictions = pd.DataFrame(rows, columns=["path", "label", "predicted", "probability"])
-    metrics = evaluate.classification_metrics(predictions["label"], predictions["predicted"], labels)
-    metrics.update(model=str(predictor.bundle.path), data=str(data.resolve()), skipped=skipped)
+    return pd.DataFrame(rows, columns=["path", "label", "predicted", "probability"]), failed
+
+
+def _write_evaluation(out_dir: Path, metrics: dict, predictions: Any, labels: Sequence[str]) -> None:
+    """Write ``metrics.json``, ``predictions.csv`` and (when plotting is available) ``confusion_matrix.png``."""
+    from speechlib import evaluate
+
     out_dir.mkdir(parents=True, exist_ok=True)
     evaluate.save_metrics(out_dir / "metrics.json", metrics)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
@@ -531,7 +552,6 @@ def evaluate_folder(
         plot.save(figure, out_dir / "confusion_matrix.png")
     except (ImportError, AttributeError) as err:  # the plotting module is optional for evaluation
         print(f"note: no confusion_matrix.png ({err})")
-    return {**metrics, "out_dir": str(out_dir)}
 
 
 def write_submission(
@@ -571,9 +591,6 @@ def write_submission(
     FileExistsError
         ``out`` is a folder, or a file that is not a submission.
     """
-    import csv
-    import tempfile
-
     data = Path(data)
     if not data.is_dir():
         raise FileNotFoundError(f"{data} is not a folder: pass the folder of test clips (e.g. test/audio)")
@@ -585,6 +602,16 @@ def write_submission(
     paths = [str(p) for p in wav_entries(data)]
     if not paths:
         raise FileNotFoundError(f"{data}: no .wav files found; pass the folder of test clips (e.g. test/audio)")
+    rows, failed = _write_submission_csv(predictor, paths, data, out, fallback=fallback, progress=progress)
+    return {"entries": len(paths), "rows": rows, "predicted": rows - len(failed), "failed": failed, "out": str(out)}
+
+
+def _write_submission_csv(predictor: Predictor, paths: list[str], data: Path, out: Path, *, fallback: str,
+                          progress: bool) -> tuple[int, list[dict]]:  # fmt: skip
+    """Stream one row per path into a file beside ``out``, renamed into place; the rows and the failed entries."""
+    import csv
+    import tempfile
+
     out.parent.mkdir(parents=True, exist_ok=True)
     failed, rows = [], 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
@@ -604,7 +631,7 @@ def write_submission(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"entries": len(paths), "rows": rows, "predicted": rows - len(failed), "failed": failed, "out": str(out)}
+    return rows, failed
 
 
 def _umask() -> int:

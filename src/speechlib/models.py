@@ -310,18 +310,7 @@ def _get_reformulated_depthwise():
 
         def __init__(self, kernel_size, formulation: str = "grouped", **kwargs):
             super().__init__(kernel_size, **kwargs)
-            if formulation not in ("grouped", "shifted"):
-                raise ValueError(f"ReformulatedDepthwiseConv2D: formulation must be 'grouped' or 'shifted', "
-                                 f"got {formulation!r}; use keras.layers.DepthwiseConv2D for 'keras'")  # fmt: skip
-            if self.data_format != "channels_last":
-                raise ValueError("ReformulatedDepthwiseConv2D supports data_format='channels_last' only")
-            if formulation == "grouped":
-                if keras.backend.backend() != "tensorflow":
-                    raise ValueError("the 'grouped' depthwise formulation needs the TensorFlow backend; "
-                                     "use 'shifted' (any backend) or 'keras'")  # fmt: skip
-                if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-                    raise ValueError("the 'grouped' depthwise formulation cannot combine strides > 1 with "
-                                     "dilation_rate > 1 (tf.nn.conv2d does not); use 'keras' or 'shifted'")  # fmt: skip
+            _check_reformulation(self, formulation, keras.backend.backend())
             self.formulation = formulation
 
         def call(self, inputs):
@@ -343,18 +332,7 @@ def _get_reformulated_depthwise():
 
         def _shifted(self, x, kh, kw, channels):
             (sh, sw), (dh, dw) = self.strides, self.dilation_rate
-            rows, cols = x.shape[1], x.shape[2]
-            if rows is None or cols is None:
-                raise ValueError("the 'shifted' depthwise formulation needs known rows and cols in the input shape")
-            if self.padding == "same":  # TensorFlow's SAME: the odd pixel of padding goes after
-                out_rows, out_cols = -(-rows // sh), -(-cols // sw)
-                pad_rows = max((out_rows - 1) * sh + (kh - 1) * dh + 1 - rows, 0)
-                pad_cols = max((out_cols - 1) * sw + (kw - 1) * dw + 1 - cols, 0)
-                x = ops.pad(x, ((0, 0), (pad_rows // 2, pad_rows - pad_rows // 2),
-                                (pad_cols // 2, pad_cols - pad_cols // 2), (0, 0)))  # fmt: skip
-            else:
-                out_rows = (rows - (kh - 1) * dh - 1) // sh + 1
-                out_cols = (cols - (kw - 1) * dw - 1) // sw + 1
+            x, out_rows, out_cols = _pad_for_taps(x, self, ops)
             kernel = self.kernel
             if self.depth_multiplier > 1:  # output channel c * m + j reads input channel c
                 x = ops.repeat(x, self.depth_multiplier, axis=-1)
@@ -372,6 +350,40 @@ def _get_reformulated_depthwise():
             return {**super().get_config(), "formulation": self.formulation}
 
     return ReformulatedDepthwiseConv2D
+
+
+def _check_reformulation(layer, formulation: str, backend: str) -> None:
+    """Refuse what a reformulated depthwise layer cannot compute, saying what to use instead."""
+    if formulation not in ("grouped", "shifted"):
+        raise ValueError(f"ReformulatedDepthwiseConv2D: formulation must be 'grouped' or 'shifted', "
+                         f"got {formulation!r}; use keras.layers.DepthwiseConv2D for 'keras'")  # fmt: skip
+    if layer.data_format != "channels_last":
+        raise ValueError("ReformulatedDepthwiseConv2D supports data_format='channels_last' only")
+    if formulation == "grouped":
+        if backend != "tensorflow":
+            raise ValueError("the 'grouped' depthwise formulation needs the TensorFlow backend; "
+                             "use 'shifted' (any backend) or 'keras'")  # fmt: skip
+        if max(layer.strides) > 1 and max(layer.dilation_rate) > 1:
+            raise ValueError("the 'grouped' depthwise formulation cannot combine strides > 1 with "
+                             "dilation_rate > 1 (tf.nn.conv2d does not); use 'keras' or 'shifted'")  # fmt: skip
+
+
+def _pad_for_taps(x, layer, ops):
+    """``x`` padded as the layer's padding says (TensorFlow's SAME: the odd pixel after), and the output rows, cols."""
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    rows, cols = x.shape[1], x.shape[2]
+    if rows is None or cols is None:
+        raise ValueError("the 'shifted' depthwise formulation needs known rows and cols in the input shape")
+    if layer.padding == "same":  # TensorFlow's SAME: the odd pixel of padding goes after
+        out_rows, out_cols = -(-rows // sh), -(-cols // sw)
+        pad_rows = max((out_rows - 1) * sh + (kh - 1) * dh + 1 - rows, 0)
+        pad_cols = max((out_cols - 1) * sw + (kw - 1) * dw + 1 - cols, 0)
+        x = ops.pad(x, ((0, 0), (pad_rows // 2, pad_rows - pad_rows // 2),
+                        (pad_cols // 2, pad_cols - pad_cols // 2), (0, 0)))  # fmt: skip
+    else:
+        out_rows = (rows - (kh - 1) * dh - 1) // sh + 1
+        out_cols = (cols - (kw - 1) * dw - 1) // sw + 1
+    return x, out_rows, out_cols
 
 
 @functools.cache
@@ -794,8 +806,6 @@ def bc_resnet(
     measured on CPU (``bench/depthwise.py``).
     """
     keras = _keras()
-    layers = keras.layers
-    SubSpectralNorm = _get_subspectral_norm()
     frames, bins = _check_spectral_shape(input_shape, "bc_resnet")
     if bins != 40:
         raise ValueError(f"bc_resnet needs 40 mel bands (the paper's input); got input_shape={tuple(input_shape)}")
@@ -803,47 +813,64 @@ def bc_resnet(
     channels = [2 * base, base, int(1.5 * base), 2 * base, int(2.5 * base), 4 * base]
     repeats = [2, 2, 4, 4]
     strided_stages = {1, 2}
-
-    def bn(name):
-        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
-
     inputs = keras.Input(shape=(frames, bins), name="features")
+    x = _bc_head(inputs, channels[0])
+    for stage, n in enumerate(repeats):
+        for j in range(n):
+            stride = 2 if (stage in strided_stages and j == 0) else 1
+            x = _bc_block(x, channels[stage + 1], stride=stride, dilation=2**stage, dropout=dropout,
+                          depthwise=depthwise, name=f"s{stage}b{j}")  # fmt: skip
+    outputs = _bc_classifier(x, channels[-1], num_classes, depthwise=depthwise)
+    return keras.Model(inputs, outputs, name=f"bc_resnet_{tau:g}")
+
+
+def _bc_bn(name: str):
+    """BC-ResNet's batch normalization (the authors' momentum and epsilon)."""
+    return _keras().layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def _bc_head(inputs, out_c: int):
+    """(frames, bins) features to (freq, time, 1), then Conv 5x5 stride (2, 1) -> BN -> ReLU."""
+    layers = _keras().layers
+    frames, bins = inputs.shape[1], inputs.shape[2]
     x = layers.Permute((2, 1), name="to_freq_time")(inputs)
     x = layers.Reshape((bins, frames, 1), name="add_channel")(x)
-    x = layers.Conv2D(channels[0], 5, strides=(2, 1), padding="same", use_bias=False, name="head_conv")(x)
-    x = layers.ReLU()(bn("head_bn")(x))
+    x = layers.Conv2D(out_c, 5, strides=(2, 1), padding="same", use_bias=False, name="head_conv")(x)
+    return layers.ReLU()(_bc_bn("head_bn")(x))
 
-    for stage, n in enumerate(repeats):
-        out_c = channels[stage + 1]
-        for j in range(n):
-            name = f"s{stage}b{j}"
-            in_c = x.shape[-1]
-            transition = in_c != out_c
-            stride = 2 if (stage in strided_stages and j == 0) else 1
-            shortcut = x
-            y = x
-            if transition:
-                y = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_expand")(y)
-                y = layers.ReLU()(bn(f"{name}_expand_bn")(y))
-            y = depthwise_conv2d((3, 1), strides=(stride, 1), padding="same", use_bias=False,
-                                 formulation=depthwise, name=f"{name}_freq_dw")(y)  # fmt: skip
-            f2 = SubSpectralNorm(5, name=f"{name}_ssn")(y)
-            z = layers.AveragePooling2D(pool_size=(f2.shape[1], 1), name=f"{name}_freq_avg")(f2)
-            z = depthwise_conv2d((1, 3), padding="same", dilation_rate=(1, 2**stage), use_bias=False,
-                                 formulation=depthwise, name=f"{name}_time_dw")(z)  # fmt: skip
-            z = layers.Activation("silu")(bn(f"{name}_time_bn")(z))
-            z = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_pw")(z)
-            z = layers.SpatialDropout2D(dropout)(z)
-            parts = [z, f2] if transition else [z, f2, shortcut]
-            x = layers.ReLU()(layers.Add(name=f"{name}_add")(parts))
 
+def _bc_block(x, out_c: int, *, stride: int, dilation: int, dropout: float, depthwise: str, name: str):
+    """One BC-ResBlock: ReLU(f1 broadcast over frequency + f2 [+ input when the width is unchanged])."""
+    layers = _keras().layers
+    SubSpectralNorm = _get_subspectral_norm()
+    transition = x.shape[-1] != out_c
+    shortcut = x
+    y = x
+    if transition:
+        y = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_expand")(y)
+        y = layers.ReLU()(_bc_bn(f"{name}_expand_bn")(y))
+    y = depthwise_conv2d((3, 1), strides=(stride, 1), padding="same", use_bias=False,
+                         formulation=depthwise, name=f"{name}_freq_dw")(y)  # fmt: skip
+    f2 = SubSpectralNorm(5, name=f"{name}_ssn")(y)
+    z = layers.AveragePooling2D(pool_size=(f2.shape[1], 1), name=f"{name}_freq_avg")(f2)
+    z = depthwise_conv2d((1, 3), padding="same", dilation_rate=(1, dilation), use_bias=False,
+                         formulation=depthwise, name=f"{name}_time_dw")(z)  # fmt: skip
+    z = layers.Activation("silu")(_bc_bn(f"{name}_time_bn")(z))
+    z = layers.Conv2D(out_c, 1, use_bias=False, name=f"{name}_pw")(z)
+    z = layers.SpatialDropout2D(dropout)(z)
+    parts = [z, f2] if transition else [z, f2, shortcut]
+    return layers.ReLU()(layers.Add(name=f"{name}_add")(parts))
+
+
+def _bc_classifier(x, out_c: int, num_classes: int, *, depthwise: str):
+    """Depthwise 5x5 (valid in frequency) -> 1x1 conv -> BN -> ReLU -> average -> Dense logits."""
+    layers = _keras().layers
     x = layers.ZeroPadding2D(((0, 0), (2, 2)))(x)
     x = depthwise_conv2d((5, 5), use_bias=False, formulation=depthwise, name="cls_dw")(x)
-    x = layers.Conv2D(channels[-1], 1, use_bias=False, name="cls_pw")(x)
-    x = layers.ReLU()(bn("cls_bn")(x))
+    x = layers.Conv2D(out_c, 1, use_bias=False, name="cls_pw")(x)
+    x = layers.ReLU()(_bc_bn("cls_bn")(x))
     x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=f"bc_resnet_{tau:g}")
+    return layers.Dense(num_classes, name="logits")(x)
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from speechlib import config
@@ -137,38 +138,64 @@ def prepare(
     FileNotFoundError
         ``dataset`` (or ``SPEECHLIB_DATA``) does not exist.
     """
-    from speechlib import datasets, featurize, split
-    from speechlib.datasets.synth import MARKER
-
     small = config.is_small() if small is None else bool(small)
     say = print if verbose else (lambda *a, **k: None)
+    dataset_path = _ensure_dataset(dataset, small=small, seed=seed, workers=workers, say=say)
+    work = config.work_dir(dataset_path, small)
+    split_dir, store = work / "split", work / "features" / kind
+    _ensure_split(dataset_path, split_dir, small=small, seed=seed, verbose=verbose, say=say)
+    _ensure_store(split_dir, store, kind=kind, seed=seed, workers=workers, verbose=verbose, say=say)
+    return Prepared(dataset=dataset_path, split_dir=split_dir, store=store, kind=kind, small=small)
 
-    # 1. The dataset.
+
+def _ensure_dataset(
+    dataset: str | os.PathLike | None, *, small: bool, seed: int, workers: int | None, say: Callable[..., None]
+) -> Path:
+    """Step 1: the dataset folder: the one given, SPEECHLIB_DATA, or the synthetic dataset (generated when missing)."""
+    from speechlib import datasets
+    from speechlib.datasets.synth import MARKER
+
     if dataset is None and not os.environ.get("SPEECHLIB_DATA"):
         target = config.synthetic_dir(small)
         done = (target / MARKER).is_file()
         say(f"[1/3] dataset: {target} ({'ready' if done else 'generating the synthetic dataset'})")
-        dataset_path = datasets.synthesize(target, small=small, seed=seed, workers=workers)
-    else:
-        dataset_path = Path(dataset if dataset is not None else config.dataset_dir(small)).expanduser().resolve()
-        if not dataset_path.is_dir():
-            raise FileNotFoundError(
-                f"dataset folder {dataset_path} not found: pass an existing Speech Commands folder "
-                "(or unset SPEECHLIB_DATA to use the embedded synthetic dataset)"
-            )
-        say(f"[1/3] dataset: {dataset_path}")
+        return datasets.synthesize(target, small=small, seed=seed, workers=workers)
+    dataset_path = Path(dataset if dataset is not None else config.dataset_dir(small)).expanduser().resolve()
+    if not dataset_path.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {dataset_path} not found: pass an existing Speech Commands folder "
+            "(or unset SPEECHLIB_DATA to use the embedded synthetic dataset)"
+        )
+    say(f"[1/3] dataset: {dataset_path}")
+    return dataset_path
 
-    # 2. The split (written atomically by make_split: split.json present means complete).
-    work = config.work_dir(dataset_path, small)
-    split_dir = work / "split"
+
+def _ensure_split(
+    dataset_path: Path, split_dir: Path, *, small: bool, seed: int, verbose: bool, say: Callable[..., None]
+) -> None:
+    """Step 2: write the split, unless it is there (make_split writes atomically: split.json means complete)."""
+    from speechlib import split
+
     if (split_dir / "split.json").is_file():
         say(f"[2/3] split: {split_dir} (ready)")
     else:
         say(f"[2/3] split: writing {split_dir}")
         split.make_split(dataset_path, split_dir, seed=seed, small=small, verbose=verbose)
 
-    # 3. The feature store (featurize resumes a partial store and skips complete splits).
-    store = work / "features" / kind
+
+def _ensure_store(
+    split_dir: Path,
+    store: Path,
+    *,
+    kind: str,
+    seed: int,
+    workers: int | None,
+    verbose: bool,
+    say: Callable[..., None],
+) -> None:
+    """Step 3: compute the feature store, unless complete (featurize resumes a partial one, skips complete splits)."""
+    from speechlib import featurize
+
     if _store_complete(store, split_dir):
         say(f"[3/3] features: {store} (ready)")
     else:
@@ -176,7 +203,6 @@ def prepare(
         report = featurize.featurize(split_dir, store, kind=kind, workers=workers, seed=seed, progress=verbose)
         if verbose:
             print(featurize.format_report(report))
-    return Prepared(dataset=dataset_path, split_dir=split_dir, store=store, kind=kind, small=small)
 
 
 def check_store(store_path: str | os.PathLike, *, splits: tuple[str, ...] = TRAINING_SPLITS) -> Path:

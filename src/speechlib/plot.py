@@ -66,6 +66,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.decomposition import PCA
@@ -365,49 +366,74 @@ def spectrogram(
     """
     if kind not in _KIND_INFO:
         raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
-    S = _as_features(S, kind)
-    info = _KIND_INFO[kind]
-    nyquist = _nyquist(sample_rate)
-    units = info["units"]
-    if units == "dB":
-        log = ("ln" if kind == "logmel" else "dB") if log is None else log
-        if log not in ("ln", "dB"):
-            raise ValueError(f"log={log!r}: say how S is logarithmic, 'ln' (natural log of power) or 'dB'")
-        if log == "ln":
-            S = S * DB_PER_NEPER
+    S = _in_db(_as_features(S, kind), kind, log)
     fig, ax = _single_axes(ax, (6.0, 3.0))
-    n_frames, n_bins = S.shape
-    kwargs: dict = {}
+    axis = _frequency_axis(kind, S.shape[1], sample_rate, fmin=fmin, fmax=fmax)
+    img = _specshow(ax, S, kind, sample_rate=sample_rate, hop_length=hop_length, cmap=cmap, vmin=vmin, vmax=vmax,
+                    **axis)  # fmt: skip
+    _label_axes(ax, kind, S.shape, sample_rate=sample_rate, hop_length=hop_length, fmax=axis.get("fmax"), title=title)
+    if colorbar:
+        _colorbar(fig, img, ax, kind)
+    return fig
+
+
+def _in_db(S: np.ndarray, kind: str, log: str | None) -> np.ndarray:
+    """A log-power feature in dB (``log="ln"`` converted); other features as they are."""
+    if _KIND_INFO[kind]["units"] != "dB":
+        return S
+    log = ("ln" if kind == "logmel" else "dB") if log is None else log
+    if log not in ("ln", "dB"):
+        raise ValueError(f"log={log!r}: say how S is logarithmic, 'ln' (natural log of power) or 'dB'")
+    return S * DB_PER_NEPER if log == "ln" else S
+
+
+def _frequency_axis(kind: str, n_bins: int, sample_rate: int, *, fmin: float | None, fmax: float | None) -> dict:
+    """``specshow``'s frequency arguments: the STFT's ``n_fft``, the mel range checked against Nyquist."""
     if kind == "stft":
-        kwargs["n_fft"] = 2 * (n_bins - 1)
-    elif kind == "logmel":
-        default_fmin, default_fmax = _mel_range(sample_rate)
-        fmin = default_fmin if fmin is None else float(fmin)
-        fmax = default_fmax if fmax is None else float(fmax)
-        if fmax > nyquist:
-            raise ValueError(
-                f"fmax={fmax:g} Hz is above the Nyquist frequency {nyquist:g} Hz of {sample_rate} Hz audio; "
-                f"use fmax <= {nyquist:g}"
-            )
-        kwargs.update(fmin=fmin, fmax=fmax)
+        return {"n_fft": 2 * (n_bins - 1)}
+    if kind != "logmel":
+        return {}
+    nyquist = _nyquist(sample_rate)
+    default_fmin, default_fmax = _mel_range(sample_rate)
+    fmin = default_fmin if fmin is None else float(fmin)
+    fmax = default_fmax if fmax is None else float(fmax)
+    if fmax > nyquist:
+        raise ValueError(
+            f"fmax={fmax:g} Hz is above the Nyquist frequency {nyquist:g} Hz of {sample_rate} Hz audio; "
+            f"use fmax <= {nyquist:g}"
+        )
+    return {"fmin": fmin, "fmax": fmax}
+
+
+def _specshow(ax: Axes, S: np.ndarray, kind: str, *, sample_rate: int, hop_length: int, cmap: str | None,
+              vmin: float | None, vmax: float | None, **axis) -> QuadMesh:  # fmt: skip
+    """Draw the (frames, bins) feature with time left to right, in the feature's default colour map."""
+    units = _KIND_INFO[kind]["units"]
     if cmap is None:
         cmap = "magma" if units == "dB" else ("coolwarm" if kind == "mfcc" else "viridis")
-    img = librosa.display.specshow(
+    return librosa.display.specshow(
         S.T,
         sr=sample_rate,
         hop_length=hop_length,
         x_axis="s",
-        y_axis=info["y_axis"],
+        y_axis=_KIND_INFO[kind]["y_axis"],
         ax=ax,
         cmap=cmap,
         vmin=vmin,
         vmax=vmax,
-        **kwargs,
+        **axis,
     )
+
+
+def _label_axes(ax: Axes, kind: str, shape: tuple[int, int], *, sample_rate: int, hop_length: int,
+                fmax: float | None, title: str | None) -> None:  # fmt: skip
+    """Clip the axes to the signal's time and frequency range; label them and title the panel."""
+    n_frames, n_bins = shape
+    info = _KIND_INFO[kind]
     # librosa draws each bin as a cell centred on its frame/frequency; clip to the signal's range.
     ax.set_xlim(0.0, max(n_frames - 1, 1) * hop_length / sample_rate)
     if kind == "stft":
-        ax.set_ylim(0.0, nyquist)
+        ax.set_ylim(0.0, _nyquist(sample_rate))
     elif kind == "logmel":
         ax.set_ylim(0.0, fmax)
     ax.set_xlabel("time (s)")
@@ -415,9 +441,6 @@ def spectrogram(
     if kind == "mfcc":
         ax.set_yticks(range(0, n_bins, max(1, n_bins // 6)))
     ax.set_title(title if title is not None else f"{info['name']} ({n_frames} frames x {n_bins} bins)")
-    if colorbar:
-        _colorbar(fig, img, ax, kind)
-    return fig
 
 
 def _colorbar(fig: Figure, mappable, ax, kind: str, label: str | None = None, **kwargs):

@@ -67,7 +67,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -423,9 +423,17 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
     fastapi.FastAPI
     """
     service = model if isinstance(model, Service) else Service(model, limits=limits, threshold=threshold)
-    limits = service.limits
-    files = _web_files()
-    inference_threads = anyio.CapacityLimiter(INFERENCE_THREADS)
+    app = _new_app(service, allowed_hosts)
+    _add_error_handlers(app)
+    _add_page_routes(app, _web_files())
+    in_thread = _thread_runner(service.limits.timeout_seconds)
+    _add_api_routes(app, service, in_thread)
+    _add_live_route(app, service, in_thread)
+    return app
+
+
+def _new_app(service: Service, allowed_hosts: Sequence[str] | None) -> FastAPI:
+    """The FastAPI app holding ``service``, behind the host check (when asked for) and the body guard."""
     app = FastAPI(
         title="speechlib", version=__version__,
         description="Spoken-word classification: upload a one-second WAV (or longer), get the word.",
@@ -434,8 +442,13 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
     app.state.service = service
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    app.add_middleware(_BodyGuard, max_bytes=limits.max_upload_bytes + MULTIPART_OVERHEAD,
-                       timeout=limits.timeout_seconds)  # fmt: skip
+    app.add_middleware(_BodyGuard, max_bytes=service.limits.max_upload_bytes + MULTIPART_OVERHEAD,
+                       timeout=service.limits.timeout_seconds)  # fmt: skip
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON ``{"detail": ...}``: HTTP errors, requests that do not fit the API, and bugs."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -449,14 +462,25 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:  # a bug: one line, no traceback
         return _error(500, f"internal error ({type(exc).__name__}); this is a bug in speechlib, please report it")
 
+
+def _thread_runner(timeout_seconds: float) -> Callable[..., Awaitable[Any]]:
+    """``in_thread(fn, *args)``: run in a worker thread (a few at once) within ``timeout_seconds``, else 503."""
+    inference_threads = anyio.CapacityLimiter(INFERENCE_THREADS)
+
     async def in_thread(fn: Callable, *args: Any) -> Any:
         """Run ``fn(*args)`` in a worker thread within the timeout; the event loop stays free meanwhile."""
         try:
-            with anyio.fail_after(limits.timeout_seconds):
+            with anyio.fail_after(timeout_seconds):
                 return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=inference_threads)
         except TimeoutError:
-            raise HTTPException(503, f"the server is busy: no answer within {limits.timeout_seconds:g} s; "
+            raise HTTPException(503, f"the server is busy: no answer within {timeout_seconds:g} s; "
                                      "try again in a moment", headers={"Retry-After": "5"}) from None  # fmt: skip
+
+    return in_thread
+
+
+def _add_page_routes(app: FastAPI, files: dict[str, bytes]) -> None:
+    """The page (``/``, ``/static/{name}`` from the fixed table of files) and an empty favicon."""
 
     def page_file(name: str) -> Response:
         return Response(files[name], media_type=WEB_FILES[name], headers=PAGE_HEADERS)
@@ -475,6 +499,10 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
             raise HTTPException(404, "Not Found")
         return page_file(name)
 
+
+def _add_api_routes(app: FastAPI, service: Service, in_thread: Callable[..., Awaitable[Any]]) -> None:
+    """``GET /health``, ``GET /api/model`` and ``POST /api/predict``."""
+
     @app.get("/health", response_model=Health)
     async def health() -> dict:
         return {"status": "ok", "model": service.name, "uptime_seconds": time.monotonic() - service.started}
@@ -487,7 +515,7 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
               responses={408: {}, 413: {}, 422: {}, 503: {}})  # fmt: skip
     async def predict(
         file: UploadFile = File(description="a WAV file: any sample rate, channels and bit depth"),  # noqa: B008
-        top_k: int = Query(default=limits.top_k, ge=1, le=len(service.bundle.labels)),
+        top_k: int = Query(default=service.limits.top_k, ge=1, le=len(service.bundle.labels)),
         display: bool = Query(default=False, description="add the waveform envelope and log-mel the page draws"),
     ) -> dict:
         data = await file.read()
@@ -496,44 +524,58 @@ def create_app(model: inference.Bundle | str | Path | Service, *, limits: Limits
         except audio.AudioError as err:
             raise HTTPException(422, f"the upload: {err.reason}") from None
 
+
+def _add_live_route(app: FastAPI, service: Service, in_thread: Callable[..., Awaitable[Any]]) -> None:
+    """``WS /ws/live``: a same-origin stream of float32 samples at a declared rate, answered by detections."""
+
     @app.websocket("/ws/live")
     async def live(ws: WebSocket, sample_rate: int = config.SAMPLE_RATE, top_k: int = 3) -> None:
-        origin = ws.headers.get("origin")
-        if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host"):
-            await ws.close(1008, "cross-origin WebSocket refused: open the page this server serves")  # before accept
-            return
-        await ws.accept()
-        lo, hi = LIVE_RATES
-        if not lo <= sample_rate <= hi:
-            await ws.close(1008, f"sample_rate={sample_rate}: give the stream's rate in Hz ({lo}-{hi})")
+        if not await _accept_live(ws, sample_rate):
             return
         session = _LiveSession(service, sample_rate, top_k=max(1, min(top_k, len(service.bundle.labels))))
         try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                if message.get("bytes") is not None:
-                    problem = session.check(message["bytes"])
-                    if problem:
-                        await ws.close(*problem)
-                        return
-                    reply = await in_thread(session.feed, message["bytes"])
-                elif message.get("text", "").strip() == "stop":
-                    reply = await in_thread(session.flush)
-                    await ws.send_json(reply)
-                    await ws.close(1000, "stream ended")
-                    return
-                else:
-                    await ws.close(1003, "send float32 samples as binary messages, or the text 'stop'")
-                    return
-                await ws.send_json(reply)
+            await _stream_live(ws, session, in_thread)
         except WebSocketDisconnect:
             return
         except HTTPException as err:  # the server was too busy for this chunk
             await ws.close(1013, str(err.detail)[:120])
 
-    return app
+
+async def _accept_live(ws: WebSocket, sample_rate: int) -> bool:
+    """Accept a live connection from this server's page at a usable rate; else close it and return False."""
+    origin = ws.headers.get("origin")
+    if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host"):
+        await ws.close(1008, "cross-origin WebSocket refused: open the page this server serves")  # before accept
+        return False
+    await ws.accept()
+    lo, hi = LIVE_RATES
+    if not lo <= sample_rate <= hi:
+        await ws.close(1008, f"sample_rate={sample_rate}: give the stream's rate in Hz ({lo}-{hi})")
+        return False
+    return True
+
+
+async def _stream_live(ws: WebSocket, session: _LiveSession, in_thread: Callable[..., Awaitable[Any]]) -> None:
+    """Answer each chunk of samples with an update, until the client stops, leaves or sends something else."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes") is not None:
+            problem = session.check(message["bytes"])
+            if problem:
+                await ws.close(*problem)
+                return
+            reply = await in_thread(session.feed, message["bytes"])
+        elif message.get("text", "").strip() == "stop":
+            reply = await in_thread(session.flush)
+            await ws.send_json(reply)
+            await ws.close(1000, "stream ended")
+            return
+        else:
+            await ws.close(1003, "send float32 samples as binary messages, or the text 'stop'")
+            return
+        await ws.send_json(reply)
 
 
 class _LiveSession:

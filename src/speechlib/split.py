@@ -792,11 +792,7 @@ def make_split(
     fixed_seconds = None if clip_seconds in (None, "auto") else float(clip_seconds)
     table, root = _scanned(data, speaker_pattern=speaker_pattern, clip_seconds=fixed_seconds)
     clips, noise, skipped = _usable(table)
-    warnings: list[str] = []
-    fold_of = None
-    if folds is not None:
-        clips, fold_of, fold_warnings = _apply_folds(clips, read_folds(folds, root), folds)
-        warnings += fold_warnings
+    clips, fold_of, warnings = _with_folds(clips, folds, root)
     task = _auto_task(clips, task, words, from_csv=folds is not None)
     if include_silence is None:
         include_silence = (task in ("kaggle12", "all") and words is None) or _has_noise(clips, noise, noise_dir)
@@ -806,70 +802,30 @@ def make_split(
     clips = _label_clips(clips, labels, task=task, words=words)
     seconds = _clip_seconds(clips, clip_seconds)
     length = round(seconds * config.SAMPLE_RATE)
-    if fold_of is not None:
-        clips["split"], used_rule = _assign_folds(clips, fold_of, test_fold=test_fold, cv_fold=cv_fold, csv=folds)
-    elif test_speakers:
-        clips["split"], used_rule = _assign_held_out(clips, test_speakers, validation_percent)
-    else:
-        clips["split"], used_rule = _assign(
-            clips,
-            root,
-            found=table.attrs.get("lists"),
-            rule=rule,
-            validation_percent=validation_percent,
-            testing_percent=testing_percent,
-        )
+    clips["split"], used_rule = _assign_splits(
+        clips, table, root, fold_of=fold_of, folds=folds, test_fold=test_fold, cv_fold=cv_fold,
+        test_speakers=test_speakers, rule=rule, validation_percent=validation_percent, testing_percent=testing_percent,
+    )  # fmt: skip
     warnings += _no_speaker_warnings(clips, summary=_layout(table) == "folders" or folds is not None)
     if small:
         clips = _subsample_by_speaker(clips, _small_targets(validation_percent, testing_percent), seed=seed)
-    manifests = _word_manifests(clips)
-    noise_regions: dict[str, list[dict]] = {name: [] for name in config.SPLITS}
-    if config.SILENCE_LABEL in labels and not (clips["kind"] == "silence").any():
-        # Silence from the noise recordings (the test-set layout brings its own _silence_ clips instead).
-        noise, noise_warnings = _usable_noise(noise, root, noise_dir)
-        warnings += noise_warnings
-        noise_regions = _noise_regions(noise, validation_percent, testing_percent)
-        _add_silence(manifests, noise_regions, labels, silence_per_split, seed=seed, length=length)
-    manifests = _finished(manifests, labels)
-    samples = {
-        name: _sample_set(manifests[name], n, seed=seed, split_index=i)
-        for i, (name, n) in enumerate(zip(config.SPLITS, sample_per_class, strict=True))
-    }
+    manifests, noise_regions, noise_warnings = _manifests_with_silence(
+        clips, noise, labels, root=root, noise_dir=noise_dir, silence_per_split=silence_per_split, seed=seed,
+        length=length, validation_percent=validation_percent, testing_percent=testing_percent,
+    )  # fmt: skip
+    warnings += noise_warnings
+    samples = _sample_sets(manifests, sample_per_class, seed=seed)
     checks = _run_checks(manifests, noise_regions)
     check_speakers_disjoint(samples)
-    info = {
-        "task": "custom" if words is not None else task,
-        "labels": labels,
-        "words": list(words) if words is not None else None,
-        "include_unknown": config.UNKNOWN_LABEL in labels,
-        "include_silence": config.SILENCE_LABEL in labels,
-        "seed": int(seed),
-        "rule": used_rule,
-        "validation_percent": float(validation_percent),
-        "testing_percent": float(testing_percent),
-        "small": bool(small),
-        "counts": _counts(manifests, labels),
-        "sample_counts": _counts(samples, labels),
-        "dataset": root,
-        "noise_regions": noise_regions,
-        "skipped": skipped,
-        "warnings": warnings,
-        "checks": checks,
-        "materialized": bool(materialize),
-        "version": SPLIT_FORMAT_VERSION,
-        "created_by": f"speechlib {__version__}",
-    }
-    # Keys of a dataset of one's own, only where they differ from Speech Commands (whose split.json stays as it was).
-    if length != config.CLIP_SAMPLES:
-        info["clip_seconds"] = seconds
-    if table.attrs.get("speaker_pattern"):
-        info["speaker_pattern"] = table.attrs["speaker_pattern"]
-    if test_speakers:
-        info["test_speakers"] = sorted(str(s) for s in test_speakers)
-    extra = {}
-    if fold_of is not None:
-        info["folds_csv"] = str(Path(folds).resolve())
-        extra[FOLDS_FILE] = _folds_table(manifests, fold_of)
+    info = _split_info(
+        manifests, samples, labels, words, task=task, seed=seed, rule=used_rule,
+        validation_percent=validation_percent, testing_percent=testing_percent, small=small, root=root,
+        noise_regions=noise_regions, skipped=skipped, warnings=warnings, checks=checks, materialize=materialize,
+    )  # fmt: skip
+    extra = _add_own_data_keys(
+        info, manifests, seconds=seconds, speaker_pattern=table.attrs.get("speaker_pattern"),
+        test_speakers=test_speakers, folds=folds, fold_of=fold_of,
+    )  # fmt: skip
     _write(Path(out_dir), manifests, samples, info, materialize=materialize, extra=extra)
     if verbose:
         _report(info, manifests)
@@ -1012,8 +968,7 @@ def _apply_folds(
         )
     if len(absent):
         warnings.append(
-            f"{len(absent):,} files listed in {Path(csv).name} are missing or unusable "
-            f"(e.g. {', '.join(absent[:3])})"
+            f"{len(absent):,} files listed in {Path(csv).name} are missing or unusable (e.g. {', '.join(absent[:3])})"
         )
     clips = clips[known].copy()
     rows = listed.loc[clips["relpath"]]
@@ -1119,6 +1074,45 @@ def _usable(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]
     for column in ("word", "speaker"):
         clips[column] = clips[column].fillna("").astype(str)
     return clips, noise, skipped
+
+
+def _with_folds(
+    clips: pd.DataFrame, folds: str | os.PathLike | None, root: str
+) -> tuple[pd.DataFrame, dict[str, str] | None, list[str]]:
+    """The clips a folds CSV lists, each clip's fold and the warnings; the clips as they are without one."""
+    if folds is None:
+        return clips, None, []
+    clips, fold_of, fold_warnings = _apply_folds(clips, read_folds(folds, root), folds)
+    return clips, fold_of, list(fold_warnings)
+
+
+def _assign_splits(
+    clips: pd.DataFrame,
+    table: pd.DataFrame,
+    root: str,
+    *,
+    fold_of: Mapping[str, str] | None,
+    folds: str | os.PathLike | None,
+    test_fold: str | None,
+    cv_fold: str | None,
+    test_speakers: Sequence[str] | None,
+    rule: str,
+    validation_percent: float,
+    testing_percent: float,
+) -> tuple[pd.Series, str]:
+    """The split of every clip and the rule used: by fold, by held-out speakers, or by the lists / hash rule."""
+    if fold_of is not None:
+        return _assign_folds(clips, fold_of, test_fold=test_fold, cv_fold=cv_fold, csv=folds)
+    if test_speakers:
+        return _assign_held_out(clips, test_speakers, validation_percent)
+    return _assign(
+        clips,
+        root,
+        found=table.attrs.get("lists"),
+        rule=rule,
+        validation_percent=validation_percent,
+        testing_percent=testing_percent,
+    )
 
 
 def _task_of(
@@ -1249,6 +1243,41 @@ def _add_silence(
             manifests[name] = pd.concat([manifests[name], rows], ignore_index=True)
 
 
+def _manifests_with_silence(
+    clips: pd.DataFrame,
+    noise: pd.DataFrame,
+    labels: list[str],
+    *,
+    root: str,
+    noise_dir: str | os.PathLike | None,
+    silence_per_split: int | Mapping[str, int] | None,
+    seed: int,
+    length: int,
+    validation_percent: float,
+    testing_percent: float,
+) -> tuple[dict[str, pd.DataFrame], dict[str, list[dict]], list[str]]:
+    """The finished manifest of each split, silence cut from the noise when the task has it; noise regions; warnings."""
+    manifests = _word_manifests(clips)
+    noise_regions: dict[str, list[dict]] = {name: [] for name in config.SPLITS}
+    warnings: list[str] = []
+    if config.SILENCE_LABEL in labels and not (clips["kind"] == "silence").any():
+        # Silence from the noise recordings (the test-set layout brings its own _silence_ clips instead).
+        noise, warnings = _usable_noise(noise, root, noise_dir)
+        noise_regions = _noise_regions(noise, validation_percent, testing_percent)
+        _add_silence(manifests, noise_regions, labels, silence_per_split, seed=seed, length=length)
+    return _finished(manifests, labels), noise_regions, warnings
+
+
+def _sample_sets(
+    manifests: Mapping[str, pd.DataFrame], sample_per_class: Sequence[int], *, seed: int
+) -> dict[str, pd.DataFrame]:
+    """The sample set of each split: ``sample_per_class`` examples per class of its manifest."""
+    return {
+        name: _sample_set(manifests[name], n, seed=seed, split_index=i)
+        for i, (name, n) in enumerate(zip(config.SPLITS, sample_per_class, strict=True))
+    }
+
+
 def _finished(manifests: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Each manifest with its ``label_id``, the manifest columns and dtypes, in a stable order."""
     label_id = {label: i for i, label in enumerate(labels)}
@@ -1270,6 +1299,77 @@ def _counts(frames: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> dict:
         }
         for name in config.SPLITS
     }
+
+
+def _split_info(
+    manifests: Mapping[str, pd.DataFrame],
+    samples: Mapping[str, pd.DataFrame],
+    labels: list[str],
+    words: list[str] | None,
+    *,
+    task: str,
+    seed: int,
+    rule: str,
+    validation_percent: float,
+    testing_percent: float,
+    small: bool,
+    root: str,
+    noise_regions: Mapping[str, list[dict]],
+    skipped: list[dict],
+    warnings: list[str],
+    checks: list[dict],
+    materialize: bool,
+) -> dict:
+    """The content of ``split.json``: the task, the parameters, the counts, the noise regions and the checks."""
+    return {
+        "task": "custom" if words is not None else task,
+        "labels": labels,
+        "words": list(words) if words is not None else None,
+        "include_unknown": config.UNKNOWN_LABEL in labels,
+        "include_silence": config.SILENCE_LABEL in labels,
+        "seed": int(seed),
+        "rule": rule,
+        "validation_percent": float(validation_percent),
+        "testing_percent": float(testing_percent),
+        "small": bool(small),
+        "counts": _counts(manifests, labels),
+        "sample_counts": _counts(samples, labels),
+        "dataset": root,
+        "noise_regions": noise_regions,
+        "skipped": skipped,
+        "warnings": warnings,
+        "checks": checks,
+        "materialized": bool(materialize),
+        "version": SPLIT_FORMAT_VERSION,
+        "created_by": f"speechlib {__version__}",
+    }
+
+
+def _add_own_data_keys(
+    info: dict,
+    manifests: Mapping[str, pd.DataFrame],
+    *,
+    seconds: float,
+    speaker_pattern: str | None,
+    test_speakers: Sequence[str] | None,
+    folds: str | os.PathLike | None,
+    fold_of: Mapping[str, str] | None,
+) -> dict[str, pd.DataFrame]:
+    """Add the keys of a dataset of one's own to ``info``; the extra files to write beside the manifests.
+
+    Only keys that differ from Speech Commands are added (its ``split.json`` stays as it was).
+    """
+    if round(seconds * config.SAMPLE_RATE) != config.CLIP_SAMPLES:
+        info["clip_seconds"] = seconds
+    if speaker_pattern:
+        info["speaker_pattern"] = speaker_pattern
+    if test_speakers:
+        info["test_speakers"] = sorted(str(s) for s in test_speakers)
+    extra = {}
+    if fold_of is not None:
+        info["folds_csv"] = str(Path(folds).resolve())
+        extra[FOLDS_FILE] = _folds_table(manifests, fold_of)
+    return extra
 
 
 def _report(info: dict, manifests: Mapping[str, pd.DataFrame]) -> None:
@@ -1480,50 +1580,79 @@ def write_folds(
     info = load_info(split_dir)
     pooled = pd.concat([load_manifest(split_dir, name) for name in ("train", "cv", "test")], ignore_index=True)
     groups = fold_groups(pooled)
-    predefined = _predefined_folds(split_dir, pooled, groups)
-    if predefined is not None:
-        fold, names = predefined
-        k = len(names)
-        rule = f"the {k} predefined folds of {FOLDS_FILE}: test fold i, cv the fold before it, train the others"
-    else:
-        fold, names = speaker_folds(pooled, k, seed=seed), None
-        rule = f"speaker-grouped {k}-fold over every clip of the source split, cv {cv_percent:g}% of the rest"
+    fold, names, rule = _fold_plan(split_dir, pooled, groups, k=k, seed=seed, cv_percent=cv_percent)
+    k = len(names) if names is not None else k
     in_hash_cv = np.array([hashsplit.hash_percentage(g) < cv_percent for g in groups])
     folders = []
     for i in range(k):
-        test = pooled[fold == i]
-        rest = fold != i
         in_cv = fold == (i - 1) % k if names is not None else in_hash_cv
-        parts = {"train": pooled[rest & ~in_cv], "cv": pooled[rest & in_cv], "test": test}
-        parts = {name: frame.assign(split=name).reset_index(drop=True) for name, frame in parts.items()}
-        fold_info = {
-            **{key: info[key] for key in ("task", "labels") if key in info},
-            "source_split": str(split_dir.resolve()),
-            "fold": i,
-            "folds": k,
-            "seed": int(seed),
-            "rule": rule,
-            **({"fold_name": names[i]} if names is not None else {}),
-            **({"clip_seconds": info["clip_seconds"]} if "clip_seconds" in info else {}),
-            "counts": {name: {str(a): int(b) for a, b in frame["label"].value_counts().sort_index().items()}
-                       for name, frame in parts.items()},
-            "noise_regions": {},
-        }  # fmt: skip
+        parts = _fold_parts(pooled, fold == i, in_cv)
+        fold_info = _fold_info(info, parts, split_dir, fold=i, folds=k, seed=seed, rule=rule, names=names)
         out = out_root / f"fold_{i}"
-        if (out / "split.json").is_file() and load_info(out) == json.loads(json.dumps(fold_info)):
-            folders.append(out)
-            continue
-        _write(out, parts, {}, fold_info, materialize=False)
+        if not _already_written(out, fold_info):
+            _write(out, parts, {}, fold_info, materialize=False)
         folders.append(out)
     return folders
+
+
+def _fold_plan(
+    split_dir: Path, pooled: pd.DataFrame, groups: np.ndarray, *, k: int, seed: int, cv_percent: float
+) -> tuple[np.ndarray, list[str] | None, str]:
+    """The fold of every pooled row, the predefined fold names (None for speaker folds) and the rule's text."""
+    predefined = _predefined_folds(split_dir, pooled, groups)
+    if predefined is not None:
+        fold, names = predefined
+        rule = (
+            f"the {len(names)} predefined folds of {FOLDS_FILE}: test fold i, cv the fold before it, train the others"
+        )
+        return fold, names, rule
+    rule = f"speaker-grouped {k}-fold over every clip of the source split, cv {cv_percent:g}% of the rest"
+    return speaker_folds(pooled, k, seed=seed), None, rule
+
+
+def _fold_parts(pooled: pd.DataFrame, in_test: np.ndarray, in_cv: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The train, cv and test manifests of one fold: ``in_test`` is test, of the rest ``in_cv`` is cv."""
+    rest = ~in_test
+    parts = {"train": pooled[rest & ~in_cv], "cv": pooled[rest & in_cv], "test": pooled[in_test]}
+    return {name: frame.assign(split=name).reset_index(drop=True) for name, frame in parts.items()}
+
+
+def _fold_info(
+    info: dict,
+    parts: Mapping[str, pd.DataFrame],
+    split_dir: Path,
+    *,
+    fold: int,
+    folds: int,
+    seed: int,
+    rule: str,
+    names: list[str] | None,
+) -> dict:
+    """The ``split.json`` of one fold's folder: the source split's task and labels, the fold, its counts."""
+    return {
+        **{key: info[key] for key in ("task", "labels") if key in info},
+        "source_split": str(split_dir.resolve()),
+        "fold": fold,
+        "folds": folds,
+        "seed": int(seed),
+        "rule": rule,
+        **({"fold_name": names[fold]} if names is not None else {}),
+        **({"clip_seconds": info["clip_seconds"]} if "clip_seconds" in info else {}),
+        "counts": {name: {str(a): int(b) for a, b in frame["label"].value_counts().sort_index().items()}
+                   for name, frame in parts.items()},
+        "noise_regions": {},
+    }  # fmt: skip
+
+
+def _already_written(out: Path, fold_info: dict) -> bool:
+    """Whether ``out`` is a complete split folder (``split.json``) with this content."""
+    return (out / "split.json").is_file() and load_info(out) == json.loads(json.dumps(fold_info))
 
 
 # --- The wrong way ---------------------------------------------------------------------------
 
 
-def _predefined_folds(
-    split_dir: Path, pooled: pd.DataFrame, groups: np.ndarray
-) -> tuple[np.ndarray, list[str]] | None:
+def _predefined_folds(split_dir: Path, pooled: pd.DataFrame, groups: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
     """The fold index of every pooled row from the split's ``folds.csv``, and the fold names; None without one."""
     path = split_dir / FOLDS_FILE
     if not path.is_file():

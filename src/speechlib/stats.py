@@ -316,25 +316,42 @@ def clip_stats(
     with _bar(len(table), "clip statistics", progress) as bar:
         for rows in _batches(table, batch_size):
             clips = _read(rows, sample_rate, workers)
-            lengths = np.array([x.size for x in clips])
-            batch = np.zeros((len(clips), max(int(lengths.max()), 1)), dtype=np.float32)
-            for i, x in enumerate(clips):
-                batch[i, : x.size] = x
-            power = np.einsum("ij,ij->i", batch, batch, dtype=np.float64) / np.maximum(lengths, 1)
-            peak = np.abs(batch).max(axis=1).astype(np.float64)
-            with np.errstate(divide="ignore"):
-                columns["rms_db"].append(np.where(power > _TINY, 10.0 * np.log10(power), -np.inf))
-                columns["peak_db"].append(np.where(peak > 0, 20.0 * np.log10(peak), -np.inf))
-            onset, offset, centre = _positions(
-                batch, lengths, sample_rate=sample_rate, frame_length=frame_length, hop_length=hop_length,
-                top_db=top_db,
-            )  # fmt: skip
-            columns["duration"].append(lengths / sample_rate)
-            columns["onset"].append(onset)
-            columns["offset"].append(offset)
-            columns["centre"].append(centre)
-            columns["word_length"].append(offset - onset)
+            stats = _batch_stats(clips, sample_rate=sample_rate, frame_length=frame_length, hop_length=hop_length,
+                                 top_db=top_db)  # fmt: skip
+            for name, values in stats.items():
+                columns[name].append(values)
             bar.update(len(rows))
+    return _with_stats(table, columns)
+
+
+def _padded(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The clips zero-padded into one (batch, longest) float32 array, and their lengths in samples."""
+    lengths = np.array([x.size for x in clips])
+    batch = np.zeros((len(clips), max(int(lengths.max()), 1)), dtype=np.float32)
+    for i, x in enumerate(clips):
+        batch[i, : x.size] = x
+    return batch, lengths
+
+
+def _batch_stats(clips: list[np.ndarray], *, sample_rate: int, frame_length: int, hop_length: int,
+                 top_db: float) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every :data:`STAT_COLUMNS` value of a batch of clips, measured in one numpy pass (padding ignored)."""
+    batch, lengths = _padded(clips)
+    power = np.einsum("ij,ij->i", batch, batch, dtype=np.float64) / np.maximum(lengths, 1)
+    peak = np.abs(batch).max(axis=1).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        rms = np.where(power > _TINY, 10.0 * np.log10(power), -np.inf)
+        peak_db = np.where(peak > 0, 20.0 * np.log10(peak), -np.inf)
+    onset, offset, centre = _positions(
+        batch, lengths, sample_rate=sample_rate, frame_length=frame_length, hop_length=hop_length,
+        top_db=top_db,
+    )  # fmt: skip
+    return {"duration": lengths / sample_rate, "rms_db": rms, "peak_db": peak_db, "onset": onset,
+            "offset": offset, "centre": centre, "word_length": offset - onset}  # fmt: skip
+
+
+def _with_stats(table: pd.DataFrame, columns: dict[str, list[np.ndarray]]) -> pd.DataFrame:
+    """The kept columns of ``table`` (same index) followed by the statistics, batches joined."""
     out = table[[c for c in _KEEP if c in table.columns]].copy()
     for name in STAT_COLUMNS:
         out[name] = np.concatenate(columns[name]) if columns[name] else np.empty(0)

@@ -168,6 +168,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _create_root(path: Path, wanted: dict, attrs: dict) -> None:
+    """The root group of a new store at ``path``: its format, settings and extra attributes, no normalisation yet."""
+    # create_group never deletes: it refuses a folder that already holds a zarr group.
+    zarr.create_group(
+        store=str(path),
+        zarr_format=3,
+        attributes=_jsonable(
+            {
+                "format": STORE_FORMAT,
+                "format_version": STORE_FORMAT_VERSION,
+                **wanted,
+                "normalization": None,
+                "speechlib_version": __version__,
+                **attrs,
+            }
+        ),
+    )
+
+
 class FeatureStore:
     """A feature store folder: one zarr group per split plus shared attributes.
 
@@ -253,32 +272,23 @@ class FeatureStore:
         if overwrite and is_store(path):
             remove_store(path)
         if (path / "zarr.json").is_file():
-            store = cls(path, mode="a")
-            have = {key: store.root.attrs.get(key) for key in wanted}
-            if have != wanted:
-                diff = {k: (have[k], wanted[k]) for k in wanted if have[k] != wanted[k]}
-                raise StoreError(
-                    f"{path} holds features made with other settings {diff} (stored, requested): "
-                    "choose another --out folder, or delete it (or pass overwrite=True / --overwrite) to start over"
-                )
-            return store
+            return cls._open_matching(path, wanted)
         path.mkdir(parents=True, exist_ok=True)
-        # create_group never deletes: it refuses a folder that already holds a zarr group.
-        zarr.create_group(
-            store=str(path),
-            zarr_format=3,
-            attributes=_jsonable(
-                {
-                    "format": STORE_FORMAT,
-                    "format_version": STORE_FORMAT_VERSION,
-                    **wanted,
-                    "normalization": None,
-                    "speechlib_version": __version__,
-                    **attrs,
-                }
-            ),
-        )
+        _create_root(path, wanted, attrs)
         return cls(path, mode="a")
+
+    @classmethod
+    def _open_matching(cls, path: Path, wanted: dict) -> FeatureStore:
+        """The existing store at ``path``, refused when its kind, parameters, labels or feature shape differ."""
+        store = cls(path, mode="a")
+        have = {key: store.root.attrs.get(key) for key in wanted}
+        if have != wanted:
+            diff = {k: (have[k], wanted[k]) for k in wanted if have[k] != wanted[k]}
+            raise StoreError(
+                f"{path} holds features made with other settings {diff} (stored, requested): "
+                "choose another --out folder, or delete it (or pass overwrite=True / --overwrite) to start over"
+            )
+        return store
 
     # --- attributes -----------------------------------------------------------
 
@@ -491,20 +501,33 @@ class FeatureStore:
         """
         self._require_write()
         sha = file_sha256(manifest_path) if manifest_path is not None else ""
-        if split in self.root:
-            old = self.root[split].attrs.asdict()
-            # Nothing committed yet (possibly killed while setting up): start the split afresh.
-            if overwrite or (not old.get("complete", False) and not old.get("rows_committed", 0)):
-                shutil.rmtree(self.path / split)
-        if split in self.root:
-            if old.get("source_manifest_sha256", "") != sha:
-                raise StoreError(
-                    f"split {split!r} of {self.path} was made from another manifest "
-                    f"({old.get('source_manifest', '?')}): delete the store or use --overwrite to start over"
-                )
-            if old.get("complete", False):
-                raise StoreError(f"split {split!r} of {self.path} is already complete; use append() to add rows")
-            return SplitWriter(self, split)
+        if not self._resumable(split, sha, overwrite=overwrite):
+            self._create_split_group(split, manifest_path=manifest_path, sha=sha, chunk_rows=chunk_rows, attrs=attrs)
+        return SplitWriter(self, split)
+
+    def _resumable(self, split: str, sha: str, *, overwrite: bool) -> bool:
+        """Whether an unfinished ``split`` of this manifest is there to resume (one to start afresh is deleted)."""
+        if split not in self.root:
+            return False
+        old = self.root[split].attrs.asdict()
+        # Nothing committed yet (possibly killed while setting up): start the split afresh.
+        if overwrite or (not old.get("complete", False) and not old.get("rows_committed", 0)):
+            shutil.rmtree(self.path / split)
+            if split not in self.root:
+                return False
+        if old.get("source_manifest_sha256", "") != sha:
+            raise StoreError(
+                f"split {split!r} of {self.path} was made from another manifest "
+                f"({old.get('source_manifest', '?')}): delete the store or use --overwrite to start over"
+            )
+        if old.get("complete", False):
+            raise StoreError(f"split {split!r} of {self.path} is already complete; use append() to add rows")
+        return True
+
+    def _create_split_group(
+        self, split: str, *, manifest_path: str | Path | None, sha: str, chunk_rows: int | None, attrs: dict
+    ) -> None:
+        """An empty split group: its attributes, empty X, y, row and augment arrays, a copy of the manifest."""
         group = self.root.create_group(
             split,
             attributes=_jsonable(
@@ -530,7 +553,6 @@ class FeatureStore:
         group.create_array("augment", shape=(0,), dtype="int16", fill_value=0, **small)
         if manifest_path is not None:
             shutil.copyfile(manifest_path, self.path / split / MANIFEST_FILE)
-        return SplitWriter(self, split)
 
     def append(self, split: str) -> SplitWriter:
         """A writer that adds rows to an existing split (its completion marker is removed until finish())."""

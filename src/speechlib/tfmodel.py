@@ -701,16 +701,39 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     latest = _resume_point(out_dir, resume=resume)
     steps_per_epoch = max(1, int(data.train.cardinality()))
+    epochs = _epochs_or_auto(data, epochs, steps_per_epoch)
+    run = _run_state(model, lr=lr, out_dir=out_dir)
+    log_rows = [] if latest is None else _restore(run, latest, out_dir, verbose=verbose)
+    step = _train_step_of(model, data, run, lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                          use_class_weight=use_class_weight)  # fmt: skip
+    writers = _summary_writers(logdir)
+    rows = _train_epochs(model, data, step, run, writers, log_rows, out_dir=out_dir, epochs=epochs,
+                         patience=patience, verbose=verbose)  # fmt: skip
+    if run.best.latest_checkpoint:  # the best cv weights, as Keras' EarlyStopping(restore_best_weights=True)
+        tf.train.Checkpoint(model=model).restore(run.best.latest_checkpoint).assert_existing_objects_matched()
+    return rows
+
+
+def _epochs_or_auto(data: Any, epochs: int | None, steps_per_epoch: int) -> int:
+    """``epochs``, or ``speechlib.train.auto_epochs`` of the training split (announced) when None."""
     if epochs is None:
         epochs = train.auto_epochs(data.sizes["train"], data.batch_size)
         print(f"training for {epochs} epochs of {steps_per_epoch} steps each (train.auto_epochs)")
-    run = _run_state(model, lr=lr, out_dir=out_dir)
-    log_rows = [] if latest is None else _restore(run, latest, out_dir, verbose=verbose)
+    return epochs
+
+
+def _train_step_of(model: Model, data: Any, run: _RunState, *, lr: float, steps_per_epoch: int, epochs: int,
+                   use_class_weight: bool) -> Any:  # fmt: skip
+    """The tf.function training step: class-weighted loss, the warm-up + cosine schedule, the run's optimizer."""
     weights = _class_weights(data) if use_class_weight else None
-    step = make_train_step(
+    return make_train_step(
         model, run.optimizer, weights, lr_schedule(lr=lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
     )
-    writers = _summary_writers(logdir)
+
+
+def _train_epochs(model: Model, data: Any, step: Any, run: _RunState, writers: dict, log_rows: list[dict], *,
+                  out_dir: Path, epochs: int, patience: int, verbose: bool) -> list[dict]:  # fmt: skip
+    """Epochs until ``epochs`` or early stopping, each logged, checkpointed and summarised; this call's rows."""
     rows = []
     while int(run.epoch) < epochs and int(run.wait) < patience:
         row = _run_epoch(model, data, step, run, writers)
@@ -723,8 +746,6 @@ def fit(
             print(_epoch_line(row, run, epochs=epochs))
     for writer in writers.values():
         writer.flush()
-    if run.best.latest_checkpoint:  # the best cv weights, as Keras' EarlyStopping(restore_best_weights=True)
-        tf.train.Checkpoint(model=model).restore(run.best.latest_checkpoint).assert_existing_objects_matched()
     return rows
 
 

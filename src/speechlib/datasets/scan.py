@@ -256,6 +256,14 @@ def scan(
     pattern = compile_speaker_pattern(speaker_pattern)
     clip_seconds = config.CLIP_SECONDS if clip_seconds is None else float(clip_seconds)
     files = sorted(_walk(folder), key=lambda item: item[1])
+    table = _rows_table(_scan_files(files, layout, pattern, clip_seconds, workers=workers))
+    _record_scan(table, folder, root, note=note, pattern=pattern, clip_seconds=clip_seconds)
+    return table
+
+
+def _scan_files(files: list[tuple[Path, str]], layout: str, pattern: re.Pattern | None, clip_seconds: float, *,
+                workers: int | None) -> list[dict]:  # fmt: skip
+    """One row per (path, relpath), read in batches by a thread pool, with a progress bar for many files."""
     workers = workers or min(16, 4 * (os.cpu_count() or 1))
     bar = tqdm(
         total=len(files),
@@ -273,10 +281,20 @@ def scan(
         ):
             rows.extend(batch_rows)
             bar.update(len(batch_rows))
+    return rows
+
+
+def _rows_table(rows: list[dict]) -> pd.DataFrame:
+    """The scanned rows as a table with :data:`COLUMNS` and integer/float dtypes (also when empty)."""
     table = pd.DataFrame(rows, columns=COLUMNS)
-    table = table.astype(
+    return table.astype(
         {"utterance": "int64", "sample_rate": "int64", "channels": "int64", "frames": "int64", "duration": "float64"}
     )
+
+
+def _record_scan(table: pd.DataFrame, folder: Path, root: str | os.PathLike, *, note: str,
+                 pattern: re.Pattern | None, clip_seconds: float) -> None:  # fmt: skip
+    """Write into ``table.attrs`` what was scanned: the folders, the note, the lists and non-default options."""
     table.attrs.update(
         root=str(folder), given_root=str(Path(root).expanduser().resolve()), note=note, lists=find_lists(folder)
     )
@@ -284,7 +302,6 @@ def scan(
         table.attrs["speaker_pattern"] = pattern.pattern
     if clip_seconds != config.CLIP_SECONDS:
         table.attrs["clip_seconds"] = clip_seconds
-    return table
 
 
 def compile_speaker_pattern(pattern: str | re.Pattern | None) -> re.Pattern | None:

@@ -599,13 +599,22 @@ def synthesize(
     _run_tasks(_pending_tasks(out, speakers, plan, seed, sizes), workers, desc=f"synthesizing {out.name}")
     clips = [(w, s.id, n) for s in speakers for w, n in plan[s.id]]
     lists = _write_lists(out, clips)
+    info = _summary(params, engine_version, speakers, clips, lists, sizes)
+    _write_texts(out, info, seed=seed, noise_seconds=sizes.noise_seconds)
+    _mark_complete(out, clips, info)
+    return out
+
+
+def _summary(params: dict, engine_version: str, speakers: list[Speaker], clips: list[tuple[str, str, int]],
+             lists: dict[str, list[str]], sizes: _Sizes) -> dict:  # fmt: skip
+    """What the completion marker records: the parameters, the versions, and the counts of clips and speakers."""
     per_word = Counter(w for w, _, _ in clips)
-    info = {
+    return {
         "params": params,
         "created_by": f"speechlib {__version__}",
         "espeak_ng": engine_version,
-        "seed": seed,
-        "small": small,
+        "seed": params["seed"],
+        "small": params["small"],
         "clips": len(clips),
         "speakers": len(speakers),
         "clips_per_word": {w: per_word[w] for w in config.WORDS_V001},
@@ -615,12 +624,14 @@ def synthesize(
         "accents": sorted({s.accent for s in speakers}),
         "voices": sorted({s.voice for s in speakers}),
     }
-    _write_texts(out, info, seed=seed, noise_seconds=sizes.noise_seconds)
+
+
+def _mark_complete(out: Path, clips: list[tuple[str, str, int]], info: dict) -> None:
+    """Check that every clip was written, then write the completion marker (last)."""
     missing = [p for w, s, n in clips if not (p := _clip_path(out, w, s, n)).is_file()]
     if missing:  # pragma: no cover - a worker failing raises before this
         raise RuntimeError(f"{len(missing)} clips were not written, e.g. {missing[0]}; run the command again")
     (out / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return out
 
 
 def _is_complete(out: Path, params: dict) -> bool:

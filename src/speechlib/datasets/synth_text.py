@@ -39,9 +39,16 @@ def readme(
     synth_format : int
         The generator format of ``speechlib.datasets.synth``.
     """
-    words = ", ".join(config.WORDS_V001)
-    accents = ", ".join(sorted(info["accents"]))
-    size_cmd = " --small" if info["small"] else ""
+    return "\n".join([
+        _readme_intro(info),
+        _readme_contents(info, noise_files),
+        _readme_method(info, num_voices=num_voices, peak_db=peak_db, synth_format=synth_format),
+        _README_END,
+    ])  # fmt: skip
+
+
+def _readme_intro(info: dict) -> str:
+    """The title, and what the folder is: synthetic speech in the layout of Speech Commands v0.01."""
     return f"""# Synthetic Speech Commands (speechlib)
 
 **This is synthetic speech, not the real Speech Commands dataset.** It was generated
@@ -49,16 +56,27 @@ offline by speechlib {info["created_by"].split()[-1]} so that the course runs en
 a download. It copies the layout of Speech Commands v0.01 exactly: one folder per word,
 16 kHz mono 16-bit PCM clips of at most one second named `<speaker>_nohash_<n>.wav`,
 `_background_noise_/`, and `validation_list.txt` / `testing_list.txt`.
+"""
 
-## Contents
+
+def _readme_contents(info: dict, noise_files: dict[str, str]) -> str:
+    """The "Contents" section: clips, words, speakers, lists and noise recordings."""
+    words = ", ".join(config.WORDS_V001)
+    return f"""## Contents
 
 - {info["clips"]:,} clips of {len(config.WORDS_V001)} words spoken by {info["speakers"]} synthetic speakers
   ({info["validation_clips"]:,} clips in validation_list.txt, {info["testing_clips"]:,} in testing_list.txt,
   the rest for training).
 - Words: {words}.
 - `_background_noise_/`: {len(noise_files)} noise recordings of {info["noise_seconds"]:g} s each (see its README.md).
+"""
 
-## How it was made
+
+def _readme_method(info: dict, *, num_voices: int, peak_db: tuple[float, float], synth_format: int) -> str:
+    """The "How it was made" section: the command, the speech engine, the speakers, clips and lists."""
+    accents = ", ".join(sorted(info["accents"]))
+    size_cmd = " --small" if info["small"] else ""
+    return f"""## How it was made
 
     speechlib data synth --out <folder>{size_cmd} --seed {info["seed"]}
 
@@ -80,8 +98,11 @@ a download. It copies the layout of Speech Commands v0.01 exactly: one folder pe
 
 Synthetic voices are far more uniform than people: accuracy measured here says the
 pipeline works, not how well a model hears real speech.
+"""
 
-## The real data
+
+# The end of the README: where the real data is, and whose layout this is.
+_README_END = f"""## The real data
 
     speechlib data download --version v0.01 --out data/raw
 
