@@ -223,9 +223,7 @@ def test_permission_denied_is_one_verdict(broken, capsys, monkeypatch):
     monkeypatch.setattr(audio, "_open_binary", open_binary)
     reason = audio.PERMISSION
     assert datasets.scan(root).set_index("relpath").loc[locked.relative_to(root).as_posix(), "reason"] == reason
-    manifest = pd.concat(
-        [pd.read_csv(broken["split_dir"] / f"{n}.csv", keep_default_na=False) for n in config.SPLITS]
-    )
+    manifest = pd.concat([pd.read_csv(broken["split_dir"] / f"{n}.csv", keep_default_na=False) for n in config.SPLITS])
     assert locked.relative_to(root).as_posix() in set(manifest["relpath"])
     report = featurize(broken["split_dir"], broken["base"] / "features_locked", workers=1, progress=False)
     assert {s["path"]: s["reason"] for s in report["skipped"]}[str(locked)] == reason

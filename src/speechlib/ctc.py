@@ -378,8 +378,10 @@ class Transcriber:
 
     def __init__(self, bundle: Any) -> None:
         if bundle.meta.get("task") != TASK:
-            raise ValueError(f"{bundle.path}: a one-second classifier (task {bundle.meta.get('task')!r}), not a "
-                             "CTC word model: pass a model trained by speechlib.ctc.fit (notebook 8, bench/ctc.py)")
+            raise ValueError(
+                f"{bundle.path}: a one-second classifier (task {bundle.meta.get('task')!r}), not a "
+                "CTC word model: pass a model trained by speechlib.ctc.fit (notebook 8, bench/ctc.py)"
+            )
         self.bundle, self.model = bundle, bundle.model
         self.tokens = bundle.labels
         self.vocabulary = self.tokens[1:]
