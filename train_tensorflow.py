@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> dict:
 
     saved = tfmodel.export_saved_model(
         model, out / tfmodel.SAVED_MODEL_DIR, labels=data.labels, feature_params=data.params,
-        normalization=data.normalization,
+        normalization=data.normalization, clip_samples=data.clip_samples,
     )  # fmt: skip
     check = None
     if store is not None:  # the waveform signature agrees with numpy features + the features signature

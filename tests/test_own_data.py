@@ -68,6 +68,13 @@ def test_folder_set_with_speaker_pattern_end_to_end(tmp_path, capsys, monkeypatc
     assert summary["test"]["num_samples"] == 6
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["clip_samples"] == round(info["clip_seconds"] * 16_000)
+    import train_tensorflow
+
+    # The raw-TensorFlow script on the same 3-s store: its SavedModel's waveform signature takes 3-s clips.
+    tf_summary = train_tensorflow.main(train_tensorflow.parse_args(
+        ["--path_to_data", str(store), "--model", "res8", "--epochs", "1", "--out", str(tmp_path / "tf")]))  # fmt: skip
+    check = tf_summary["waveform_export_check"]
+    assert tf_summary["test"]["num_samples"] == 6 and check["num_clips"] == 6 and check["label_agreement"] == 1.0
     capsys.readouterr()
     assert cli.main(["evaluate", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "ev")]) == 0
     assert "accuracy" in capsys.readouterr().out

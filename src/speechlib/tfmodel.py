@@ -978,13 +978,17 @@ class ServingModule(tf.Module):
         log-mel features (N, frames, bins) float32 as ``speechlib.features``
         computes them (not normalised: the store's mean/std are applied inside).
     ``waveform(waveform)``
-        raw clips (N, CLIP_SAMPLES) float32 in [-1, 1] at 16 kHz; log-mel is
+        raw clips (N, clip_samples) float32 in [-1, 1] at 16 kHz (``clip_samples``:
+        the length the store's clips were fitted to, ``CLIP_SAMPLES`` for 1 s); log-mel is
         computed in the graph by ``speechlib.models.LogMel`` (``tf.signal``,
         equal to ``speechlib.features.logmel``; the layer of the Keras
         raw-waveform export).
     """
 
-    def __init__(self, model: Model, *, labels: Sequence[str], feature_params: dict, normalization: dict | None):
+    def __init__(
+        self, model: Model, *, labels: Sequence[str], feature_params: dict, normalization: dict | None,
+        clip_samples: int = CLIP_SAMPLES,
+    ):  # fmt: skip
         super().__init__(name="speechlib_tf")
         self.model = model
         bins = model.input_shape[1]
@@ -1000,7 +1004,7 @@ class ServingModule(tf.Module):
             self._serve_features, input_signature=[tf.TensorSpec([None, frames, bins], tf.float32)]
         )
         self.serve_waveform = tf.function(
-            self._serve_waveform, input_signature=[tf.TensorSpec([None, CLIP_SAMPLES], tf.float32)]
+            self._serve_waveform, input_signature=[tf.TensorSpec([None, int(clip_samples)], tf.float32)]
         )
 
     def _outputs(self, logits):
@@ -1024,15 +1028,21 @@ def _logmel_layer(params: dict) -> Any:
 
 
 def export_saved_model(
-    model: Model, path: str | Path, *, labels: Sequence[str], feature_params: dict, normalization: dict | None
-) -> Path:
+    model: Model, path: str | Path, *, labels: Sequence[str], feature_params: dict, normalization: dict | None,
+    clip_samples: int = CLIP_SAMPLES,
+) -> Path:  # fmt: skip
     """Save ``model`` as a SavedModel with the signatures of :class:`ServingModule`.
+
+    ``clip_samples`` is the waveform signature's clip length (``Data.clip_samples``:
+    other than 16000 for a store of 2 s or 3 s clips).
 
     Load it with ``tf.saved_model.load(path)``; ``loaded.signatures["serving_default"](features=x)``
     or ``loaded.signatures["waveform"](waveform=w)``.
     """
     path = Path(path)
-    module = ServingModule(model, labels=labels, feature_params=feature_params, normalization=normalization)
+    module = ServingModule(
+        model, labels=labels, feature_params=feature_params, normalization=normalization, clip_samples=clip_samples
+    )
     signatures = {"serving_default": module.serve_features, "waveform": module.serve_waveform}
     tf.saved_model.save(module, str(path), signatures=signatures)
     return path
