@@ -191,10 +191,31 @@ def test_course_outputs_print_project_paths_relative(tmp_path):
     nb = {
         "cells": [
             {"cell_type": "code", "outputs": [{"name": "stdout", "text": [f"saved {root}/data/work/x\n", "ok\n"]}]},
-            {"cell_type": "code", "outputs": [{"data": {"text/plain": f"PosixPath('{root}/imgs/a.png')"}}]},
+            {"cell_type": "code", "outputs": [{"data": {"text/plain": f"PosixPath('{root}/imgs/a.png')",
+                                                        "text/html": f"<td>{root}/data/yes/a.wav</td>"}}]},  # fmt: skip
             {"cell_type": "markdown"},
         ]
     }
-    assert course.relative_outputs(nb, root) == 2
+    assert course.relative_outputs(nb, root) == 3
     assert nb["cells"][0]["outputs"][0]["text"] == "saved data/work/x\nok\n"
     assert nb["cells"][1]["outputs"][0]["data"]["text/plain"] == "PosixPath('imgs/a.png')"
+    assert nb["cells"][1]["outputs"][0]["data"]["text/html"] == "<td>data/yes/a.wav</td>"
+
+
+def test_optimizer_notices_leave_committed_outputs() -> None:
+    from speechlib import course
+
+    notice = ("E0000 00:00:1796307475.633776   23280 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: "
+              "Mutation::Apply error: fanout 'x' exist for missing node 'y'.\n")  # fmt: skip
+    nb = {
+        "cells": [
+            {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stderr", "text": notice},
+                                              {"output_type": "stream", "name": "stdout", "text": ["Epoch 6\n", notice,
+                                                                                                  "done\n"]}]},
+            {"cell_type": "markdown", "source": notice},
+        ]
+    }  # fmt: skip
+    assert course.drop_optimizer_notices(nb) == 2
+    assert nb["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "Epoch 6\ndone\n"}]
+    assert nb["cells"][1]["source"] == notice  # only outputs change
+    assert course.drop_optimizer_notices(nb) == 0

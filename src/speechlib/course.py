@@ -15,12 +15,19 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from speechlib import config
 
 NOTEBOOK_GLOB = "[0-9]*_*.ipynb"  # numbered chapters: 0_split_by_speaker.ipynb, 1_..., ...
+
+# TensorFlow's graph optimizer (grappler) logs at error level when it cannot apply one of its optional
+# rewrites, e.g. "E0000 00:00:1796307475.633776   23280 meta_optimizer.cc:967] remapper failed: ..." for
+# Conv2D + BiasAdd + LeakyReLU (tensorflow/tensorflow: a fusion it skips; the graph runs unfused and the
+# results are unchanged). Nothing a learner can act on: committed outputs leave such lines out.
+GRAPPLER_NOTICE = re.compile(r"^[IWE]\d{4} [\d:.]+\s+\d+ meta_optimizer\.cc:\d+\] .*(?:\n|$)", re.MULTILINE)
 
 
 class NotebookError(RuntimeError):
@@ -125,6 +132,7 @@ def _write_executed(nb: Any, out: Path) -> Path:
     root = config.project_root()
     if root is not None:
         relative_outputs(nb, root)
+    drop_optimizer_notices(nb)
     tmp = out.with_name(out.name + ".tmp")
     nbformat.write(nb, tmp)
     os.replace(tmp, out)  # never leave a half-written notebook under the final name
@@ -135,7 +143,8 @@ def relative_outputs(nb: Any, root: str | Path) -> int:
     """Print paths under the project ``root`` relative to it in a notebook's outputs (no machine paths committed).
 
     ``/home/me/speechlib/data/work/synthetic`` becomes ``data/work/synthetic``
-    in stream text and ``text/plain`` results; the outputs are changed in place.
+    in stream text and in ``text/plain``, ``text/html`` (a DataFrame's table) and
+    ``text/markdown`` results; the outputs are changed in place.
 
     Returns
     -------
@@ -146,7 +155,8 @@ def relative_outputs(nb: Any, root: str | Path) -> int:
     changed = 0
     for cell in nb["cells"]:
         for output in cell.get("outputs", []):
-            places = [(output, "text"), (output.get("data", {}), "text/plain")]
+            data = output.get("data", {})
+            places = [(output, "text"), *((data, key) for key in ("text/plain", "text/html", "text/markdown"))]
             for holder, key in places:
                 text = holder.get(key)
                 if text is None:
@@ -156,6 +166,34 @@ def relative_outputs(nb: Any, root: str | Path) -> int:
                     holder[key] = joined.replace(prefix, "")
                     changed += 1
     return changed
+
+
+def drop_optimizer_notices(nb: Any) -> int:
+    """Remove TensorFlow graph-optimizer notices (:data:`GRAPPLER_NOTICE`) from a notebook's stream outputs.
+
+    Outputs left empty are dropped; the notebook is changed in place.
+
+    Returns
+    -------
+    int
+        Lines removed.
+    """
+    removed = 0
+    for cell in nb["cells"]:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type", "stream") == "stream" and "text" in output:
+                text = "".join(output["text"]) if isinstance(output["text"], list) else output["text"]
+                cleaned, n = GRAPPLER_NOTICE.subn("", text)
+                removed += n
+                if n:
+                    output["text"] = cleaned
+                if not cleaned:
+                    continue
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return removed
 
 
 def _failing_cell(nb) -> int:
