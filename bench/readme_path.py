@@ -79,18 +79,13 @@ def run_variant(variant: str, data: Path, bundle: Path | None) -> dict:
     if proc.returncode != 0:
         sys.exit(f"{variant}: train_keras.py failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     metrics = evaluate.load_metrics(train.default_out(pipeline.resolve(data), logrun) / "metrics.json")
-    test = metrics["test"]
-    correct = round(test["accuracy"] * test["num_samples"])
     return {
         "variant": variant,
         "command": " ".join(["python", "train_keras.py", *command[2:]])
         .replace(str(data), "DATA")
         .replace(f"{REPO}{os.sep}", ""),
         "model": metrics["model"],
-        "test_accuracy": round(test["accuracy"], 4),
-        "test_accuracy_ci95": evaluate.wilson_interval(correct, test["num_samples"]),
-        "test_macro_f1": round(test["macro_f1"], 4),
-        "test_clips": test["num_samples"],
+        **evaluate.accuracy_summary(metrics["test"], "test"),
         "cv_accuracy": round(metrics["cv"]["accuracy"], 4),
         "sizes": metrics["sizes"],
         "epochs_run": metrics["epochs_run"],

@@ -1,7 +1,8 @@
 """Execute the course's notebooks in order, in small mode, each in a temporary copy.
 
 The committed notebooks are never rewritten: each runs from a copy in a
-temporary folder, with data, artifacts and figures going to a temporary
+temporary folder laid out like a checkout (req.txt and bench/results beside
+it), with data, artifacts and figures going to a temporary
 SPEECHLIB_HOME and SPEECHLIB_IMGS shared by the whole run (notebook n reads
 what notebook n-1 wrote). A failing cell fails its notebook's test with the
 cell's source and traceback.
@@ -51,6 +52,10 @@ def test_notebook_runs(path: Path, course_env: dict[str, str], tmp_path: Path) -
     copy = tmp_path / "notebooks" / path.name
     copy.parent.mkdir()
     shutil.copy2(path, copy)
+    # The copy sits in a checkout's layout: config.project_root() finds it (req.txt beside notebooks/),
+    # and the committed benchmark results the chapters read are there; what a notebook writes stays here.
+    shutil.copy2(REPO / "req.txt", tmp_path / "req.txt")
+    shutil.copytree(REPO / "bench" / "results", tmp_path / "bench" / "results")
     before = path.read_bytes()
     course.execute_notebook(copy, copy, timeout=1800, env=course_env)
     assert path.read_bytes() == before, f"{path.name}: the committed notebook was modified by its test run"
