@@ -191,8 +191,17 @@ def test_course_outputs_print_project_paths_relative(tmp_path):
     nb = {
         "cells": [
             {"cell_type": "code", "outputs": [{"name": "stdout", "text": [f"saved {root}/data/work/x\n", "ok\n"]}]},
-            {"cell_type": "code", "outputs": [{"data": {"text/plain": f"PosixPath('{root}/imgs/a.png')",
-                                                        "text/html": f"<td>{root}/data/yes/a.wav</td>"}}]},  # fmt: skip
+            {
+                "cell_type": "code",
+                "outputs": [
+                    {
+                        "data": {
+                            "text/plain": f"PosixPath('{root}/imgs/a.png')",
+                            "text/html": f"<td>{root}/data/yes/a.wav</td>",
+                        }
+                    }
+                ],
+            },
             {"cell_type": "markdown"},
         ]
     }
