@@ -11,8 +11,8 @@ from speechlib.store import FeatureStore
 
 ROW_KEYS = {
     "model", "accuracy", "macro_precision", "macro_recall", "macro_f1", "params", "macs", "seconds_per_epoch",
-    "ms_per_clip", "num_samples", "name", "seed", "epochs", "max_epochs", "best_epoch", "early_stopped", "converged",
-    "cv_curve", "loss_curve", "input", "train_split", "cv_split", "train_rows", "out_dir",
+    "ms_per_clip", "num_samples", "name", "seed", "epochs", "max_epochs", "best_epoch", "early_stopped", "learned",
+    "converged", "cv_curve", "cv_f1_curve", "loss_curve", "input", "train_split", "cv_split", "train_rows", "out_dir",
 }  # fmt: skip
 QUICK = dict(timing_repeats=2, batch_size=32)
 
@@ -53,6 +53,37 @@ def test_keras_run_goes_through_train(small_store, sizes, tmp_path, monkeypatch)
     assert len(row["cv_curve"]) == len(row["loss_curve"]) == 2 and 1 <= row["best_epoch"] <= 2
     assert row["seconds_per_epoch"] > 0 and row["ms_per_clip"] > 0 and 0 <= row["macro_f1"] <= 1
     assert row["out_dir"] == str(out) and isinstance(row["converged"], bool)
+
+
+def test_keras_run_follows_cv_macro_f1_after_min_epochs(small_store, tmp_path):
+    """The protocol's monitor: early stopping and the scored checkpoint follow cv macro F1, from min_epochs on."""
+    out = tmp_path / "f1"
+    row = experiments.run_experiment("ds_cnn_s", small_store, epochs=3, seed=5, recipe=train.NO_AUGMENTATION,
+                                     out_dir=out, patience=1, monitor="val_macro_f1", min_epochs=2,
+                                     **QUICK)  # fmt: skip
+    log = train.read_log(out)
+    assert len(log) == 3 and "val_macro_f1" in log  # patience 1 could not stop before epoch 3
+    assert row["best_epoch"] == 3 and len(row["cv_f1_curve"]) == 3  # the epochs before min_epochs were no candidates
+    assert row["macro_f1"] == pytest.approx(row["cv_f1_curve"][2], abs=1e-4)  # the checkpoint scored is that epoch's
+    with pytest.raises(ValueError, match="monitor must be one of"):
+        train.callbacks(tmp_path / "bad", monitor="val_loss")
+    with pytest.raises(ValueError, match="needs data="):
+        train.callbacks(tmp_path / "bad", monitor="val_macro_f1")
+
+
+def test_a_run_that_never_learned_has_not_converged():
+    """Early stopping at a loss that never left chance level is not convergence; min_epochs bounds the best epoch."""
+    stuck = pd.DataFrame({"loss": [2.49, 2.48, 2.49, 2.48, 2.49, 2.48],
+                          "val_accuracy": [0.04, 0.53, 0.04, 0.05, 0.04, 0.04],
+                          "val_macro_f1": [0.01, 0.06, 0.02, 0.01, 0.02, 0.01]})  # fmt: skip
+    row = experiments._training_columns(stuck, epochs=40, patience=4, monitor="val_accuracy")
+    assert row["best_epoch"] == 2 and row["early_stopped"] and not row["learned"] and not row["converged"]
+    assert (
+        experiments._training_columns(stuck, epochs=40, patience=4, monitor="val_macro_f1", min_epochs=2)["best_epoch"]
+        == 3
+    )
+    learning = stuck.assign(loss=[2.49, 2.0, 1.5, 1.2, 1.19, 1.19])
+    assert experiments._training_columns(learning, epochs=40, patience=4)["converged"]
 
 
 def test_run_folder_defaults_to_the_work_dir(tmp_path):
@@ -173,6 +204,8 @@ def test_notebook_protocol_constants():
         assert p.recipe == train.Recipe()  # every Keras model gets the same augmentation as the final model
         assert set(p.fit_kwargs()) <= set(experiments.run_experiment.__kwdefaults__) | {"epochs"}
     assert experiments.PROTOCOL.train_every == 1 and experiments.NOTEBOOK_PROTOCOL.train_every > 1
+    for p in (experiments.PROTOCOL, experiments.NOTEBOOK_PROTOCOL, experiments.SMALL_PROTOCOL):
+        assert p.monitor == "val_macro_f1" and p.min_epochs < p.epochs  # ranked and stopped by the same measure
 
 
 def test_final_model_record_round_trip(tmp_path):

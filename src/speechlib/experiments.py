@@ -94,6 +94,8 @@ FINAL_MODEL_FILE = "final_model.json"  # in <work dir>/experiments/
 RUNS_DIR = "runs"  # <work dir>/experiments/runs/<label>-seed<seed>: one train.fit folder per run
 FLAT_WINDOW = 3  # epochs: the training loss has flattened when the last 3 epochs' mean
 FLAT_TOLERANCE = 0.05  # is less than 5 % below the mean of the 3 before
+LEARNED_FRACTION = 0.9  # a run learned when its training loss fell below 90 % of its first epoch's: a loss
+# that stays at ln(12) (uniform answers under the class-weighted loss) has converged to nothing
 
 # Every model of notebook 3's comparison: table label -> (name in models.MODELS, builder hyper-parameters).
 EXPERIMENTS: dict[str, tuple[str, dict]] = {
@@ -149,6 +151,15 @@ class Protocol:
     train_every : int
         Every model trains on every ``train_every``-th clip of the training split
         (``speechlib.train.load_data(train_every=...)``: label-stratified); 1 for all of it.
+    monitor : str
+        What early stopping and the scored checkpoint follow (``speechlib.train.MONITORS``):
+        cv macro F1, the measure the models are ranked by. (cv accuracy would
+        reward an epoch that answers ``unknown`` for every clip: a model that
+        has not started to learn stopped at such an epoch looks converged.)
+    min_epochs : int
+        Epochs every Keras model runs before early stopping may end it: under
+        the noisy recipe some models (the recurrent ones, the raw-waveform CNN)
+        need several epochs before their loss leaves chance level.
     """
 
     epochs: int
@@ -161,24 +172,26 @@ class Protocol:
     recipe: _train.Recipe = dataclasses.field(default_factory=_train.Recipe)
     timing_repeats: int = 20
     train_every: int = 1
+    monitor: str = "val_macro_f1"
+    min_epochs: int = 0
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`run_experiment` and :func:`compare` (all but the seeds)."""
         return {
             "epochs": self.epochs, "patience": self.patience, "batch_size": self.batch_size, "lr": self.lr,
             "splits": tuple(self.splits), "recipe": self.recipe, "timing_repeats": self.timing_repeats,
-            "train_every": self.train_every,
+            "train_every": self.train_every, "monitor": self.monitor, "min_epochs": self.min_epochs,
         }  # fmt: skip
 
 
 # The full comparison (bench/model_experiments_real.py): train_keras.py's batch size, learning rate, patience
 # and augmentation; at most 30 epochs (the cosine schedule spans them), the full training split, three seeds for
 # the three leaders.
-PROTOCOL = Protocol(epochs=30, patience=5)
+PROTOCOL = Protocol(epochs=30, patience=5, min_epochs=10)
 # Notebook 3's default mode: the same protocol on a label-stratified quarter of the training split (every 4th
 # clip), with more epochs for the smaller epoch, so that 16 runs fit in about an hour on 2 cores; every model
 # gets the same clips, budget and recipe.
-NOTEBOOK_PROTOCOL = dataclasses.replace(PROTOCOL, epochs=40, train_every=4)
+NOTEBOOK_PROTOCOL = dataclasses.replace(PROTOCOL, epochs=40, train_every=4, min_epochs=15)
 # Small mode: the same code path in minutes (a few hundred clips, a few epochs).
 SMALL_PROTOCOL = Protocol(epochs=3, patience=2, batch_size=32, seeds=(config.SEED, config.SEED + 1), top_k=2,
                           timing_repeats=5)  # fmt: skip
@@ -268,6 +281,8 @@ def run_experiment(
     label: str | None = None,
     timing_repeats: int = 20,
     train_every: int = 1,
+    monitor: str = "val_accuracy",
+    min_epochs: int = 0,
     verbose: int = 0,
 ) -> dict[str, Any]:
     """Train one model with one seed, score it on the cv split; one row of the results table.
@@ -304,6 +319,11 @@ def run_experiment(
         The row's ``model`` (default ``name``).
     timing_repeats : int, keyword-only
         Calls timed by ``speechlib.evaluate.time_inference``.
+    train_every : int, keyword-only
+        Train on every ``train_every``-th training clip (``speechlib.train.load_data``).
+    monitor, min_epochs : str, int, keyword-only
+        What early stopping and the scored checkpoint follow, and the epochs
+        that always run (``speechlib.train.fit``; :class:`Protocol`).
     verbose : int, keyword-only
         Keras' progress output (0: silent).
 
@@ -315,9 +335,12 @@ def run_experiment(
         num_samples``) plus ``macs`` (multiply-adds per clip), ``name`` (the
         MODELS key), ``seed``, ``epochs`` (run; 0 for scikit-learn),
         ``max_epochs``, ``best_epoch`` (1-based, the checkpoint scored),
-        ``early_stopped``, ``converged`` (early-stopped, or the training loss
-        flattened: :data:`FLAT_WINDOW`, :data:`FLAT_TOLERANCE`; None for
-        scikit-learn), ``cv_curve`` and ``loss_curve`` (per epoch),
+        ``early_stopped``, ``learned`` (the training loss fell below
+        :data:`LEARNED_FRACTION` of its first epoch's), ``converged`` (learned,
+        and early-stopped or the training loss flattened: :data:`FLAT_WINDOW`,
+        :data:`FLAT_TOLERANCE`; None for scikit-learn), ``cv_curve`` (cv
+        accuracy), ``cv_f1_curve`` (cv macro F1 when ``monitor`` follows it, else
+        empty) and ``loss_curve`` (per epoch),
         ``input``, ``train_split``, ``cv_split``, ``train_rows``, ``out_dir``.
         ``params`` counts trainable weights (as papers do); ``seconds_per_epoch``
         is the median epoch (the fit time for scikit-learn).
@@ -336,7 +359,7 @@ def run_experiment(
                             train_every=train_every)  # fmt: skip
     return _run_keras(name, kwargs, path, fs, label=label, seed=seed, epochs=epochs, recipe=recipe, splits=splits,
                       out_dir=out_dir, patience=patience, lr=lr, batch_size=batch_size, timing_repeats=timing_repeats,
-                      train_every=train_every, verbose=verbose)  # fmt: skip
+                      train_every=train_every, monitor=monitor, min_epochs=min_epochs, verbose=verbose)  # fmt: skip
 
 
 def _model_and_store(name: str, model_kwargs: dict | None, store: Any, *, epochs: int) -> tuple[str, dict, Path, Any]:
@@ -360,7 +383,7 @@ def _model_and_store(name: str, model_kwargs: dict | None, store: Any, *, epochs
 def _run_keras(name: str, kwargs: dict, path: Path, fs: Any, *, label: str, seed: int, epochs: int,
                recipe: _train.Recipe | None, splits: tuple[str, str], out_dir: str | Path | None,
                patience: int | None, lr: float, batch_size: int, timing_repeats: int, train_every: int,
-               verbose: int) -> dict[str, Any]:  # fmt: skip
+               monitor: str, min_epochs: int, verbose: int) -> dict[str, Any]:  # fmt: skip
     """A Keras model trained by :func:`speechlib.train.fit`, scored on cv with its best checkpoint."""
     train_split, cv_split = splits
     data = _train.load_data(path, splits=(train_split, cv_split, cv_split), batch_size=batch_size, seed=seed,
@@ -370,13 +393,14 @@ def _run_keras(name: str, kwargs: dict, path: Path, fs: Any, *, label: str, seed
                    data.num_classes)  # fmt: skip
     out_dir = run_dir(path, label, seed) if out_dir is None else Path(out_dir)
     patience = _train.PATIENCE if patience is None else int(patience)
-    _train.fit(model, data, epochs=epochs, lr=lr, out_dir=out_dir, patience=patience, verbose=verbose)
+    _train.fit(model, data, epochs=epochs, lr=lr, out_dir=out_dir, patience=patience, verbose=verbose, monitor=monitor,
+               min_epochs=min_epochs)  # fmt: skip
     log = _train.read_log(out_dir)
     model = _train.best_model(out_dir, fallback=model)  # the checkpoint early stopping picked
     row = _score_keras(model, data, log, label=label, timing_repeats=timing_repeats)
     row.update(
         macs=_evaluate.count_macs(model), name=name, seed=int(seed),
-        **_training_columns(log, epochs=epochs, patience=patience),
+        **_training_columns(log, epochs=epochs, patience=patience, monitor=monitor, min_epochs=min_epochs),
         input=fs.kind, train_split=train_split, cv_split=cv_split, train_rows=int(data.sizes["train"]),
         out_dir=str(out_dir),
     )  # fmt: skip
@@ -394,16 +418,22 @@ def _score_keras(model: Any, data: Any, log: pd.DataFrame, *, label: str, timing
     )  # fmt: skip
 
 
-def _training_columns(log: pd.DataFrame, *, epochs: int, patience: int) -> dict[str, Any]:
-    """The row's epochs, max_epochs, best_epoch, early_stopped, converged, cv_curve and loss_curve from the log."""
+def _training_columns(log: pd.DataFrame, *, epochs: int, patience: int, monitor: str = "val_accuracy",
+                      min_epochs: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The row's epochs, max_epochs, best_epoch, early_stopped, learned, converged and curves from the log."""
     cv_curve = [round(float(v), 4) for v in log["val_accuracy"]]
     losses = [float(v) for v in log["loss"]]
-    best_epoch = int(np.argmax(cv_curve)) + 1
-    early = len(log) - best_epoch >= patience  # EarlyStopping's rule: `patience` epochs without a better cv accuracy
-    return {
+    start = min(int(min_epochs), len(log) - 1)  # the epochs before it were no candidates (train.fit)
+    best_epoch = start + int(np.argmax(log[monitor].to_numpy(float)[start:])) + 1
+    early = len(log) - best_epoch >= patience  # EarlyStopping's rule: `patience` epochs without a better `monitor`
+    learned = bool(min(losses) < LEARNED_FRACTION * losses[0])
+    row = {
         "epochs": len(log), "max_epochs": int(epochs), "best_epoch": best_epoch, "early_stopped": early,
-        "converged": early or _flattened(losses), "cv_curve": cv_curve, "loss_curve": [round(v, 4) for v in losses],
+        "learned": learned, "converged": learned and (early or _flattened(losses)), "cv_curve": cv_curve,
+        "loss_curve": [round(v, 4) for v in losses],
     }  # fmt: skip
+    row["cv_f1_curve"] = [round(float(v), 4) for v in log["val_macro_f1"]] if "val_macro_f1" in log else []
+    return row
 
 
 def _takes(name: str, parameter: str) -> bool:
@@ -433,8 +463,8 @@ def _run_sklearn(name: str, kwargs: dict, fs: Any, *, label: str, seed: int, spl
     row = _evaluate.report_row(label, model, metrics, params=None, seconds_per_epoch=seconds, ms_per_clip=ms_per_clip)
     row.update(
         macs=None, name=name, seed=int(seed), epochs=0, max_epochs=0, best_epoch=None, early_stopped=False,
-        converged=None, cv_curve=[], loss_curve=[], input=fs.kind, train_split=train_split, cv_split=cv_split,
-        train_rows=len(y_train), out_dir=None,
+        learned=None, converged=None, cv_curve=[], cv_f1_curve=[], loss_curve=[], input=fs.kind,
+        train_split=train_split, cv_split=cv_split, train_rows=len(y_train), out_dir=None,
     )  # fmt: skip
     return row
 
@@ -491,10 +521,8 @@ def compare(
 
 
 def _progress_line(row: dict) -> str:
-    trained = (
-        f"{row['epochs']:3d}/{row['max_epochs']} epochs ({'converged' if row['converged'] else 'NOT converged'})"
-        if row["epochs"] else "fitted directly"
-    )  # fmt: skip
+    state = "converged" if row["converged"] else "did not learn" if row.get("learned") is False else "NOT converged"
+    trained = f"{row['epochs']:3d}/{row['max_epochs']} epochs ({state})" if row["epochs"] else "fitted directly"
     return (
         f"{row['model']:20s} seed {row['seed']}: accuracy {row['accuracy']:.3f}  macro F1 {row['macro_f1']:.3f}  "
         f"{trained}  {row['seconds_per_epoch']:7.2f} s/epoch  {row['ms_per_clip']:6.2f} ms/clip"

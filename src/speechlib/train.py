@@ -241,6 +241,7 @@ BACKUP_FILE = "state.npz"  # in BACKUP_DIR: one file, replaced atomically after 
 LOG_FILE = "training_log.csv"  # one row per epoch
 WARMUP_EPOCHS = 1  # linear learning-rate warm-up before the cosine decay: large lr on a fresh BN net diverges
 PATIENCE = 20  # epochs without a better cv accuracy before early stopping (the cosine schedule improves late)
+MONITORS = ("val_accuracy", "val_macro_f1")  # what early stopping and the best checkpoint can follow (higher: better)
 SHUFFLE_BYTES = 2**30  # decoded training rows held for shuffling: the whole split up to 1 GiB (v0.01: ~0.8 GiB)
 RANDOM_SIZES = {"train": 512, "cv": 128, "test": 128}  # rows of --random_data
 
@@ -1255,8 +1256,12 @@ def _restore(model: Any, state: Backup, *, checkpoint: Any, stopping: Any) -> No
     np.random.set_state((name, state.arrays["numpy_random"], int(pos), int(has_gauss), cached))  # noqa: NPY002
 
 
-def _best_checkpoint(path: Path, monitor: str = "val_accuracy"):
-    """The best model on ``monitor`` (higher is better) saved to ``path`` after each better epoch, atomically."""
+def _best_checkpoint(path: Path, monitor: str = "val_accuracy", start_from_epoch: int = 0):
+    """The best model on ``monitor`` (higher is better) saved to ``path`` after each better epoch, atomically.
+
+    Epochs before ``start_from_epoch`` (0-based) are not candidates, as in
+    ``keras.callbacks.EarlyStopping(start_from_epoch=...)``.
+    """
     import keras
 
     class ModelCheckpoint(keras.callbacks.Callback):
@@ -1268,11 +1273,36 @@ def _best_checkpoint(path: Path, monitor: str = "val_accuracy"):
 
         def on_epoch_end(self, epoch, logs=None):
             current = (logs or {}).get(self.monitor)
+            if epoch < start_from_epoch:
+                return
             if current is not None and (self.best is None or float(current) > self.best):
                 self.best = float(current)
                 _atomic_write(path, self.model.save)
 
     return ModelCheckpoint()
+
+
+def _cv_macro_f1(data: Data):
+    """A callback that adds ``val_macro_f1`` (macro F1 of the model on ``data.cv``) to each epoch's logs.
+
+    It runs first, so the checkpoint, early stopping and the CSV log see the
+    value. Macro F1 weighs every class equally: on a split where one class
+    (``unknown``) is most of the clips, an epoch that answers it for everything
+    has a high accuracy and a macro F1 near 0, so this is the measure to follow
+    when models that may collapse onto the majority class are compared.
+    """
+    import keras
+
+    from speechlib import evaluate
+
+    class CvMacroF1(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                y_true, proba = predict_split(self.model, data, "cv")
+                scores = evaluate.classification_metrics(y_true, proba.argmax(axis=1), data.labels)
+                logs["val_macro_f1"] = scores["macro_f1"]  # as the comparison scores a model
+
+    return CvMacroF1()
 
 
 def _backup_and_restore(out_dir: Path, state: Backup | None, *, checkpoint: Any, stopping: Any):
@@ -1366,6 +1396,9 @@ def callbacks(
     logdir: str | Path | None = None,
     resume: bool = False,
     patience: int = PATIENCE,
+    monitor: str = "val_accuracy",
+    min_epochs: int = 0,
+    data: Data | None = None,
 ) -> list:
     """The training callbacks (see the module docstring), in the order they must run.
 
@@ -1378,12 +1411,22 @@ def callbacks(
     resume : bool
         Restore the backup (and the CSV log as it was at that epoch); otherwise both start afresh.
     patience : int
-        Epochs without a better cv accuracy before stopping.
+        Epochs without a better ``monitor`` before stopping.
+    monitor : str
+        One of :data:`MONITORS`: what early stopping and ``best.keras`` follow;
+        ``val_macro_f1`` is computed on ``data.cv`` at the end of every epoch.
+    min_epochs : int
+        Epochs that always run: neither early stopping nor the best checkpoint
+        looks at the epochs before it (a model that starts slowly under heavy
+        augmentation is not stopped before it has begun to learn).
+    data : Data, optional
+        Needed for ``monitor="val_macro_f1"``.
 
     Returns
     -------
     list of keras.callbacks.Callback
-        ``EpochTimer``, ``ModelCheckpoint``, ``EarlyStopping``, ``CSVLogger``,
+        (``CvMacroF1`` first, for ``val_macro_f1``), ``EpochTimer``, ``ModelCheckpoint``,
+        ``EarlyStopping``, ``CSVLogger``,
         ``TensorBoard`` (with ``logdir``) and last ``BackupAndRestore``, which
         restores the others' state at the start of training and saves it after
         every epoch; its ``initial_epoch`` is the epoch to pass to ``model.fit``.
@@ -1408,11 +1451,17 @@ def callbacks(
         (out_dir / LOG_FILE).unlink(missing_ok=True)
     else:  # the log as it was at the backup's epoch (a killed epoch may have written no row, or its row only)
         _write_log(out_dir / LOG_FILE, list(state.meta["rows"]))
-    checkpoint = _best_checkpoint(out_dir / BEST_FILE)
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {MONITORS}, got {monitor!r}")
+    if monitor == "val_macro_f1" and data is None:
+        raise ValueError("monitor='val_macro_f1' needs data= (its cv split is scored every epoch)")
+    checkpoint = _best_checkpoint(out_dir / BEST_FILE, monitor, start_from_epoch=int(min_epochs))
     stopping = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
-    )
+        monitor=monitor, mode="max", patience=patience, restore_best_weights=True, verbose=1,
+        start_from_epoch=int(min_epochs),
+    )  # fmt: skip
     result = [
+        *([_cv_macro_f1(data)] if monitor == "val_macro_f1" else []),  # before everything that reads it
         _epoch_timer(),  # first: adds `seconds` before the loggers write the epoch
         checkpoint,
         stopping,
@@ -1453,6 +1502,8 @@ def fit(
     use_class_weight: bool = True,
     verbose: int | str = "auto",
     strategy: Any = None,
+    monitor: str = "val_accuracy",
+    min_epochs: int = 0,
 ) -> Any:
     """Compile and train ``model`` on ``data.train``, validating on ``data.cv`` every epoch.
 
@@ -1475,6 +1526,9 @@ def fit(
         ends as it would have without the interruption (see :func:`save_backup`).
     patience : int
         Early-stopping patience, epochs.
+    monitor, min_epochs : str, int
+        What early stopping and the best checkpoint follow, and the epochs that
+        always run (:func:`callbacks`); at most ``epochs - 1``.
     use_class_weight : bool
         Weight the loss by ``data.class_weight``.
     verbose : int or "auto"
@@ -1494,7 +1548,10 @@ def fit(
     steps = max(int(data.train.cardinality()), 1)
     epochs = _epochs_or_auto(data, epochs, steps)
     _compile_under(model, data, strategy, lr=lr, steps=steps, epochs=epochs)
-    callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience)
+    if monitor != "val_accuracy" and _is_multi_worker(strategy):
+        raise ValueError("under MultiWorkerMirroredStrategy early stopping follows val_accuracy (all workers agree)")
+    callback_list = callbacks(out_dir, logdir=logdir, resume=resume, patience=patience, monitor=monitor,
+                              min_epochs=min(int(min_epochs), epochs - 1), data=data)  # fmt: skip
     run = {"epochs": int(epochs), "lr": float(lr), "steps_per_epoch": steps, "source": data.source}
     initial_epoch = _start_epoch(callback_list[-1], run, out_dir=out_dir, epochs=epochs)
     if _is_multi_worker(strategy):
