@@ -81,6 +81,7 @@ def test_gain(clip: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("rate", [0.8, 1.25])
+@pytest.mark.slow
 def test_time_stretch_keeps_length(clip: np.ndarray, rate: float) -> None:
     y = augment.time_stretch(clip, rate=rate)
     assert y.shape == clip.shape and y.dtype == np.float32

@@ -19,7 +19,7 @@ from test_serve import resampled, word_clip  # noqa: F401 (word_clip is a fixtur
 
 from speechlib import config, serve
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a browser and a server per module: about half a minute
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own browser builds are never downloaded
 CHROMIUM_ARGS = [

@@ -56,6 +56,7 @@ def test_the_command_list_is_complete() -> None:
             ("spark", "featurize"), ("spark", "predict"), ("spark", "train")} <= set(SUBCOMMANDS)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_spark_modules_are_libraries_and_their_scripts_run_the_cli() -> None:
     """spark.py and spark_train.py never import the command line; cli imports them only in a command.
 
@@ -103,6 +104,7 @@ def test_notebook_paths_are_in_chapter_order(tmp_path: Path) -> None:
     assert [p.name for p in course.notebook_paths(tmp_path)] == ["0_a.ipynb", "1_x.ipynb", "2_b.ipynb", "10_last.ipynb"]
 
 
+@pytest.mark.slow
 def test_course_run_executes_in_place_and_reports_failing_cell(tmp_path: Path) -> None:
     import nbformat
 

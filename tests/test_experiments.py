@@ -23,6 +23,7 @@ def sizes(small_store):
     return {split: fs.num_rows(split) for split in ("train", "cv")}
 
 
+@pytest.mark.slow
 def test_keras_run_goes_through_train(small_store, sizes, tmp_path, monkeypatch):
     calls = {}
     load_data, fit = train.load_data, train.fit
@@ -55,6 +56,7 @@ def test_keras_run_goes_through_train(small_store, sizes, tmp_path, monkeypatch)
     assert row["out_dir"] == str(out) and isinstance(row["converged"], bool)
 
 
+@pytest.mark.slow
 def test_keras_run_follows_cv_macro_f1_after_min_epochs(small_store, tmp_path):
     """The protocol's monitor: early stopping and the scored checkpoint follow cv macro F1, from min_epochs on."""
     out = tmp_path / "f1"
@@ -124,6 +126,7 @@ def test_wrong_input_kind_and_unknown_model_are_explained(small_store):
         experiments.run_experiment("dense", small_store, epochs=0)
 
 
+@pytest.mark.slow
 def test_compare_gives_mean_and_spread_over_seeds(small_store, tmp_path):
     table = experiments.compare(["logistic_regression", "dense"], small_store, seeds=(1, 2), epochs=1,
                                 recipe=train.NO_AUGMENTATION, runs_dir=tmp_path, progress=False, **QUICK)  # fmt: skip
@@ -159,6 +162,7 @@ def test_summarize_and_flat_loss():
     assert not experiments._flattened([1.0, 0.9])  # too short to tell
 
 
+@pytest.mark.slow
 def test_waveform_model_takes_the_waveform_store(small_store, tmp_path):
     from speechlib import featurize
 

@@ -39,6 +39,7 @@ def exported(bundle, small_store, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_float_and_int8_agree_with_keras(bundle, exported, test_split):
     X, _ = test_split
     keras_p = np.asarray(inference.Predictor(bundle).bundle.model.predict(X, verbose=0))

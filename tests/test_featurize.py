@@ -131,6 +131,7 @@ def _featurize_command(split_dir: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "speechlib", "featurize", "--split-dir", str(split_dir), "--out", str(out), *extra]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_store(tmp_path: Path) -> None:
     split_dir = make_split_dir(tmp_path / "data", n_train=60, corrupt=True)
     reference = tmp_path / "reference"

@@ -284,6 +284,7 @@ def test_builders_give_the_same_model_with_each_depthwise_formulation(name):
 
 
 @pytest.mark.parametrize("name, formulation", [("bc_resnet_1", "shifted"), ("ds_cnn_s", "grouped")])
+@pytest.mark.slow
 def test_model_with_a_reformulated_depthwise_saves_and_reloads(tmp_path, name, formulation):
     keras.utils.set_random_seed(1)
     model = models.build(name, input_shape=(32, 40), num_classes=4, depthwise=formulation)
@@ -367,6 +368,7 @@ def _train_until(model, x, y, *, lr=3e-3, max_steps=MAX_STEPS, target=TARGET_LOS
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CONVERGENCE else n for n in CONVERGENCE_INPUT]
 )
+@pytest.mark.slow
 def test_training_drives_the_loss_down_on_a_separable_problem(name):
     keras.utils.set_random_seed(0)
     input_shape = CONVERGENCE_INPUT[name]

@@ -36,6 +36,7 @@ def write_set(root: Path, *, rate: int = 44_100, takes: int = 2, seed: int = 0) 
     return rows
 
 
+@pytest.mark.slow
 def test_folder_set_with_speaker_pattern_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path / "home"))
     data = tmp_path / "tones"
@@ -83,6 +84,7 @@ def test_folder_set_with_speaker_pattern_end_to_end(tmp_path, capsys, monkeypatc
     assert cli.main(["predict", "--model", str(model_dir), str(data / "low" / "spk2-take0.wav")]) == 0
 
 
+@pytest.mark.slow
 def test_csv_folds_split_and_crossval_one_row_per_fold(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path / "home"))
     data = tmp_path / "tones"

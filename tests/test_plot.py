@@ -231,6 +231,7 @@ def test_compare_real_synthetic_side_by_side(need_features):
 
 
 @pytest.mark.parametrize(("method", "kwargs"), [("pca", {}), ("tsne", {"max_iter": 250})])
+@pytest.mark.slow
 def test_embed_returns_two_columns(method, kwargs):
     rng = np.random.default_rng(4)
     X = rng.normal(size=(15, 6))

@@ -109,6 +109,7 @@ def test_mixup_batch():
     assert np.all(ym.max(1) >= 0.5)
 
 
+@pytest.mark.slow
 def test_a_model_trains_with_soft_labels(small_store, tmp_path):
     from speechlib import models
 

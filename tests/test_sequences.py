@@ -170,6 +170,7 @@ def tiny_ctc(small_store, tmp_path_factory: pytest.TempPathFactory) -> tuple[ctc
     return transcriber, cv
 
 
+@pytest.mark.slow
 def test_ctc_learns_a_tiny_vocabulary(tiny_ctc, small_store) -> None:
     transcriber, _ = tiny_ctc
     # new utterances (another seed: other word orders, pauses, noise) of the training clips
@@ -210,6 +211,7 @@ def test_detector_baseline_on_the_same_utterances(tiny_bundle, builders) -> None
     assert result["references"][0] == sequences.to_labels(test[0].words, bundle.labels)
 
 
+@pytest.mark.slow
 def test_transcribe_end_to_end(tiny_ctc, capsys: pytest.CaptureFixture) -> None:
     transcriber, cv = tiny_ctc
     wavs = sorted((transcriber.bundle.path.parent.parent / "cv").glob("*.wav"))

@@ -170,6 +170,7 @@ def test_raw_folder_unchanged_and_errors_listed(shared_data: Path, tmp_path: Pat
 
 @FAST
 @given(clips=clip_lists, seed=st.integers(0, 2**31 - 1))
+@pytest.mark.slow
 def test_hash_split_is_speaker_disjoint_and_deterministic(tmp_path_factory, clips, seed) -> None:
     table = clip_table(clips, noise_frames=[5 * config.SAMPLE_RATE])
     first, second = tmp_path_factory.mktemp("a") / "split", tmp_path_factory.mktemp("b") / "split"

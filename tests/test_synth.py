@@ -179,6 +179,7 @@ def test_speakers_are_stable_and_distinct() -> None:
 # --- Determinism, idempotence, resume ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(synthetic_small: Path, tmp_path: Path) -> None:
     # The fixture used the default worker count; one worker in this process must give the same bytes.
     again = synth.synthesize(tmp_path / "again", small=True, seed=1234, workers=1)

@@ -83,6 +83,7 @@ def test_spec_augment_masks_training_batches_only(tmp_path):
     assert np.array_equal(cv0, cv1)
 
 
+@pytest.mark.slow
 def test_fit_checkpoints_logs_and_resumes(tmp_path):
     from speechlib import models
 

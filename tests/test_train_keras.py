@@ -31,6 +31,7 @@ def test_help_lists_the_flags():
         assert flag in proc.stdout
 
 
+@pytest.mark.slow
 def test_random_data_then_resume(tmp_path):
     out = tmp_path / "run"
     common = ["--random_data", "--model", MODEL, "--batch_size", "64", "--out", str(out), "--logdir", str(tmp_path)]
@@ -48,6 +49,7 @@ def test_random_data_then_resume(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["epochs_this_run"] == 1
 
 
+@pytest.mark.slow
 def test_small_synthetic_set_via_the_pipeline(tmp_path, synthetic_small):
     """No --path_to_data: the script prepares split and features itself (in SPEECHLIB_HOME), then trains."""
     env = {"SPEECHLIB_HOME": str(tmp_path / "home"), "SPEECHLIB_DATA": str(synthetic_small)}
@@ -241,6 +243,7 @@ def test_init_from_fine_tunes_gives_other_labels_a_new_head_and_refuses_other_fe
         assert last.startswith("train_keras.py: error: --init_from") and message in last and str(path) in last
 
 
+@pytest.mark.slow
 def test_strategy_mirrored_on_two_logical_cpus(tmp_path):
     """--strategy mirrored trains with MirroredStrategy over two logical CPU devices, and its bundle loads."""
     from speechlib import inference

@@ -259,6 +259,7 @@ def test_saved_model_reloads_and_serves_the_same_predictions(tmp_path, name):
     assert check["max_abs_diff"] < 1e-3 and check["label_agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_script_on_random_data_end_to_end(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, str(SCRIPT), "--random_data", "--epochs", "1", "--model", "ds_cnn_s",
@@ -303,6 +304,7 @@ def small_store(synthetic_small, tmp_path_factory):
     return prepared.store
 
 
+@pytest.mark.slow
 def test_script_on_a_small_store_resumes_from_its_checkpoint(small_store, tmp_path):
     script = _load_script()
     out = tmp_path / "run"
