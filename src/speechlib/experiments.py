@@ -189,7 +189,7 @@ class Protocol:
 # the three leaders.
 PROTOCOL = Protocol(epochs=30, patience=5, min_epochs=10)
 # Notebook 3's default mode: the same protocol on a label-stratified quarter of the training split (every 4th
-# clip), with more epochs for the smaller epoch, so that 16 runs fit in about an hour on 2 cores; every model
+# clip), with more epochs for the smaller epoch, so that 20 runs fit in about two hours on 2 cores; every model
 # gets the same clips, budget and recipe.
 NOTEBOOK_PROTOCOL = dataclasses.replace(PROTOCOL, epochs=40, train_every=4, min_epochs=15)
 # Small mode: the same code path in minutes (a few hundred clips, a few epochs).
