@@ -553,12 +553,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from speechlib import evaluate, inference
+    from speechlib import evaluate, inference, plot
 
     try:
         metrics = inference.evaluate_folder(args.model, args.data, args.out)
     except ValueError as err:
         raise UserError(str(err)) from err
+    figure = plot.confusion_matrix(metrics["confusion_matrix"], metrics["labels"])
+    plot.save(figure, Path(metrics["out_dir"]) / "confusion_matrix.png")
     print(evaluate.per_class_table(metrics).round(3).to_string())
     for entry in metrics["skipped"]:
         print(f"skipped {entry['path']}: {entry['reason']}", file=sys.stderr)

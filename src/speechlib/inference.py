@@ -420,7 +420,7 @@ def _predict_paths(predictor: Predictor, paths: Sequence[str], *, top_k: int, pr
             bar.update(len(chunk))
 
 
-EVALUATE_FILES = ("metrics.json", "predictions.csv", "confusion_matrix.png")  # what evaluate_folder writes
+EVALUATE_FILES = ("metrics.json", "predictions.csv", "confusion_matrix.png")  # what `speechlib evaluate` writes
 SUBMISSION_HEADER = ("fname", "label")
 
 
@@ -471,8 +471,9 @@ def evaluate_folder(
     Writes into ``out_dir`` (default ``<model folder>/evaluate_<data folder name>``),
     which must be new, empty, or hold only these files from an earlier run:
     ``metrics.json`` (``speechlib.evaluate.classification_metrics`` plus
-    ``skipped`` files with reasons, ``model``, ``data``), ``predictions.csv``
-    (path, label, predicted, probability) and ``confusion_matrix.png``.
+    ``skipped`` files with reasons, ``model``, ``data``) and ``predictions.csv``
+    (path, label, predicted, probability); ``speechlib evaluate`` adds
+    ``confusion_matrix.png`` (``speechlib.plot.confusion_matrix``).
 
     Returns
     -------
@@ -495,7 +496,7 @@ def evaluate_folder(
     predictions, failed = _predict_clips(predictor, clips, progress=progress)
     metrics = evaluate.classification_metrics(predictions["label"], predictions["predicted"], labels)
     metrics.update(model=str(predictor.bundle.path), data=str(data.resolve()), skipped=skipped + failed)
-    _write_evaluation(out_dir, metrics, predictions, labels)
+    _write_evaluation(out_dir, metrics, predictions)
     return {**metrics, "out_dir": str(out_dir)}
 
 
@@ -538,20 +539,13 @@ def _predict_clips(predictor: Predictor, clips: Any, *, progress: bool) -> tuple
     return pd.DataFrame(rows, columns=["path", "label", "predicted", "probability"]), failed
 
 
-def _write_evaluation(out_dir: Path, metrics: dict, predictions: Any, labels: Sequence[str]) -> None:
-    """Write ``metrics.json``, ``predictions.csv`` and (when plotting is available) ``confusion_matrix.png``."""
+def _write_evaluation(out_dir: Path, metrics: dict, predictions: Any) -> None:
+    """Write ``metrics.json`` and ``predictions.csv`` (the figure is the caller's: ``speechlib evaluate`` draws it)."""
     from speechlib import evaluate
 
     out_dir.mkdir(parents=True, exist_ok=True)
     evaluate.save_metrics(out_dir / "metrics.json", metrics)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
-    try:
-        from speechlib import plot
-
-        figure = plot.confusion_matrix(np.asarray(metrics["confusion_matrix"]), labels)
-        plot.save(figure, out_dir / "confusion_matrix.png")
-    except (ImportError, AttributeError) as err:  # the plotting module is optional for evaluation
-        print(f"note: no confusion_matrix.png ({err})")
 
 
 def write_submission(
