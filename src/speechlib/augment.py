@@ -36,10 +36,12 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 
 from speechlib import audio
@@ -163,8 +165,6 @@ def time_stretch(waveform: np.ndarray, *, rate: float) -> np.ndarray:
     the onset of a word said early in the clip). A few milliseconds per 1-s
     clip: fine offline and on the fly with workers.
     """
-    import librosa
-
     waveform = _as_clip(waveform)
     n = waveform.shape[0]
     stretched = librosa.effects.time_stretch(waveform, rate=float(rate))
@@ -203,8 +203,6 @@ def pitch_shift(waveform: np.ndarray, *, n_steps: float, sample_rate: int = SAMP
 
     ``librosa.effects.pitch_shift`` (time stretch + soxr resampling).
     """
-    import librosa
-
     waveform = _as_clip(waveform)
     shifted = librosa.effects.pitch_shift(waveform, sr=sample_rate, n_steps=float(n_steps))
     out = audio.fix_length(shifted, length=waveform.shape[0], position="left")
@@ -265,8 +263,6 @@ class NoiseBank:
     @classmethod
     def from_split(cls, split_dir: str | Path, split: str = "train", **kwargs: Any) -> NoiseBank:
         """The bank of one split from ``<split_dir>/split.json``'s ``noise_regions``."""
-        import json
-
         path = Path(split_dir) / "split.json"
         try:
             info = json.loads(path.read_text())

@@ -19,6 +19,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
 from speechlib import config
 
 NOTEBOOK_GLOB = "[0-9]*_*.ipynb"  # numbered chapters: 0_split_by_speaker.ipynb, 1_..., ...
@@ -91,8 +95,6 @@ def execute_notebook(
         When a cell fails: the message names the notebook and the cell
         number, and shows the cell's source and the error.
     """
-    import nbformat
-
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
     _execute(nb, path, timeout=timeout, env=env, kernel_name=kernel_name)
@@ -103,9 +105,6 @@ def execute_notebook(
 
 def _execute(nb: Any, path: Path, *, timeout: int, env: dict[str, str] | None, kernel_name: str) -> None:
     """Run every cell in the notebook's folder with ``env`` set (restored after); a NotebookError when one fails."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
     old_env = dict(os.environ)
     os.environ.update(env or {})
     try:
@@ -127,8 +126,6 @@ def _execute(nb: Any, path: Path, *, timeout: int, env: dict[str, str] | None, k
 
 def _write_executed(nb: Any, out: Path) -> Path:
     """Write the executed notebook atomically to ``out``, output paths made relative to the project root."""
-    import nbformat
-
     root = config.project_root()
     if root is not None:
         relative_outputs(nb, root)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from speechlib import config
+from speechlib import config, evaluate, featurize, models, split, train
 
 RESULT_FILE = "result.json"  # a finished fold's row and test predictions
 ROWS_FILE = "crossval.csv"
@@ -104,8 +104,6 @@ def crossval(
         ``rows`` (one dict per fold, :data:`ROW_COLUMNS`), ``summary``
         (:func:`summarize`), ``labels``, ``model``, ``split_dir``, ``out``.
     """
-    from speechlib import split, train
-
     out = Path(out)
     model = model or train.DEFAULT_MODEL
     batch_size = batch_size or train.DEFAULT_BATCH_SIZE
@@ -123,8 +121,6 @@ def crossval(
 def _fold_result(folder: Path, *, model: str, epochs: int | None, batch_size: int, lr: float, seed: int,
                  recipe: Any, patience: int | None, workers: int | None) -> dict:  # fmt: skip
     """A fold's result: read back when finished, else featurized, trained and written atomically first."""
-    from speechlib import featurize
-
     done = folder / "model" / RESULT_FILE
     if not done.is_file():
         featurize.featurize(
@@ -168,8 +164,6 @@ def _train_fold(
     patience: int | None,
 ) -> dict:  # fmt: skip
     """Train one fold through ``speechlib.train`` and score its test part; the row and the test predictions."""
-    from speechlib import models, split, train
-
     info = split.load_info(folder)
     train.set_seed(seed)
     data = train.load_data(folder / "store", batch_size=batch_size, seed=seed, recipe=recipe)
@@ -213,8 +207,6 @@ def summarize(rows: list[dict], results: list[dict] | None = None) -> dict:
         ``macro_f1_std``; ``pooled_accuracy`` with ``pooled_ci95`` and ``pooled_clips`` when
         ``results`` are given.
     """
-    from speechlib import evaluate
-
     acc = np.array([r["accuracy"] for r in rows], dtype=np.float64)
     f1 = np.array([r["macro_f1"] for r in rows], dtype=np.float64)
 

@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from speechlib import config, features, inference, sequences
+from speechlib import config, features, inference, sequences, stream, train
 
 __all__ = [
     "BLANK",
@@ -189,8 +189,6 @@ def compile_model(model: Any, *, lr: float, steps: int, max_words: int = sequenc
                   frame_weight: float = FRAME_WEIGHT) -> Any:  # fmt: skip
     """Adam on ``speechlib.train.lr_schedule`` (warm-up, cosine to 0 over ``steps``) and :func:`joint_loss`."""
     import keras
-
-    from speechlib import train
 
     per_epoch, epochs = epoch_steps(steps)
     schedule = train.lr_schedule(lr=lr, steps_per_epoch=per_epoch, epochs=epochs)
@@ -545,8 +543,6 @@ def fit(
 
 def _start_run(out_dir: Path, path: Path, run: dict) -> None:
     """Make the run folder; drop an unfinished model's sidecar, and the backup and log of a run of other settings."""
-    from speechlib import train
-
     out_dir.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").unlink(missing_ok=True)  # a model without its sidecar is not finished
     started = out_dir / RUN_FILE  # the settings of the run that the backup and the log belong to
@@ -561,8 +557,6 @@ def _train_epochs(model: Any, builder: sequences.SequenceBuilder, cv: Sequence[A
                   verbose: int | str) -> None:  # fmt: skip
     """Compile and train the model on fresh batches, logging (and backing up) every epoch in ``out_dir``."""
     import keras
-
-    from speechlib import train
 
     per_epoch, epochs = epoch_steps(steps)
     compile_model(model, lr=lr, steps=steps, max_words=builder.words_range[1], frame_weight=frame_weight)
@@ -598,8 +592,6 @@ def detector_transcripts(detector: Any, utterances: Sequence[Any], *, threshold:
     ``traces`` (one ``Detector.scores`` trace per utterance) are reused when
     given; ``stream.trigger`` replays the detector's logic on them.
     """
-    from speechlib import stream
-
     traces = traces if traces is not None else [detector.scores([u.waveform]) for u in utterances]
     out = []
     for times, scores in traces:
@@ -627,8 +619,6 @@ def detector_baseline(bundle: Any, cv: Sequence[Any], test: Sequence[Any], *,
         ``threshold``, ``refractory_seconds``, ``cv_wer`` and ``test`` (the
         :func:`~speechlib.sequences.word_errors` of test) and ``hypotheses`` (test).
     """
-    from speechlib import stream
-
     keywords = [label for label in bundle.labels if label != config.SILENCE_LABEL]
     detector = stream.Detector(bundle, keywords=keywords)
     both = (("cv", cv), ("test", test))

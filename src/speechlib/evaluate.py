@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from sklearn import metrics
 
 from speechlib import models as _models
 from speechlib._json import jsonable as _jsonable
@@ -77,8 +79,6 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[
         Precision of a class never predicted is 0 (scikit-learn's
         ``zero_division=0``).
     """
-    from sklearn import metrics
-
     labels = [str(label) for label in labels]
     t = _as_ids(y_true, labels, "y_true")
     p = _as_ids(y_pred, labels, "y_pred")
@@ -124,8 +124,6 @@ def wilson_interval(correct: int, total: int, *, confidence: float = 0.95) -> li
     list of float
         ``[low, high]``, rounded to 4 decimals.
     """
-    from scipy import stats
-
     if total == 0:
         return [0.0, 1.0]
     ci = stats.binomtest(int(correct), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
@@ -169,8 +167,6 @@ def paired_comparison(correct_a: Any, correct_b: Any, *, resamples: int = 10_000
         ``p_value`` (exact McNemar: a two-sided binomial test on those
         discordant clips; 1.0 when there are none), ``clips``; rounded to 4 decimals.
     """
-    from scipy import stats
-
     a = np.asarray(correct_a, dtype=bool)
     b = np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
@@ -213,8 +209,6 @@ def confusion_matrix(
         As scikit-learn: None gives counts (int); "true" divides each row by
         its total (so the diagonal is per-class recall).
     """
-    from sklearn import metrics
-
     labels = [str(label) for label in labels]
     t = _as_ids(y_true, labels, "y_true")
     p = _as_ids(y_pred, labels, "y_pred")

@@ -47,6 +47,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import tempfile
@@ -58,10 +59,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from speechlib import config
+from speechlib import config, inference
 from speechlib import evaluate as _evaluate
 from speechlib import models as _models
 from speechlib import train as _train
+from speechlib.store import FeatureStore
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -367,7 +369,6 @@ def _model_and_store(name: str, model_kwargs: dict | None, store: Any, *, epochs
     name, kwargs = _resolve(name, model_kwargs)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    from speechlib.store import FeatureStore
 
     wanted = _models.INPUT_KIND[name]
     path = _store_for(store, wanted)
@@ -437,8 +438,6 @@ def _training_columns(log: pd.DataFrame, *, epochs: int, patience: int, monitor:
 
 
 def _takes(name: str, parameter: str) -> bool:
-    import inspect
-
     return parameter in inspect.signature(_models.MODELS[name]).parameters
 
 
@@ -640,8 +639,6 @@ def final_bundle_path(store: str | Path, dataset: str | Path | None = None, smal
     the final model being :func:`final_model_name` of ``dataset``. The file
     may not exist yet: train it with ``python train_keras.py`` or notebook 4.
     """
-    from speechlib import inference
-
     return _train.default_out(store, final_model_name(dataset, small)) / inference.MODEL_FILE
 
 

@@ -50,10 +50,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ai_edge_litert.interpreter import Interpreter
 
-from speechlib import config
+from speechlib import config, features, inference
 from speechlib._json import jsonable
 from speechlib._stderr import redirected as _quiet_stderr
+from speechlib.store import FeatureStore
+from speechlib.stream import keras_scorer
 
 __all__ = [
     "FORMATS",
@@ -116,9 +119,6 @@ def representative_features(
     ValueError
         The store holds other features than the bundle's.
     """
-    from speechlib import features
-    from speechlib.store import FeatureStore
-
     fs = FeatureStore(store_path)
     if fs.kind != bundle.kind or features.resolve_params(fs.kind, **fs.params) != bundle.params:
         raise ValueError(f"{store_path} holds {fs.kind} features with other parameters than the model's: "
@@ -157,8 +157,6 @@ def convert(
         The ``.tflite`` content.
     """
     import tensorflow as tf
-
-    from speechlib import inference
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
@@ -274,8 +272,6 @@ class LiteRTModel:
     """
 
     def __init__(self, path: str | Path, *, num_threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no TFLite model here; write one with `speechlib export`")
@@ -376,8 +372,6 @@ def compare_formats(
         when present), ``accuracy``, ``agreement`` (argmax equal to Keras'),
         ``max_abs_diff`` (probabilities), ``ms_per_clip``.
     """
-    from speechlib.stream import keras_scorer
-
     keras_predict = keras_scorer(bundle)
     reference = np.concatenate([keras_predict(X[i : i + 256]) for i in range(0, len(X), 256)])
     rows = []

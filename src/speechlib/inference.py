@@ -40,17 +40,21 @@ Example
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
-from speechlib import __version__, config, models
+from speechlib import __version__, audio, config, datasets, evaluate, features, models
 from speechlib._files import check_replaceable_csv
 from speechlib._json import jsonable as _jsonable
 
@@ -160,8 +164,6 @@ def save_bundle(
     -------
     Bundle
     """
-    from speechlib import features
-
     path = _model_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     params = features.resolve_params(kind, **params)
@@ -243,8 +245,6 @@ class Predictor:
         rate) is padded or trimmed to ``clip_samples`` around its centre,
         exactly as the featurizer did in training.
         """
-        from speechlib import audio, features
-
         meta = self.bundle.meta
         clips = np.stack(
             [
@@ -291,8 +291,6 @@ class Predictor:
             "" when ok: the sentence of :func:`speechlib.audio.inspect`, the
             same that ``speechlib data check`` gives for that file).
         """
-        from speechlib import audio
-
         results: list[dict] = []
         paths = [str(p) for p in paths]
         for start in range(0, len(paths), self.batch_size):
@@ -411,8 +409,6 @@ def label_for(word: str, kind: str, labels: Sequence[str]) -> str | None:
 
 def _predict_paths(predictor: Predictor, paths: Sequence[str], *, top_k: int, progress: bool, desc: str):
     """Yield :meth:`Predictor.predict_files` results chunk by chunk, with a tqdm bar."""
-    from tqdm.auto import tqdm
-
     with tqdm(total=len(paths), desc=desc, unit="file", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(paths), FOLDER_CHUNK):
             chunk = paths[start : start + FOLDER_CHUNK]
@@ -485,8 +481,6 @@ def evaluate_folder(
     FileExistsError
         ``out_dir`` is a file, or a folder holding other files (nothing is written).
     """
-    from speechlib import evaluate
-
     predictor = Predictor.load(model_path)
     labels = predictor.labels
     data = Path(data)
@@ -502,8 +496,6 @@ def evaluate_folder(
 
 def _labelled_clips(data: Path, labels: Sequence[str]) -> tuple[Any, list[dict]]:
     """The scanned clips of ``data`` with a label of the model, and the files skipped (path, reason)."""
-    from speechlib import datasets
-
     table = datasets.scan(data)
     skipped = [
         {"path": r.path, "reason": r.reason} for r in table.itertuples() if r.status == "error" and r.kind != "other"
@@ -522,8 +514,6 @@ def _labelled_clips(data: Path, labels: Sequence[str]) -> tuple[Any, list[dict]]
 
 def _predict_clips(predictor: Predictor, clips: Any, *, progress: bool) -> tuple[Any, list[dict]]:
     """The predictions table (path, label, predicted, probability), and the clips that failed to load."""
-    import pandas as pd
-
     rows, failed = [], []
     for result, label in zip(
         _predict_paths(predictor, clips["path"].tolist(), top_k=1, progress=progress, desc="evaluate"),
@@ -541,8 +531,6 @@ def _predict_clips(predictor: Predictor, clips: Any, *, progress: bool) -> tuple
 
 def _write_evaluation(out_dir: Path, metrics: dict, predictions: Any) -> None:
     """Write ``metrics.json`` and ``predictions.csv`` (the figure is the caller's: ``speechlib evaluate`` draws it)."""
-    from speechlib import evaluate
-
     out_dir.mkdir(parents=True, exist_ok=True)
     evaluate.save_metrics(out_dir / "metrics.json", metrics)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
@@ -603,9 +591,6 @@ def write_submission(
 def _write_submission_csv(predictor: Predictor, paths: list[str], data: Path, out: Path, *, fallback: str,
                           progress: bool) -> tuple[int, list[dict]]:  # fmt: skip
     """Stream one row per path into a file beside ``out``, renamed into place; the rows and the failed entries."""
-    import csv
-    import tempfile
-
     out.parent.mkdir(parents=True, exist_ok=True)
     failed, rows = [], 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)

@@ -42,6 +42,10 @@ from pathlib import Path
 
 from speechlib import config
 
+# speechlib.train imports this module and speechlib.cli imports train to build its parser (`speechlib --help`): the
+# speechlib modules that load pandas, librosa or zarr (datasets, featurize, split, store) are imported in the
+# functions that use them.
+
 __all__ = ["TRAINING_SPLITS", "InputError", "Prepared", "check_store", "prepare", "resolve"]
 
 TRAINING_SPLITS = ("train", "cv", "test")  # the store splits a training run reads

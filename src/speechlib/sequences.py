@@ -44,10 +44,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jiwer
+import librosa
 import numpy as np
 import pandas as pd
+import soundfile
 
-from speechlib import audio, augment, config, inference, stream
+from speechlib import audio, augment, config, inference, stream, train
+from speechlib.store import FeatureStore
 
 __all__ = [
     "MAX_WORDS",
@@ -96,8 +100,6 @@ def trim_speech(waveform: np.ndarray, *, top_db: float = TRIM_TOP_DB, margin_sec
     (start, stop) : int, samples
         ``waveform[start:stop]`` is the word; the whole clip when it is silent.
     """
-    import librosa
-
     waveform = np.asarray(waveform, np.float32)
     if not len(waveform) or not np.any(waveform):
         return 0, len(waveform)
@@ -204,9 +206,6 @@ class SequenceBuilder:
         max_clips: int | None = None,
         max_seconds: float = MAX_SECONDS,
     ) -> None:
-        from speechlib import train
-        from speechlib.store import FeatureStore
-
         fs = FeatureStore(store_path)
         self.store_path, self.split, self.seed = Path(store_path), split, int(seed)
         self.params, self.kind, self.normalization = fs.params, fs.kind, fs.normalization
@@ -318,8 +317,6 @@ WORD_COLUMNS = ("index", "word", "start", "stop", "speaker", "relpath")
 
 
 def _write_set(builder: SequenceBuilder, n: int, folder: Path) -> None:
-    import soundfile
-
     folder.mkdir(parents=True)
     utterances, words = [], []
     for i in range(n):
@@ -429,8 +426,6 @@ def word_errors(references: Sequence[str | Sequence[str]], hypotheses: Sequence[
         ``wer`` (float), ``words`` (reference words), ``hits``,
         ``substitutions``, ``deletions``, ``insertions`` (int), ``utterances``.
     """
-    import jiwer
-
     refs, hyps = [_as_text(r) for r in references], [_as_text(h) for h in hypotheses]
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")

@@ -74,6 +74,8 @@ from typing import Any
 
 import anyio
 import numpy as np
+import soxr
+import uvicorn
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -582,8 +584,6 @@ class _LiveSession:
     """One live connection: a resampler to the model's rate, a detector, and the seconds streamed so far."""
 
     def __init__(self, service: Service, sample_rate: int, *, top_k: int) -> None:
-        import soxr
-
         self.service, self.sample_rate, self.top_k = service, sample_rate, top_k
         self.detector = service.detector()
         rate = service.sample_rate
@@ -653,8 +653,6 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
 
 def run(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> None:
     """Serve ``app`` with uvicorn on a bound socket until Ctrl-C (or SIGTERM)."""
-    import uvicorn
-
     server = uvicorn.Server(uvicorn.Config(
         app, log_level=log_level, ws_max_size=LIVE_MAX_MESSAGE_BYTES + 1024, timeout_keep_alive=5,
         timeout_graceful_shutdown=5, limit_concurrency=4096, backlog=2048,

@@ -156,7 +156,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import scipy.special
 
-from speechlib import __version__, audio, config, features, inference
+from speechlib import __version__, audio, config, features, inference, models
 from speechlib import split as split_mod
 from speechlib._stderr import redirected
 from speechlib.manifest import DIGITAL_SILENCE, MANIFEST_COLUMNS
@@ -795,8 +795,6 @@ def make_predict_fn(model_path: str, feature_shape: tuple[int, ...], normalizati
 
     def make():
         from pyspark import SparkFiles
-
-        from speechlib import models
 
         local = model_path
         try:

@@ -70,6 +70,7 @@ One task per executor: give each task all of its executor's cores
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -82,7 +83,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from speechlib import config
+from speechlib import config, models
+from speechlib import train as train_mod
+from speechlib.pipeline import InputError
+from speechlib.spark import session
+from speechlib.store import FeatureStore
 
 __all__ = ["WORKERS_DIR", "cluster_spec", "tf_config", "train"]
 
@@ -189,8 +194,6 @@ def train(
     dict
         The chief's ``metrics.json`` (cv and test metrics, sizes, epochs) plus ``seconds`` and ``num_workers``.
     """
-    from speechlib.spark import session
-
     settings = _settings(
         store, out, num_workers=num_workers, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         recipe=recipe, logdir=logdir, resume=resume,
@@ -211,10 +214,6 @@ def _settings(store, out, *, num_workers: int, model, epochs, batch_size: int, l
 
     Creates ``out``. Raises :class:`speechlib.pipeline.InputError` for a batch that the workers cannot share.
     """
-    from speechlib import train as train_mod
-    from speechlib.pipeline import InputError
-    from speechlib.store import FeatureStore
-
     if num_workers < 1 or batch_size % num_workers:
         raise InputError(f"--batch-size {batch_size} must be a multiple of --num-workers {num_workers}")
     FeatureStore(store).open_split("train")  # a missing or unfinished store fails here, with its message
@@ -251,13 +250,8 @@ def _parent_watch() -> None:
 
 def _worker(settings: dict) -> None:
     """One training process: MultiWorkerMirroredStrategy, this worker's shard, train.fit; the chief saves."""
-    import dataclasses
-
     _parent_watch()
     import tensorflow as tf
-
-    from speechlib import models
-    from speechlib import train as train_mod
 
     config.set_small(bool(settings["small"]))
     index, count = int(settings["index"]), int(settings["count"])

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import queue
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,7 +56,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from speechlib import audio, config, features
+from speechlib import audio, augment, config, features, train
+from speechlib.store import FeatureStore
 
 __all__ = [
     "DEFAULT_HOP_SECONDS",
@@ -554,7 +556,6 @@ def microphone_chunks(
     except (ImportError, OSError) as err:  # OSError: the package is there but PortAudio is not
         raise ImportError(f"listening to a microphone needs the optional package sounddevice ({err}): "
                           "pip install sounddevice") from None  # fmt: skip
-    import queue
 
     blocks: queue.Queue = queue.Queue()
     step = max(1, round(chunk_seconds * sample_rate))
@@ -603,8 +604,6 @@ class LongAudio:
 
 def _noise_bed(bank: Any, n_samples: int, rng: np.random.Generator, *, level: float | None) -> np.ndarray:
     """Noise windows of ``bank`` (each scaled to rms ``level``, or as recorded for None), joined with crossfades."""
-    from speechlib import augment
-
     bed = np.zeros(n_samples + bank.length, np.float32)
     fade = np.linspace(0.0, 1.0, CROSSFADE_SAMPLES, dtype=np.float32)
     step = bank.length - CROSSFADE_SAMPLES
@@ -684,7 +683,6 @@ def long_audio(
     starts = np.round((np.cumsum(gaps[:-1]) + np.arange(len(order)) * n / sample_rate) * sample_rate).astype(int)
     total = int(starts[-1] + n + round(gaps[-1] * sample_rate)) if len(order) else round(gaps[0] * sample_rate)
     wave = _noise_bed(noise, total, rng, level=noise_rms)
-    from speechlib import augment
 
     gain = 10.0 ** (snr_db / 20.0)
     rows = []
@@ -715,9 +713,6 @@ def long_audio_from_store(store_path: str | Path, split: str, *, snr_db: float, 
     bed between the words is the silence. ``max_clips`` keeps a random subset
     of that many clips (seeded by ``kwargs["seed"]``), for a shorter recording.
     """
-    from speechlib import train
-    from speechlib.store import FeatureStore
-
     fs = FeatureStore(store_path)
     rows = fs.manifest(split)
     rows = rows[(rows["augment"] == 0) & (rows["label"] != config.SILENCE_LABEL)]

@@ -66,6 +66,7 @@ Example
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -84,6 +85,10 @@ import numpy as np
 from speechlib import config
 from speechlib._json import jsonable
 from speechlib.pipeline import InputError
+
+# speechlib.cli imports this module to build its parser, so `speechlib --help` loads it: pandas, soundfile and the
+# speechlib modules that load librosa, pandas, scikit-learn or zarr (audio, augment, evaluate, features, inference,
+# models, split, store) are imported in the functions that use them, as TensorFlow and Keras are.
 
 __all__ = [
     "BACKUP_DIR",
@@ -219,7 +224,6 @@ def add_arguments(parser: Any, *, models: Sequence[str] | None = None, logrun_de
 
 def _positive(kind: type) -> Any:
     """An argparse ``type`` that accepts values of ``kind`` above 0 (argparse reports others: exit 2)."""
-    import argparse
 
     def convert(text: str) -> Any:
         try:
