@@ -43,6 +43,16 @@ def test_a_dataset_folder_is_split_and_featurized_once(tmp_path, monkeypatch, sy
     assert (store / "zarr.json").stat().st_mtime_ns == modified
 
 
+def test_prepare_can_stop_after_the_split(tmp_path, monkeypatch, synthetic_small, capsys):
+    """features=False (notebook 1, before features are taught): the split is written, no store is made."""
+    monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path / "home"))
+    prepared = pipeline.prepare(synthetic_small, small=True, workers=1, features=False)
+    assert (prepared.split_dir / "split.json").is_file()
+    assert prepared.store == tmp_path / "home" / "work" / "synthetic_small" / "features" / "logmel"
+    assert not prepared.store.exists()
+    assert "[3/3] features: not computed here" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [

@@ -70,7 +70,8 @@ class Prepared:
     split_dir : Path
         The manifests and ``split.json``.
     store : Path
-        The feature store folder (open it with :meth:`open_store`).
+        The feature store folder (open it with :meth:`open_store`); not made yet when
+        :func:`prepare` was asked for the split only (``features=False``).
     kind : str
         The feature kind of the store.
     small : bool
@@ -110,6 +111,7 @@ def prepare(
     seed: int = config.SEED,
     workers: int | None = None,
     verbose: bool = True,
+    features: bool = True,
 ) -> Prepared:
     """Make sure the dataset, its split and its feature store exist; return where they are.
 
@@ -131,6 +133,10 @@ def prepare(
         Worker processes for generating and featurizing (default: all cores).
     verbose : bool
         Print one line per step and the featurizer's progress bars.
+    features : bool
+        Make the feature store too (default). ``False`` stops after the split, for
+        the chapters that come before features are taught (notebook 1); the
+        returned ``store`` is where the store will be.
 
     Returns
     -------
@@ -148,7 +154,10 @@ def prepare(
     work = config.work_dir(dataset_path, small)
     split_dir, store = work / "split", work / "features" / kind
     _ensure_split(dataset_path, split_dir, small=small, seed=seed, verbose=verbose, say=say)
-    _ensure_store(split_dir, store, kind=kind, seed=seed, workers=workers, verbose=verbose, say=say)
+    if features:
+        _ensure_store(split_dir, store, kind=kind, seed=seed, workers=workers, verbose=verbose, say=say)
+    else:
+        say(f"[3/3] features: not computed here ({store} is made by `speechlib featurize` or notebook 2)")
     return Prepared(dataset=dataset_path, split_dir=split_dir, store=store, kind=kind, small=small)
 
 
