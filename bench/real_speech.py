@@ -15,17 +15,21 @@ once, by a model that never heard its speaker:
    scored on its test part;
 3. the pooled predictions give accuracy with a 95% Wilson interval, macro F1,
    per-class recall and the per-fold spread; when ``final`` runs too, every
-   other variant is compared with it on the same clips (``vs_final``:
+   other variant is compared with it on the same clips (``vs``:
    ``speechlib.evaluate.paired_comparison``, the accuracy difference with a
    paired-bootstrap 95% interval and McNemar's exact p), which separates
    variants whose own intervals overlap.
 
 Variants (``--variants``): ``final`` (the final model and recipe), one per
 augmentation left out (``no_shift``, ``no_noise``, ``no_gain``,
-``no_spec_augment``), ``no_augmentation``, ``mixup``, ``pretrained`` (the
-model trained on the synthetic default by ``train_keras.py`` used as the
-starting point, then fine-tuned on each fold) and ``synthetic`` (that model
-alone, never trained on real speech, scored on every clip).
+``no_spec_augment``), ``no_noise_gain`` (neither noise nor gain: shift and
+SpecAugment only), ``no_augmentation``, ``mixup``, ``pretrained`` (the model
+trained on the synthetic default by ``train_keras.py`` used as the starting
+point, then fine-tuned on each fold with the final recipe),
+``pretrained_no_noise_gain`` (the same start, fine-tuned without noise and
+gain) and ``synthetic`` (that model alone, never trained on real speech,
+scored on every clip). ``--paired_with V`` compares every variant with ``V``
+instead of ``final`` on the same clips.
 
 Each fold's predictions are saved as they finish, so an interrupted run
 continues where it stopped; results go to ``bench/results/real_speech.json``
@@ -44,6 +48,7 @@ Examples
     python bench/real_speech.py --variants final,no_noise,no_spec_augment,no_shift,no_gain \
         --run_folds 0 --out bench/results/real_speech_ablation.json     # the ablation, paired with final
     python bench/real_speech.py --variants synthetic,pretrained
+    python bench/real_speech.py --variants pretrained,pretrained_no_noise_gain --paired_with pretrained
     python bench/real_speech.py --quick                           # 2 epochs, 2 folds: a smoke test
 """
 
@@ -75,8 +80,11 @@ RECIPES = {
     "no_spec_augment": train.Recipe(spec_augment=False),
     "no_augmentation": train.NO_AUGMENTATION,
     "mixup": train.Recipe(mixup=0.2),
+    "no_noise_gain": train.Recipe(noise=False, gain=False),
     "pretrained": train.Recipe(),
+    "pretrained_no_noise_gain": train.Recipe(noise=False, gain=False),
 }
+PRETRAINED = ("pretrained", "pretrained_no_noise_gain")  # the variants that start from the synthetic default's model
 VARIANTS = (*RECIPES, "synthetic")
 
 
@@ -85,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help=f"a real dataset folder (default ${DATA_ENV})")
     parser.add_argument("--variants", default="final", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--paired_with", default="final", help="compare every variant with this one on the same clips (default final)"
+    )
     parser.add_argument("--model", default=FINAL_MODEL, help=f"speechlib.models name (default {FINAL_MODEL})")
     parser.add_argument(
         "--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs per fold (default: train.auto_epochs)"
@@ -143,7 +154,7 @@ def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) ->
         return json.loads(done.read_text())
     train.set_seed(args.seed)
     data = train.load_data(folder / "store", batch_size=args.batch_size, seed=args.seed, recipe=RECIPES[variant])
-    if variant == "pretrained":
+    if variant in PRETRAINED:
         model, _, _ = train.init_model(synthetic_bundle(args), data)
     else:
         model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)
@@ -227,9 +238,10 @@ def summarize(variant: str, folds: list[dict], args: argparse.Namespace) -> dict
     return row
 
 
-def against_final(folds: list[dict], final: list[dict]) -> dict:
-    """A variant against the final recipe on the same clips (``evaluate.paired_comparison``: difference,
-    its bootstrap interval, McNemar's p): the two rows' own intervals overlap where this still separates them."""
+def against(folds: list[dict], final: list[dict]) -> dict:
+    """A variant against another (``--paired_with``, the final recipe by default) on the same clips
+    (``evaluate.paired_comparison``: difference, its bootstrap interval, McNemar's p): the two rows' own
+    intervals overlap where this still separates them."""
     from speechlib import evaluate
 
     assert [f["fold"] for f in folds] == [f["fold"] for f in final], "the two variants scored other folds"
@@ -279,15 +291,19 @@ def main(args: argparse.Namespace) -> int:
         rows[variant] = row
         print(f"{variant}: accuracy {row['accuracy']:.4f} {row['accuracy_ci95']} over {row['clips']} clips, "
               f"macro F1 {row['macro_f1']:.4f}, folds {row['per_fold_accuracy']}", flush=True)  # fmt: skip
-    if "final" in trained:
+    base = args.paired_with
+    if base in trained:
         for variant, folds in trained.items():
-            if variant != "final":
-                rows[variant]["vs_final"] = against_final(folds, trained["final"])
-                print(f"{variant} - final: {rows[variant]['vs_final']}", flush=True)
+            if variant != base:
+                rows[variant]["vs"] = {"variant": base, **against(folds, trained[base])}
+                rows[variant].pop("vs_final", None)  # the older key of a comparison with final
+                print(f"{variant} - {base}: {rows[variant]['vs']}", flush=True)
     load = [round(x, 2) for x in os.getloadavg()]
     where = out_path.resolve()
-    options = (f" --run_folds {args.run_folds}" if args.run_folds else "") + (
-        f" --out {where.relative_to(REPO)}" if where.is_relative_to(REPO) and where != RESULTS else ""
+    options = (
+        (f" --run_folds {args.run_folds}" if args.run_folds else "")
+        + (f" --paired_with {args.paired_with}" if args.paired_with != "final" else "")
+        + (f" --out {where.relative_to(REPO)}" if where.is_relative_to(REPO) and where != RESULTS else "")
     )
     results = {
         "benchmark": "real_speech",
