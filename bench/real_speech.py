@@ -305,6 +305,9 @@ def main(args: argparse.Namespace) -> int:
         + (f" --paired_with {args.paired_with}" if args.paired_with != "final" else "")
         + (f" --out {where.relative_to(REPO)}" if where.is_relative_to(REPO) and where != RESULTS else "")
     )
+    machine = {"cores": os.cpu_count(), "cpu_model": cpu_model(), "load_average_end": load}
+    for variant in variants:  # the rows measured by this run: their own command options and machine
+        rows[variant].update(options=options.strip(), machine=machine)
     results = {
         "benchmark": "real_speech",
         "command": "python bench/real_speech.py --variants " + ",".join(rows) + options,
@@ -312,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
         "data": data.name,
         "folds": args.folds,
         "target_accuracy": TARGET_ACCURACY,
-        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model(), "load_average_end": load},
+        "machine": machine,
         "rows": list(rows.values()),
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)

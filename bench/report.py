@@ -125,7 +125,8 @@ def real_speech_rows(result: dict) -> list[str]:
             paired = (f"; against {base} on the same clips {v['difference']:+.3f} (95% CI "
                       f"{v['ci95'][0]:+.3f} to {v['ci95'][1]:+.3f}, McNemar p {v['p_value']:.3f})")  # fmt: skip
         target = REAL_SPEECH_TARGETS.get(row["variant"], "–") if not partial else "–"
-        options = f" {result['options']}" if result.get("options") else ""
+        options = row.get("options", result.get("options"))  # a row's own options where a run recorded them
+        options = f" {options}" if options else ""
         rows.append(
             f"| real speech, speaker-grouped {result['folds']}-fold CV over {row['clips']:,} clips{partial}: "
             f"{model}{what} | {row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; macro F1 {row['macro_f1']:.3f}"
@@ -336,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     benchmarks = (  # real speech first: the number the project is judged by
         ("real_speech", real_speech_rows),
         ("real_speech_ablation", real_speech_rows),  # each augmentation left out, on one fold, paired with final
+        ("real_speech_noise_gain_fold0", real_speech_rows),  # noise and gain left out together, fold 0, paired
         ("readme_path", readme_path_rows),
         ("synthetic_test", synthetic_test_rows),
         ("featurize", featurize_rows),
@@ -355,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | not measured yet | – | `{command}` |")
             continue
         print("\n".join(rows(result)))
-        if "machine" in result:
+        per_row = sorted({_machine(row) for row in result.get("rows", []) if "machine" in row})
+        if per_row:  # rows measured on different machines (real_speech merges runs)
+            machines.append(f"{name}: {' and '.join(per_row)}")
+        elif "machine" in result:
             machines.append(f"{name}: {_machine(result)}")
     print()
     print("Machines: " + "; ".join(machines) + ".")
