@@ -9,7 +9,11 @@ exactly those commands on a real dataset folder, in two variants:
 - ``scratch``: ``python train_keras.py --path_to_data DATA``;
 - ``pretrained``: ``python train_keras.py --path_to_data DATA --init_from BUNDLE``,
   where BUNDLE is the model ``python train_keras.py`` trained on the synthetic
-  default (the course's pre-training, then fine-tuning).
+  default (the course's pre-training, then fine-tuning);
+- ``pretrained_no_noise_gain``: the same, fine-tuned with ``--no_noise --no_gain``;
+- ``pretrained_ensemble``: ``speechlib ensemble`` of the two fine-tuned models
+  (the mean of their logits: the final recipe on real speech, see
+  ``bench/real_speech.py``), run after them.
 
 Each run goes to ``<work dir>/models/readme_path_<variant>`` and is started
 with ``--resume``, so an interrupted benchmark continues and a finished run is
@@ -25,8 +29,9 @@ Examples
 
     export SPEECHLIB_REAL_DATA=/path/to/speech_commands_v0.02_test_subset
     python train_keras.py                    # once: the synthetic default, the pre-training of `pretrained`
-    python bench/readme_path.py              # both variants
+    python bench/readme_path.py              # every variant
     python bench/readme_path.py --variants scratch
+    python bench/readme_path.py --variants pretrained_ensemble   # its two members first
 """
 
 from __future__ import annotations
@@ -45,7 +50,10 @@ from speechlib import config, evaluate, pipeline, train
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "readme_path.json"
 DATA_ENV = "SPEECHLIB_REAL_DATA"
-VARIANTS = ("pretrained", "scratch")
+VARIANTS = ("pretrained_ensemble", "pretrained", "pretrained_no_noise_gain", "scratch")
+PRETRAINED = ("pretrained", "pretrained_no_noise_gain")  # fine-tuned from the synthetic default's model
+FLAGS = {"scratch": [], "pretrained": [], "pretrained_no_noise_gain": ["--no_noise", "--no_gain"]}
+ENSEMBLE = {"pretrained_ensemble": PRETRAINED}  # variant -> the variants it averages
 TARGET_ACCURACY = 0.92  # the project's target for this path
 
 
@@ -68,28 +76,42 @@ def synthetic_bundle(path: Path | None) -> Path:
     return Path(bundle)
 
 
+def command_of(variant: str, data: Path, bundle: Path | None) -> list[str]:
+    """The README's command of ``variant``: ``train_keras.py`` (resumed if it ran before) or ``speechlib ensemble``."""
+    if variant in ENSEMBLE:
+        members = [train.default_out(pipeline.resolve(data), f"readme_path_{m}") for m in ENSEMBLE[variant]]
+        out = train.default_out(pipeline.resolve(data), f"readme_path_{variant}")
+        return [sys.executable, "-m", "speechlib", "ensemble", *map(str, members), "--out", str(out)]
+    return [sys.executable, str(REPO / "train_keras.py"), "--path_to_data", str(data), "--logrun",
+            f"readme_path_{variant}", "--resume", *(["--init_from", str(bundle)] if variant in PRETRAINED else []),
+            *FLAGS[variant]]  # fmt: skip
+
+
 def run_variant(variant: str, data: Path, bundle: Path | None) -> dict:
-    """Run the README's command for ``variant`` (resumed when it ran before); return its test figures."""
-    logrun = f"readme_path_{variant}"
-    command = [sys.executable, str(REPO / "train_keras.py"), "--path_to_data", str(data), "--logrun", logrun,
-               "--resume", *(["--init_from", str(bundle)] if variant == "pretrained" else [])]  # fmt: skip
-    print(" ".join(["python", *command[1:]]), flush=True)
+    """Run the README's command for ``variant``; return its test figures."""
+    command = command_of(variant, data, bundle)
+    shown = " ".join(["python", *command[1:]]).replace(str(REPO / "train_keras.py"), "train_keras.py")
+    shown = shown.replace("python -m speechlib", "speechlib")
+    print(shown, flush=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        sys.exit(f"{variant}: train_keras.py failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    metrics = evaluate.load_metrics(train.default_out(pipeline.resolve(data), logrun) / "metrics.json")
+        sys.exit(f"{variant}: {shown} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    metrics = evaluate.load_metrics(
+        train.default_out(pipeline.resolve(data), f"readme_path_{variant}") / "metrics.json"
+    )
+    work = str(config.work_dir(Path(data).resolve(), False))
     return {
         "variant": variant,
-        "command": " ".join(["python", "train_keras.py", *command[2:]])
-        .replace(str(data), "DATA")
-        .replace(f"{REPO}{os.sep}", ""),
+        "command": shown.replace(work, "WORK").replace(str(data), "DATA").replace(f"{REPO}{os.sep}", ""),
         "model": metrics["model"],
+        "params": metrics["params"],
         **evaluate.accuracy_summary(metrics["test"], "test"),
         "cv_accuracy": round(metrics["cv"]["accuracy"], 4),
         "sizes": metrics["sizes"],
         "epochs_run": metrics["epochs_run"],
         "seconds_per_epoch": metrics["seconds_per_epoch"],
+        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},  # rows of other runs keep their own
     }
 
 
@@ -103,7 +125,10 @@ def main(args: argparse.Namespace) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
-    bundle = synthetic_bundle(args.synthetic_model) if "pretrained" in variants else None
+    needed = [m for v in variants for m in ENSEMBLE.get(v, ())]  # an ensemble's members train first
+    variants = [*dict.fromkeys([m for m in needed if m not in variants] + variants)]
+    variants.sort(key=lambda v: v in ENSEMBLE)
+    bundle = synthetic_bundle(args.synthetic_model) if set(variants) & set(PRETRAINED) else None
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     rows = {row["variant"]: row for row in old.get("rows", [])}
     for variant in variants:

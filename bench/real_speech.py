@@ -31,6 +31,13 @@ gain) and ``synthetic`` (that model alone, never trained on real speech,
 scored on every clip). ``--paired_with V`` compares every variant with ``V``
 instead of ``final`` on the same clips.
 
+``--train_seed N`` trains every variant again with another seed (initial
+weights, batch order, augmentation; the folds stay): rows ``VARIANT@sN``, which
+show how much one training run of a fold varies. ``--ensembles A+B`` scores the
+mean of the logits of the models of rows A and B on each fold
+(``speechlib.models.ensemble``, what ``speechlib ensemble`` builds from two
+trained bundles), training the members that have not run yet.
+
 Each fold's predictions are saved as they finish, so an interrupted run
 continues where it stopped; results go to ``bench/results/real_speech.json``
 (``--quick``: into the work folder), merged with variants measured earlier.
@@ -49,6 +56,8 @@ Examples
         --run_folds 0 --out bench/results/real_speech_ablation.json     # the ablation, paired with final
     python bench/real_speech.py --variants synthetic,pretrained
     python bench/real_speech.py --variants pretrained,pretrained_no_noise_gain --paired_with pretrained
+    python bench/real_speech.py --variants pretrained_no_noise_gain --train_seed 1   # another training run
+    python bench/real_speech.py --ensembles pretrained+pretrained_no_noise_gain --paired_with pretrained_no_noise_gain
     python bench/real_speech.py --quick                           # 2 epochs, 2 folds: a smoke test
 """
 
@@ -92,9 +101,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line arguments (see --help)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help=f"a real dataset folder (default ${DATA_ENV})")
-    parser.add_argument("--variants", default="final", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default=None, help=f"comma-separated, of: {', '.join(VARIANTS)} (default final, or none with "
+        "--ensembles)"
+    )  # fmt: skip
     parser.add_argument(
         "--paired_with", default="final", help="compare every variant with this one on the same clips (default final)"
+    )
+    parser.add_argument(
+        "--ensembles",
+        default=None,
+        help="comma-separated rows A+B[+C...] of rows measured before (VARIANT or VARIANT@sN): the mean of their "
+        "models' logits on each fold (speechlib.models.ensemble), e.g. pretrained+pretrained_no_noise_gain",
     )
     parser.add_argument("--model", default=FINAL_MODEL, help=f"speechlib.models name (default {FINAL_MODEL})")
     parser.add_argument(
@@ -104,7 +122,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run_folds", default=None, help="only these folds, e.g. 0,1 (default: all)")
     parser.add_argument("--batch_size", type=int, default=train.DEFAULT_BATCH_SIZE)
     parser.add_argument("--lr", type=float, default=train.DEFAULT_LR)
-    parser.add_argument("--seed", type=int, default=config.SEED)
+    parser.add_argument(
+        "--seed", type=int, default=config.SEED, help="seed of the split and folds (default %(default)s)"
+    )
+    parser.add_argument(
+        "--train_seed",
+        type=int,
+        default=None,
+        help="seed of training (initialisation, batch order, augmentation; default --seed): another seed is "
+        "another run of every variant, its rows named VARIANT@sN",
+    )
     parser.add_argument(
         "--synthetic_model",
         type=Path,
@@ -145,6 +172,45 @@ def synthetic_bundle(args: argparse.Namespace) -> Path:
     return bundle
 
 
+def train_seed(args: argparse.Namespace) -> int:
+    """The seed of training: ``--train_seed``, or ``--seed`` when not given."""
+    return args.seed if args.train_seed is None else args.train_seed
+
+
+def run_name(variant: str, args: argparse.Namespace) -> str:
+    """A variant's row name: the variant, with ``@sN`` when it trained with another seed than the folds'."""
+    return variant if train_seed(args) == args.seed else f"{variant}@s{train_seed(args)}"
+
+
+def run_tag(name: str, args: argparse.Namespace) -> str:
+    """The folder name of a row's runs (under ``<work>/runs``): ``VARIANT_MODEL_eEPOCHS``, ``_sN`` for another seed."""
+    variant, _, seed = name.partition("@s")
+    return f"{variant}_{args.model}_e{args.epochs or 'auto'}" + (f"_s{seed}" if seed else "")
+
+
+def ensemble_fold(members: list[str], folder: Path, work: Path, args: argparse.Namespace) -> dict:
+    """One fold's test predictions of the mean of the members' logits (``speechlib.models.ensemble``).
+
+    The members are rows (``VARIANT`` or ``VARIANT@sN``); each fold's ensemble
+    combines the models those runs selected on that fold's cv part, trained here
+    first where they have not run yet.
+    """
+    from speechlib import models
+
+    paths = []
+    for member in members:
+        variant, _, seed = member.partition("@s")
+        out = work / "runs" / run_tag(member, args) / folder.name
+        if not (out / train.BEST_FILE).is_file() or not (out / "predictions.json").is_file():
+            run_fold(variant, folder, out, argparse.Namespace(**{**vars(args), "train_seed": int(seed or args.seed)}))
+        paths.append(out / train.BEST_FILE)
+    model = models.ensemble([models.load_model(p, compile=False) for p in paths])
+    data = train.load_data(folder / "store", batch_size=args.batch_size, seed=args.seed, recipe=train.NO_AUGMENTATION)
+    y_true, proba = train.predict_split(model, data, "test")
+    return {"fold": folder.name, "y_true": y_true.tolist(), "y_pred": proba.argmax(axis=1).tolist(),
+            "labels": data.labels, "params": models.count_params(model, trainable_only=True)}  # fmt: skip
+
+
 def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) -> dict:
     """Train one variant on one fold (or reuse its saved predictions); return its predictions and timings."""
     from speechlib import models
@@ -152,8 +218,9 @@ def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) ->
     done = out / "predictions.json"
     if done.is_file():
         return json.loads(done.read_text())
-    train.set_seed(args.seed)
-    data = train.load_data(folder / "store", batch_size=args.batch_size, seed=args.seed, recipe=RECIPES[variant])
+    seed = train_seed(args)
+    train.set_seed(seed)
+    data = train.load_data(folder / "store", batch_size=args.batch_size, seed=seed, recipe=RECIPES[variant])
     if variant in PRETRAINED:
         model, _, _ = train.init_model(synthetic_bundle(args), data)
     else:
@@ -169,6 +236,7 @@ def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) ->
         "fold": folder.name,
         "y_true": y_true.tolist(),
         "y_pred": proba.argmax(axis=1).tolist(),
+        "proba": np.round(proba, 5).tolist(),  # for ensembles of runs (see --ensemble)
         "labels": data.labels,
         "sizes": data.sizes,
         "epochs": len(log),
@@ -260,7 +328,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"real-speech benchmark skipped: no real dataset folder (pass --data or set {DATA_ENV}); "
               f"{'not found: ' + str(data) if data else ''}")  # fmt: skip
         return 0
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    variants = [v.strip() for v in (args.variants or ("" if args.ensembles else "final")).split(",") if v.strip()]
+    ensembles = [e.split("+") for e in (args.ensembles or "").split(",") if e.strip()]
+    unknown = sorted({m.partition("@s")[0] for members in ensembles for m in members} - set(RECIPES))
+    if unknown or any(len(members) < 2 for members in ensembles):
+        print(f"--ensembles: each is two or more of {', '.join(RECIPES)} (VARIANT@sN: another training seed) "
+              f"joined by +; got {args.ensembles!r}", file=sys.stderr)  # fmt: skip
+        return 2
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         print(f"unknown variant(s) {unknown}: choose from {', '.join(VARIANTS)}", file=sys.stderr)
@@ -280,22 +354,42 @@ def main(args: argparse.Namespace) -> int:
         else:
             folds = []
             for i in run:
-                tag = f"{variant}_{args.model}_e{args.epochs or 'auto'}"
+                tag = run_tag(run_name(variant, args), args)
                 result = run_fold(variant, folders[i], work / "runs" / tag / folders[i].name, args)
                 accuracy = np.mean(np.equal(result["y_true"], result["y_pred"]))
-                print(f"{variant} {folders[i].name}: accuracy {accuracy:.4f} ({result['seconds']:.0f} s)", flush=True)
+                print(
+                    f"{run_name(variant, args)} {folders[i].name}: accuracy {accuracy:.4f} ({result['seconds']:.0f} s)",
+                    flush=True,
+                )
                 folds.append(result)
+        name = variant if variant == "synthetic" else run_name(variant, args)
         if variant != "synthetic":
-            trained[variant] = folds
-        row = summarize(variant, folds, args)
-        rows[variant] = row
-        print(f"{variant}: accuracy {row['accuracy']:.4f} {row['accuracy_ci95']} over {row['clips']} clips, "
+            trained[name] = folds
+        row = summarize(name, folds, args)
+        rows[name] = row
+        print(f"{name}: accuracy {row['accuracy']:.4f} {row['accuracy_ci95']} over {row['clips']} clips, "
+              f"macro F1 {row['macro_f1']:.4f}, folds {row['per_fold_accuracy']}", flush=True)  # fmt: skip
+    for members in ensembles:
+        name = "+".join(members)
+        folds = [ensemble_fold(members, folders[i], work, args) for i in run]
+        trained[name] = folds
+        row = summarize(name, folds, args)
+        row.update(model=f"ensemble of {len(members)} {args.model}", params=folds[0]["params"], members=members,
+                   epochs=args.epochs)  # fmt: skip
+        rows[name] = row
+        print(f"{name}: accuracy {row['accuracy']:.4f} {row['accuracy_ci95']} over {row['clips']} clips, "
               f"macro F1 {row['macro_f1']:.4f}, folds {row['per_fold_accuracy']}", flush=True)  # fmt: skip
     base = args.paired_with
-    if base in trained:
+    paired = trained.get(base)
+    if paired is None and base.partition("@s")[0] in RECIPES and trained:  # not run now: its saved predictions
+        seed = base.partition("@s")[2]
+        again = argparse.Namespace(**{**vars(args), "train_seed": int(seed or args.seed)})
+        paired = [run_fold(base.partition("@s")[0], folders[i], work / "runs" / run_tag(base, args) / folders[i].name,
+                           again) for i in run]  # fmt: skip
+    if paired is not None:
         for variant, folds in trained.items():
             if variant != base:
-                rows[variant]["vs"] = {"variant": base, **against(folds, trained[base])}
+                rows[variant]["vs"] = {"variant": base, **against(folds, paired)}
                 rows[variant].pop("vs_final", None)  # the older key of a comparison with final
                 print(f"{variant} - {base}: {rows[variant]['vs']}", flush=True)
     load = [round(x, 2) for x in os.getloadavg()]
@@ -303,14 +397,18 @@ def main(args: argparse.Namespace) -> int:
     options = (
         (f" --run_folds {args.run_folds}" if args.run_folds else "")
         + (f" --paired_with {args.paired_with}" if args.paired_with != "final" else "")
+        + (f" --train_seed {args.train_seed}" if args.train_seed is not None else "")
         + (f" --out {where.relative_to(REPO)}" if where.is_relative_to(REPO) and where != RESULTS else "")
     )
     machine = {"cores": os.cpu_count(), "cpu_model": cpu_model(), "load_average_end": load}
-    for variant in variants:  # the rows measured by this run: their own command options and machine
-        rows[variant].update(options=options.strip(), machine=machine)
+    for name in trained.keys() | ({"synthetic"} & set(variants)):  # the rows measured by this run: their own
+        rows[name].update(options=options.strip(), machine=machine)
     results = {
         "benchmark": "real_speech",
-        "command": "python bench/real_speech.py --variants " + ",".join(rows) + options,
+        "command": "python bench/real_speech.py"
+        + (f" --variants {','.join(variants)}" if variants else "")
+        + (f" --ensembles {args.ensembles}" if args.ensembles else "")
+        + options,
         "options": options.strip(),
         "data": data.name,
         "folds": args.folds,

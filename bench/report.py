@@ -109,14 +109,27 @@ REAL_SPEECH_TARGETS = {
 }  # the targets of the project
 
 
+def real_speech_what(name: str) -> str:
+    """A real-speech row in words: its variant, its training seed when another, or the members of an ensemble."""
+    if "+" in name:
+        return "the mean of the logits of " + " and ".join(f"`{member}`" for member in name.split("+"))
+    variant, _, seed = name.partition("@s")
+    return REAL_SPEECH_NAMES.get(variant, variant) + (f" (training seed {seed})" if seed else "")
+
+
 def real_speech_rows(result: dict) -> list[str]:
     rows = []
     order = list(REAL_SPEECH_NAMES)
-    for row in sorted(result["rows"], key=lambda r: order.index(r["variant"]) if r["variant"] in order else 99):
+
+    def rank(row: dict) -> tuple:
+        variant = row["variant"].split("@")[0]
+        return ("+" not in variant, order.index(variant) if variant in order else 99, row["variant"])
+
+    for row in sorted(result["rows"], key=rank):
         low, high = row["accuracy_ci95"]
         spread = f", folds ±{row['per_fold_std']:.3f}" if row.get("per_fold_std") is not None else ""
         partial = "" if row["folds_done"] == result["folds"] else f" ({row['folds_done']} of {result['folds']} folds)"
-        what = REAL_SPEECH_NAMES.get(row["variant"], row["variant"])
+        what = real_speech_what(row["variant"])
         model = "" if row["variant"] == "synthetic" else f"{row['model']}, "
         paired = ""
         v = row.get("vs") or ({"variant": "final", **row["vs_final"]} if row.get("vs_final") else None)
@@ -124,14 +137,16 @@ def real_speech_rows(result: dict) -> list[str]:
             base = "the final recipe" if v["variant"] == "final" else f"`{v['variant']}`"
             paired = (f"; against {base} on the same clips {v['difference']:+.3f} (95% CI "
                       f"{v['ci95'][0]:+.3f} to {v['ci95'][1]:+.3f}, McNemar p {v['p_value']:.3f})")  # fmt: skip
-        target = REAL_SPEECH_TARGETS.get(row["variant"], "–") if not partial else "–"
+        ensemble = "+" in row["variant"]
+        target = "–" if partial else "≥ 0.93" if ensemble else REAL_SPEECH_TARGETS.get(row["variant"], "–")
         options = row.get("options", result.get("options"))  # a row's own options where a run recorded them
         options = f" {options}" if options else ""
+        which = f"--ensembles {row['variant']}" if ensemble else f"--variants {row['variant'].split('@')[0]}"
         rows.append(
             f"| real speech, speaker-grouped {result['folds']}-fold CV over {row['clips']:,} clips{partial}: "
             f"{model}{what} | {row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; macro F1 {row['macro_f1']:.3f}"
             f"{spread}{paired}) | {target} | "
-            f"`python bench/real_speech.py --variants {row['variant']}"
+            f"`python bench/real_speech.py {which}"
             + (f" --epochs {row['epochs']}" if row.get("epochs") else "")
             + f"{options}` |"
         )

@@ -529,7 +529,38 @@ def _run_spark_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- evaluate / predict / submit (a trained model) ---------------------------
+# --- ensemble / evaluate / predict / submit (a trained model) ----------------
+
+
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "ensemble",
+        help="one model that averages the logits of several trained models, scored and saved as a bundle",
+        description=(
+            "Combine two or more models trained by train_keras.py on one feature store (another --seed, another "
+            "recipe, another --model) into one model that averages their logits: models trained apart err on "
+            "other clips, and their average errs less. The ensemble is scored on the store's cv and test splits "
+            "and saved in --out like a trained model (model.keras + model.json, model_waveform.keras, "
+            "metrics.json), so predict, evaluate, export, listen and serve take it. --out must be new, empty or "
+            "an earlier ensemble's folder."
+        ),
+    )
+    parser.add_argument("members", nargs="+", type=Path, help="model.keras files (or their folders)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--path_to_data", "--path-to-data", type=Path, default=None,
+        help="the feature store to score on (default: the one the first model was trained on)",
+    )  # fmt: skip
+    parser.set_defaults(func=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from speechlib import train
+
+    summary = train.ensemble(args.members, args.out, store=args.path_to_data)
+    print(f"{summary['model']}: {summary['params']:,} parameters; cv accuracy {summary['cv']['accuracy']:.4f}, "
+          f"test accuracy {summary['test']['accuracy']:.4f}; saved in {args.out}")  # fmt: skip
+    return 0
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -873,6 +904,7 @@ _SUBCOMMANDS = [
     _add_spark,
     _add_featurize,
     _add_crossval,
+    _add_ensemble,
     _add_evaluate,
     _add_predict,
     _add_submit,

@@ -1067,3 +1067,48 @@ def load_model(path: str | Path, *, compile: bool = True) -> Any:
     keras = _keras()
     register_layers()
     return keras.saving.load_model(path, compile=compile)
+
+
+def ensemble(members: list[Any], *, name: str = "ensemble") -> Any:
+    """One Keras model that averages the logits of several trained models of the same input and classes.
+
+    Averaging logits averages the members' log-probabilities (up to a constant
+    per input), so the ensemble's argmax is that of the geometric mean of their
+    probabilities. Models trained apart (another seed, another augmentation, the
+    same data) err on different clips, and their average errs less than either
+    (Hansen & Salamon 1990, Neural Network Ensembles; Lakshminarayanan et al.
+    2017, arXiv:1612.01474); for keyword spotting see bench/results/real_speech.json.
+    The result is an ordinary model: logits out, saved, loaded, exported and
+    served like any other; its weights are the members' (shared, not copied).
+
+    Parameters
+    ----------
+    members : list of keras.Model
+        Two or more models, each features in, logits out, of one input shape and one number of classes.
+    name : str
+        The ensemble's name.
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    ValueError
+        Fewer than two members, or members of other input shapes or class counts.
+    """
+    keras = _keras()
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least two models, got {len(members)}")
+    shapes = {tuple(m.input_shape[1:]) for m in members}
+    classes = {m.output_shape[-1] for m in members}
+    if len(shapes) > 1 or len(classes) > 1:
+        raise ValueError(
+            f"the models of an ensemble take one input and give one set of classes; got input shapes "
+            f"{sorted(shapes)} and class counts {sorted(classes)}: combine models trained on the same features "
+            "and labels"
+        )
+    inputs = keras.Input(shape=next(iter(shapes)), name="features")
+    # Each member is wrapped under a name of its own: two models of one architecture share layer names.
+    logits = [keras.Model(m.input, m.output, name=f"member_{i}")(inputs) for i, m in enumerate(members)]
+    return keras.Model(inputs, keras.layers.Average(name="mean_logits")(logits), name=name)

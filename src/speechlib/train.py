@@ -1763,7 +1763,7 @@ def _run_epoch(dataset: Any, step: Any) -> dict[str, float]:
 
 def finish(
     model: Any, data: Data, out_dir: str | Path, *, model_name: str, store: str | Path | None = None,
-    history: Any = None, seconds: float | None = None, args: Any = None,
+    history: Any = None, seconds: float | None = None, args: Any = None, bundle_extra: dict | None = None,
 ) -> dict:  # fmt: skip
     """After training: the best model on cv, scored on cv and test, saved as a bundle with its waveform export.
 
@@ -1773,6 +1773,7 @@ def finish(
     ``model.keras`` + ``model.json`` (:func:`speechlib.inference.save_bundle`),
     ``model_waveform.keras`` (checked against the two-step path on real clips
     of ``store``) and ``metrics.json``. Prints the tables and returns the summary.
+    ``bundle_extra``: more fields of the bundle's description (:func:`ensemble` names its members).
     """
     from speechlib import evaluate, inference, models
 
@@ -1790,10 +1791,10 @@ def finish(
     for split, metrics in results.items():
         print(f"\n{split}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}")
         print(evaluate.per_class_table(metrics).round(3).to_string())
-    log = read_log(out)
+    log = read_log(out) if (out / LOG_FILE).is_file() else None  # None: not trained here (an ensemble)
     bundle = inference.save_bundle(
         model, out / inference.MODEL_FILE, **data.bundle_info(), model_name=model_name, data=data.source,
-        cv_accuracy=results["cv"]["accuracy"], test_accuracy=results["test"]["accuracy"],
+        cv_accuracy=results["cv"]["accuracy"], test_accuracy=results["test"]["accuracy"], **(bundle_extra or {}),
     )  # fmt: skip
     wave_model = inference.export_waveform_model(bundle, out / inference.WAVEFORM_FILE)
     check = None
@@ -1805,10 +1806,10 @@ def finish(
         "params": models.count_params(model, trainable_only=True),
         "data": data.source,
         "sizes": data.sizes,
-        "epochs_run": len(log),
+        "epochs_run": None if log is None else len(log),
         "epochs_this_run": None if history is None else len(history.epoch),
         "seconds_this_run": None if seconds is None else round(seconds, 1),
-        "seconds_per_epoch": round(float(log["seconds"].median()), 1) if "seconds" in log else None,
+        "seconds_per_epoch": round(float(log["seconds"].median()), 1) if log is not None and "seconds" in log else None,
         "cv": results["cv"],
         "test": results["test"],
         "waveform_export_check": check,
@@ -1819,6 +1820,85 @@ def finish(
     print(f"saved {bundle.path}, {out / inference.WAVEFORM_FILE}, {out / 'metrics.json'}")
     print(json.dumps({"cv_accuracy": results["cv"]["accuracy"], "test_accuracy": results["test"]["accuracy"]}))
     return summary
+
+
+ENSEMBLE_KEYS = ("kind", "params", "labels", "task", "normalization")  # what the members of an ensemble share
+
+
+def ensemble(
+    members: Sequence[str | Path], out_dir: str | Path, *, store: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict:  # fmt: skip
+    """Combine trained bundles into one model that averages their logits, scored and saved as a bundle.
+
+    The members are models trained apart on one feature store (another seed,
+    another recipe, another architecture): :func:`speechlib.models.ensemble`
+    averages their logits. The ensemble is scored on the store's cv and test
+    splits and saved in ``out_dir`` as :func:`finish` saves a trained model
+    (``model.keras`` + ``model.json`` naming the members, the waveform export,
+    ``metrics.json``), so ``speechlib predict``, ``evaluate``, ``export``,
+    ``listen`` and ``serve`` take it as they take any model.
+
+    Parameters
+    ----------
+    members : sequence of str or Path
+        Two or more bundles (``model.keras`` or their folders) from ``train_keras.py``.
+    out_dir : str or Path
+        A new folder, or one this function wrote before (it is replaced); any other folder is refused.
+    store : str or Path, optional
+        The feature store to score on (default: the one the first member was trained on).
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        The summary :func:`finish` writes to ``metrics.json``.
+
+    Raises
+    ------
+    InputError
+        Fewer than two members, members trained on other features, labels or normalisation,
+        a store that is gone, or an ``out_dir`` that holds something else.
+    """
+    from speechlib import inference, models
+
+    out = Path(out_dir)
+    bundles = [inference.load_bundle(member) for member in members]
+    if len(bundles) < 2:
+        raise InputError(f"an ensemble needs at least two trained models; got {len(bundles)}: pass two or more")
+    first = bundles[0]
+    for bundle in bundles[1:]:
+        differs = [key for key in ENSEMBLE_KEYS if _shared_field(bundle.meta, key) != _shared_field(first.meta, key)]
+        if differs:
+            raise InputError(
+                f"{bundle.path} and {first.path} differ in {', '.join(differs)}: the members of an ensemble must be "
+                "trained on one feature store (the same features, labels and normalisation)"
+            )
+    sidecar = out / "model.json"
+    if out.exists() and any(out.iterdir()) and not (sidecar.is_file() and "members" in json.loads(sidecar.read_text())):
+        raise InputError(f"{out} exists and was not written by speechlib ensemble: choose a new --out folder")
+    store = Path(store or first.meta.get("data", ""))
+    if not store.is_dir():
+        raise InputError(
+            f"{store}: the feature store of {first.path} is not here: pass the store it was trained on (--path_to_data)"
+        )
+    data = load_data(store, batch_size=batch_size, recipe=NO_AUGMENTATION)
+    model = models.ensemble([bundle.model for bundle in bundles])
+    names = [bundle.meta.get("model_name", bundle.model.name) for bundle in bundles]
+    out.mkdir(parents=True, exist_ok=True)
+    return finish(
+        model, data, out, model_name=f"ensemble({'+'.join(names)})", store=store,
+        args={"members": [str(b.path) for b in bundles], "store": str(store)},
+        bundle_extra={"members": [str(b.path) for b in bundles]},
+    )  # fmt: skip
+
+
+def _shared_field(meta: dict, key: str) -> Any:
+    """One field of a bundle description, rounded where it is a float (normalisation written by other runs)."""
+    value = meta.get(key)
+    if key == "normalization" and value is not None:
+        return {k: np.round(np.asarray(v, np.float64), 5).tolist() for k, v in value.items()}
+    return value
 
 
 def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
