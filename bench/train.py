@@ -52,7 +52,6 @@ from speechlib.train import DEFAULT_MODEL  # the final model (notebook 3's choic
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "train.json"
-SHARED_CLIPS = REPO.parent / "shared" / "data" / "speech_commands_v0.02_test_subset"
 COURSE_MODEL = "course_cnn1d"  # the original course's raw-waveform CNN, full width: 28.4 M parameters
 TARGET_SPEEDUP = 20.0  # final model at least 20x faster per training sample
 
@@ -118,9 +117,10 @@ def training_speed(name: str, *, batch_size: int, batches: int, epochs: int, see
 
 
 def a_wav_file(folder: Path) -> Path:
-    """A real clip from ../shared/data when present, else one second of a synthetic tone written to ``folder``."""
-    if SHARED_CLIPS.is_dir():
-        for path in sorted(SHARED_CLIPS.glob("yes/*.wav"))[:1]:
+    """A real clip of ``SPEECHLIB_REAL_DATA`` when set, else one second of a synthetic tone written to ``folder``."""
+    real = config.real_data_dir()
+    if real is not None:
+        for path in sorted(real.glob("yes/*.wav"))[:1]:
             return path
     t = np.arange(config.CLIP_SAMPLES) / config.SAMPLE_RATE
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * t) * np.hanning(config.CLIP_SAMPLES)).astype(np.float32)
@@ -158,7 +158,7 @@ def inference_speed(name: str, *, bundle_path: Path | None, repeats: int, folder
     out = {
         "model": name,
         "bundle": str(bundle_path) if bundle_path else "untrained (same architecture)",
-        "wav": str(wav),
+        "wav": f"{wav.parent.name}/{wav.name}" if wav.parent.name == "yes" else "a synthetic tone",
         "core": core,
         "repeats": repeats,
         "ms_per_clip_wav_to_label": round(1000.0 * statistics.median(times), 2),
@@ -178,7 +178,8 @@ def accuracy_of(path: str | None) -> dict | None:
     metrics = evaluate.load_metrics(path)
     test = metrics.get("test", metrics)
     return {"metrics": str(path), "test_accuracy": test.get("accuracy"),
-            "cv_accuracy": metrics.get("cv", {}).get("accuracy"), "data": metrics.get("data")}  # fmt: skip
+            "cv_accuracy": metrics.get("cv", {}).get("accuracy"),
+            "data": Path(metrics.get("data") or "").name}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
