@@ -21,7 +21,7 @@ Examples
 --------
 ::
 
-    python bench/featurize.py                          # real clips from ../shared/data when present
+    python bench/featurize.py                          # the real clips of SPEECHLIB_REAL_DATA when set
     python bench/featurize.py --n 64727                # as many files as Speech Commands v0.01
     python bench/featurize.py --data path/to/speech_commands_v0.01 --n 20000 --workers 2
 
@@ -52,7 +52,6 @@ from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when 
 from speechlib import __version__, config
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CLIPS = REPO.parent / "shared" / "data" / "speech_commands_v0.02_test_subset"
 RESULTS = REPO / "bench" / "results" / "featurize.json"
 SPARK_N_FFT, SPARK_HOP = 2048, 321  # the original Spark project's STFT
 TARGET_FILES_PER_S = 1400  # 64,727 clips of v0.01 in under 50 s
@@ -81,8 +80,7 @@ def machine() -> dict:
 
 def find_clips(data: Path | None) -> tuple[list[Path], str]:
     """Word clips of a dataset folder (noise recordings excluded), or synthetic tones when there is none."""
-    if data is None and SHARED_CLIPS.is_dir():
-        data = SHARED_CLIPS
+    data = data or config.real_data_dir()  # SPEECHLIB_REAL_DATA
     if data is not None:
         clips = sorted(
             p
@@ -91,7 +89,7 @@ def find_clips(data: Path | None) -> tuple[list[Path], str]:
         )
         if not clips:
             raise SystemExit(f"no .wav clips under {data}")
-        return clips, str(data)
+        return clips, Path(data).name
     folder = Path(tempfile.mkdtemp(prefix="bench_clips_"))
     rng = np.random.default_rng(config.SEED)
     clips = []
@@ -252,7 +250,7 @@ def store_io(store_path: Path, tmp: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data", type=Path, default=None, help="a folder of clips (default: ../shared/data, else tones)"
+        "--data", type=Path, default=None, help="a folder of clips (default: SPEECHLIB_REAL_DATA, else tones)"
     )
     parser.add_argument("--n", type=int, default=20_000, help="files the featurizer processes (default 20000)")
     parser.add_argument("--baseline-n", type=int, default=600, help="files each per-file baseline loop reads")

@@ -21,7 +21,7 @@ Examples
 --------
 ::
 
-    python bench/spark_featurize.py                   # the real clips in ../shared/data when present
+    python bench/spark_featurize.py                   # the real clips of SPEECHLIB_REAL_DATA
     python bench/spark_featurize.py --data path/to/speech_commands_v0.01 --n 5000
 """
 
@@ -44,7 +44,6 @@ from _machine import cpu_model  # bench/_machine.py (bench/ is on sys.path when 
 from speechlib import config, split
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results" / "spark_featurize.json"
 MANIFEST_COLUMNS = split.MANIFEST_COLUMNS
 ORIGINAL_N_FFT = 2048  # the original Spark project's STFT
@@ -52,12 +51,11 @@ ORIGINAL_HOP = 321
 
 
 def _find_data(data: Path | None) -> Path:
-    if data is not None:
-        return data.resolve()
-    for name in ("speech_commands_v0.02_test_subset", "speech_commands_v0.01_sample"):
-        if (SHARED / name).is_dir():
-            return SHARED / name
-    sys.exit(f"no clips found: pass --data (looked for {SHARED}/speech_commands_v0.02_test_subset)")
+    """``--data``, else ``SPEECHLIB_REAL_DATA``: a folder of real clips."""
+    data = data or config.real_data_dir()
+    if data is None or not Path(data).is_dir():
+        sys.exit(f"no clips found: pass --data or set SPEECHLIB_REAL_DATA to a folder of clips (got {data})")
+    return Path(data).resolve()
 
 
 def _write_split(root: Path, split_dir: Path, n: int | None) -> list[str]:
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "benchmark": "spark_featurize",
         "clips": n,
-        "data": str(root),
+        "data": root.name,
         "cores_used": args.cores,
         "repeat": args.repeat,
         "results": results,
