@@ -322,6 +322,7 @@ def test_tflite_conversion_keeps_the_outputs(name, formulation):
 CONVERGENCE_INPUT = {
     "res8": (32, 40), "res15": (16, 40), "ds_cnn_s": (32, 40), "ds_cnn_m": (16, 40), "ds_cnn_l": (16, 40),
     "bc_resnet_1": (32, 40), "bc_resnet_3": (16, 40), "bc_resnet_8": (16, 40), "cnn2d": (32, 40),
+    "lstm": (32, 40), "gru": (32, 40),
 }  # fmt: skip
 SLOW_CONVERGENCE = {"res15", "ds_cnn_m", "ds_cnn_l", "bc_resnet_1", "bc_resnet_3", "bc_resnet_8"}
 CONVERGENCE_CLASSES = 4
@@ -409,3 +410,16 @@ def test_a_saved_model_with_custom_layers_loads_in_a_fresh_process(tmp_path, nam
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_recurrent_models_pool_over_time_by_default(name):
+    pooled = models.build(name, input_shape=(20, 8), num_classes=3, units=4)
+    last = models.build(name, input_shape=(20, 8), num_classes=3, units=4, pool=None)
+    assert "max_over_time" in [layer.name for layer in pooled.layers]  # every step's state reaches the logits
+    assert "max_over_time" not in [layer.name for layer in last.layers]
+    assert models.count_params(pooled) == models.count_params(last)  # the same weights, another read-out
+    x = np.random.default_rng(0).normal(size=(2, 20, 8)).astype(np.float32)
+    assert pooled.predict(x, verbose=0).shape == last.predict(x, verbose=0).shape == (2, 3)
+    with pytest.raises(ValueError, match="pool="):
+        models.build(name, input_shape=(20, 8), num_classes=3, pool="mean")
