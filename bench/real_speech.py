@@ -211,6 +211,19 @@ def ensemble_fold(members: list[str], folder: Path, work: Path, args: argparse.N
             "labels": data.labels, "params": models.count_params(model, trainable_only=True)}  # fmt: skip
 
 
+def inference_cost(members: list[str], folder: Path, work: Path, args: argparse.Namespace) -> dict:
+    """Milliseconds per clip (batch 1, one core) of an ensemble and of its first member alone, timed in turn."""
+    from speechlib import evaluate, models
+
+    paths = [work / "runs" / run_tag(member, args) / folder.name / train.BEST_FILE for member in members]
+    loaded = [models.load_model(p, compile=False) for p in paths]
+    x_one = np.zeros(loaded[0].input_shape[1:], np.float32)
+    return {
+        "ms_per_clip": round(evaluate.time_inference(models.ensemble(loaded), x_one), 2),
+        "member_ms_per_clip": round(evaluate.time_inference(loaded[0], x_one), 2),
+    }
+
+
 def run_fold(variant: str, folder: Path, out: Path, args: argparse.Namespace) -> dict:
     """Train one variant on one fold (or reuse its saved predictions); return its predictions and timings."""
     from speechlib import models
@@ -375,7 +388,7 @@ def main(args: argparse.Namespace) -> int:
         trained[name] = folds
         row = summarize(name, folds, args)
         row.update(model=f"ensemble of {len(members)} {args.model}", params=folds[0]["params"], members=members,
-                   epochs=args.epochs)  # fmt: skip
+                   epochs=args.epochs, **inference_cost(members, folders[run[0]], work, args))  # fmt: skip
         rows[name] = row
         print(f"{name}: accuracy {row['accuracy']:.4f} {row['accuracy_ci95']} over {row['clips']} clips, "
               f"macro F1 {row['macro_f1']:.4f}, folds {row['per_fold_accuracy']}", flush=True)  # fmt: skip

@@ -142,10 +142,14 @@ def real_speech_rows(result: dict) -> list[str]:
         options = row.get("options", result.get("options"))  # a row's own options where a run recorded them
         options = f" {options}" if options else ""
         which = f"--ensembles {row['variant']}" if ensemble else f"--variants {row['variant'].split('@')[0]}"
+        cost = ""
+        if row.get("ms_per_clip") is not None:
+            cost = (f"; {row['params']:,} parameters, {row['ms_per_clip']:.2f} ms/clip on one core against "
+                    f"{row['member_ms_per_clip']:.2f} for one member")  # fmt: skip
         rows.append(
             f"| real speech, speaker-grouped {result['folds']}-fold CV over {row['clips']:,} clips{partial}: "
             f"{model}{what} | {row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; macro F1 {row['macro_f1']:.3f}"
-            f"{spread}{paired}) | {target} | "
+            f"{spread}{paired}{cost}) | {target} | "
             f"`python bench/real_speech.py {which}"
             + (f" --epochs {row['epochs']}" if row.get("epochs") else "")
             + f"{options}` |"
