@@ -325,6 +325,22 @@ def test_split_counts_grouped_bars():
     assert len(ax.patches) == 9
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "cv", "test"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["yes", "no", "up"]
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+    assert plot.split_counts(table, log=False).axes[0].get_yscale() == "linear"
+
+
+@pytest.mark.parametrize("n", [3, 12, 35])
+def test_class_colors_are_distinct_and_neighbours_differ_in_hue(n):
+    import colorsys
+
+    colors = plot.class_colors(n)
+    assert len(colors) == n
+    assert len(set(colors[:20])) == min(n, 20)
+    hues = [colorsys.rgb_to_hsv(*c[:3])[0] for c in colors]
+    grey = [colorsys.rgb_to_hsv(*c[:3])[1] < 0.15 for c in colors]
+    for i in range(min(n, 20) - 1):  # yes/no, stop/go: next to each other in the label order
+        if not (grey[i] or grey[i + 1]):
+            assert abs(hues[i] - hues[i + 1]) > 0.03, (i, colors[i], colors[i + 1])
 
 
 # --- results ----------------------------------------------------------------------------------------

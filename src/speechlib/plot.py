@@ -796,6 +796,20 @@ def embed(X: np.ndarray, *, method: str = "pca", seed: int = SEED, standardize: 
     return out.astype(np.float32)
 
 
+def class_colors(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` colours, neighbours in the list far apart in hue: the classes ``yes``/``no`` and ``stop``/``go``,
+    adjacent in the label order, never get two shades of one hue.
+
+    Up to 10: ``tab10``. More: ``tab20``'s ten dark shades first, then its ten light ones (``tab20``
+    in its own order pairs a dark and a light shade of each hue, which put yes and no both in blue).
+    """
+    if n <= 10:
+        return [mpl.colormaps["tab10"](i) for i in range(n)]
+    tab20 = mpl.colormaps["tab20"]
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return [tab20(order[i % 20]) for i in range(n)]
+
+
 def embedding(
     points: np.ndarray,
     labels: Sequence[str],
@@ -834,11 +848,10 @@ def embedding(
         raise ValueError(f"{len(labels)} labels for {len(P)} points; pass one label per point")
     classes = list(classes) if classes is not None else sorted(set(labels))
     fig, ax = _single_axes(ax, (6.5, 4.8))
-    cmap = "tab10" if len(classes) <= 10 else "tab20"
-    palette = mpl.colormaps[cmap]
+    colors = class_colors(len(classes))
     for i, c in enumerate(classes):
         mask = labels == c
-        ax.scatter(P[mask, 0], P[mask, 1], s=12, alpha=0.75, color=palette(i % palette.N), label=c, linewidths=0)
+        ax.scatter(P[mask, 0], P[mask, 1], s=12, alpha=0.75, color=colors[i], label=c, linewidths=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -1037,8 +1050,13 @@ def counts_bar(
     return fig
 
 
-def split_counts(table: pd.DataFrame, *, title: str = "Clips per class and split", ylabel: str = "clips") -> Figure:
-    """Grouped bars: clips per class (groups) and split (bars within a group).
+def split_counts(
+    table: pd.DataFrame, *, title: str = "Clips per class and split", ylabel: str = "clips", log: bool = True
+) -> Figure:
+    """Grouped bars: clips per class (groups) and split (bars within a group), on a log scale by default.
+
+    ``unknown`` gathers twenty words, so it has many times the clips of a command; on a
+    linear axis the commands' bars, and their cv and test counts, are too short to read.
 
     Parameters
     ----------
@@ -1046,6 +1064,8 @@ def split_counts(table: pd.DataFrame, *, title: str = "Clips per class and split
         Counts, e.g. ``pd.crosstab(manifest.label, manifest.split)`` or
         ``pd.DataFrame(split_info["counts"])``.
     title, ylabel : str
+    log : bool
+        A logarithmic count axis (default); False for a linear one.
 
     Returns
     -------
@@ -1063,7 +1083,9 @@ def split_counts(table: pd.DataFrame, *, title: str = "Clips per class and split
     for j, split in enumerate(table.columns):
         ax.bar(x - 0.4 + width * (j + 0.5), table[split].to_numpy(dtype=float), width=width, label=str(split))
     ax.set_xticks(x, [str(i) for i in table.index], rotation=45 if n_labels > 6 else 0, ha="right")
-    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(f"{ylabel} (log scale)" if log else ylabel)
     ax.set_title(title)
     ax.legend(title="split", fontsize=8)
     return fig
