@@ -161,8 +161,15 @@ def test_spectrogram_drops_channel_axis():
 def test_feature_panel_shows_waveform_and_four_features(need_features):
     fig = plot.feature_panel(_tone(1000) + _noise(amplitude=0.01), title="tone")
     axes = _main_axes(fig)
-    assert [ax.get_title() for ax in axes] == ["waveform", "STFT log-power", "log-mel", "MFCC", "chroma"]
+    assert [ax.get_title() for ax in axes] == [
+        "waveform", "STFT log-power", "log-mel", "MFCC 1-12 (c0, the overall level, left out)", "chroma"
+    ]  # fmt: skip
     assert len(_colorbars(fig)) == 4
+    mfcc = axes[3]  # c0 is not drawn: 12 rows, indexed from 1, on a scale symmetric about 0
+    assert np.asarray(mfcc.collections[0].get_array()).size % 12 == 0
+    assert mfcc.get_yticklabels()[0].get_text() == "1"
+    low, high = mfcc.collections[0].get_clim()
+    assert low == pytest.approx(-high)
     for ax in axes[1:3]:  # STFT and log-mel: Hz, at most the Nyquist frequency
         assert ax.get_ylim()[1] <= NYQUIST
     for ax in axes:

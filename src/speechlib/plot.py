@@ -512,12 +512,25 @@ def feature_panel(
     _plot_waveform(x, sample_rate=sample_rate, ax=axes[0], title="waveform")
     for ax, kind in zip(axes[1:], kinds, strict=True):
         S, axis_kw = _feature(x, kind, sample_rate)
+        if kind == "mfcc":  # c0 (the overall level) is tens of times the others: on one scale they are flat
+            _mfcc_without_c0(S, sample_rate=sample_rate, ax=ax, **axis_kw)
+            continue
         spectrogram(S, kind=kind, sample_rate=sample_rate, ax=ax, title=_KIND_INFO[kind]["name"], **axis_kw)
     for ax in axes[:-1]:
         ax.set_xlabel("")
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _mfcc_without_c0(S: np.ndarray, *, sample_rate: int, ax: Axes, **axis_kw) -> None:
+    """MFCC 1 to n-1 on a colour scale symmetric about 0, their own indices on the y axis."""
+    rest = S[:, 1:]
+    limit = float(np.abs(rest).max()) or 1.0
+    spectrogram(rest, kind="mfcc", sample_rate=sample_rate, ax=ax, vmin=-limit, vmax=limit,
+                title=f"MFCC 1-{S.shape[1] - 1} (c0, the overall level, left out)", **axis_kw)  # fmt: skip
+    ticks = ax.get_yticks()
+    ax.set_yticks(ticks, [f"{t + 1:g}" for t in ticks])
 
 
 def class_means(
