@@ -160,11 +160,14 @@ def real_speech_rows(result: dict) -> list[str]:
 def _accuracy(row: dict, prefix: str, detail: str) -> str:
     """'0.946 (95% CI 0.898-0.973; DETAIL; 57 epochs)' from a row of evaluate.accuracy_summary's figures."""
     low, high = row[f"{prefix}_accuracy_ci95"]
-    return f"{row[f'{prefix}_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; {detail}; {row['epochs_run']} epochs)"
+    epochs = f"; {row['epochs_run']} epochs" if row.get("epochs_run") is not None else ""
+    return f"{row[f'{prefix}_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}; {detail}{epochs})"
 
 
 README_PATH_NAMES = {
+    "pretrained_ensemble": "the mean of the logits of the two fine-tuned models below (`speechlib ensemble`)",
     "pretrained": "pre-trained on the synthetic default (`--init_from`), then the final recipe",
+    "pretrained_no_noise_gain": "pre-trained on the synthetic default, then fine-tuned without noise and gain",
     "scratch": "the final recipe from random weights",
 }
 
