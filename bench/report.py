@@ -312,6 +312,7 @@ def serve_rows(result: dict) -> list[str]:
 OWN_DATA_NAMES = {
     "scratch": "from random weights",
     "pretrained": "from the synthetic default's model (`--init_from`: its body, a new output layer for the digits)",
+    "pretrained_digits": "from a model of the ten digits trained on the synthetic default's own digit clips",
 }
 
 
