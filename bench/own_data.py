@@ -100,8 +100,8 @@ def synthetic_digits_model(args: argparse.Namespace, log: list[dict]) -> Path:
     from speechlib import pipeline
 
     synthetic = pipeline.prepare(verbose=False).dataset
-    work = config.project_home() / "work" / "synthetic_digits"
-    split_dir, store, model = work / "split", work / "features" / "logmel", work / "models" / args.model
+    split_dir, store = DIGITS_WORK / "split", DIGITS_WORK / "features" / "logmel"
+    model = DIGITS_WORK / "models" / args.model
     speechlib = [sys.executable, "-m", "speechlib"]
     if not (split_dir / "split.json").is_file():
         run([*speechlib, "split", "--data", str(synthetic), "--out", str(split_dir), "--words", ",".join(DIGITS),
@@ -110,6 +110,16 @@ def synthetic_digits_model(args: argparse.Namespace, log: list[dict]) -> Path:
     run([sys.executable, "train_keras.py", "--path_to_data", str(store), "--model", args.model, "--out", str(model),
          "--resume"], log)  # fmt: skip
     return model / "model.keras"
+
+
+DIGITS_WORK = config.project_home() / "work" / "synthetic_digits"  # synthetic_digits_model's folders
+
+
+def starting_point(model: Path) -> dict:
+    """The synthetic digits model's own figures (its metrics.json): what it knew before fine-tuning."""
+    metrics = evaluate.load_metrics(model / "metrics.json")
+    return {"model": metrics["model"], "synthetic_test_accuracy": round(metrics["test"]["accuracy"], 4),
+            "synthetic_test_clips": metrics["sizes"]["test"], "epochs_run": metrics["epochs_run"]}  # fmt: skip
 
 
 INIT_FROM = {
@@ -224,6 +234,9 @@ def main(args: argparse.Namespace) -> int:
         "test_speakers": test_speakers,
         "sizes": trained["sizes"],
         "rows": rows,
+        "synthetic_digits_model": starting_point(DIGITS_WORK / "models" / args.model)
+        if args.init_from is None
+        else None,
         "target_accuracy": TARGET_ACCURACY,
         "commands": [entry["command"].replace(str(work), "WORK").replace(str(data), "DATA") for entry in log],
         "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},

@@ -122,8 +122,14 @@ def real_speech_rows(result: dict) -> list[str]:
     order = list(REAL_SPEECH_NAMES)
 
     def rank(row: dict) -> tuple:
+        """Ensembles first (of two members before more; members of two recipes before one recipe's seeds), then
+        the variants in REAL_SPEECH_NAMES' order, each before its other seeds."""
+        if "+" in row["variant"]:
+            members = row["variant"].split("+")
+            recipes = {m.split("@")[0] for m in members}
+            return (0, len(members), len(recipes) < len(members), row["variant"].count("@"), row["variant"])
         variant = row["variant"].split("@")[0]
-        return ("+" not in variant, order.index(variant) if variant in order else 99, row["variant"])
+        return (1, order.index(variant) if variant in order else 99, False, row["variant"].count("@"), row["variant"])
 
     for row in sorted(result["rows"], key=rank):
         low, high = row["accuracy_ci95"]
