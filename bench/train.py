@@ -28,7 +28,7 @@ Examples
 
     python bench/train.py                     # 8 timed batches of 32 per model
     python bench/train.py --quick             # 2 timed batches: a smoke test
-    python bench/train.py --epochs 3 --batches 16 --metrics data/work/synthetic/models/cnn2d/metrics.json
+    python bench/train.py --epochs 3 --batches 16 --metrics data/work/synthetic/models/res8/metrics.json
 """
 
 from __future__ import annotations
