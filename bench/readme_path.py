@@ -103,7 +103,9 @@ def run_variant(variant: str, data: Path, bundle: Path | None) -> dict:
     work = str(config.work_dir(Path(data).resolve(), False))
     return {
         "variant": variant,
-        "command": shown.replace(work, "WORK").replace(str(data), "DATA").replace(f"{REPO}{os.sep}", ""),
+        "command": shown.replace(work, f"data/work/{Path(work).name}")
+        .replace(str(data), "DATA")
+        .replace(f"{REPO}{os.sep}", ""),  # the work folder as a new user's checkout has it
         "model": metrics["model"],
         "params": metrics["params"],
         **evaluate.accuracy_summary(metrics["test"], "test"),
