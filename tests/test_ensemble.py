@@ -92,4 +92,4 @@ def test_speechlib_ensemble_bad_input(
     assert "differ in normalization" in err and str(other / "model.keras") in err
     assert not (tmp_path / "e").exists()
     assert cli.main(["ensemble", str(tiny_bundle), str(tmp_path / "missing"), "--out", str(tmp_path / "e")]) == 2
-    assert "missing" in capsys.readouterr().err
+    assert "missing/model.keras: no model file here" in capsys.readouterr().err
