@@ -161,6 +161,18 @@ def test_refractory_and_per_keyword_thresholds(bundle, constructed):
     assert once[0].time == pytest.approx(0.65, abs=0.03)  # the middle of the run above the threshold
 
 
+def test_a_run_names_its_best_keyword_not_the_first_to_cross():
+    labels = [*config.COMMANDS, config.SILENCE_LABEL, config.UNKNOWN_LABEL]
+    times = np.arange(0, 3, 0.05)
+    scores = np.zeros((len(times), len(labels)))
+    go, no = labels.index("go"), labels.index("no")
+    scores[(times > 0.9) & (times < 1.2), go] = 0.6  # the onset of "no" sounds like "go" for a few windows ...
+    scores[(times > 1.05) & (times < 1.5), no] = 0.95  # ... then the whole word is heard
+    found = stream.trigger(times, scores, list(range(len(config.COMMANDS))), labels, threshold=0.5)
+    assert [(d.label, d.score) for d in found] == [("no", 0.95)]
+    assert found[0].time == pytest.approx(1.2, abs=0.06)  # the middle of the whole run, 0.95 s to 1.45 s
+
+
 def test_bad_settings_are_refused(bundle):
     with pytest.raises(ValueError, match="multiple of the feature hop"):
         stream.Detector(bundle, hop_seconds=0.033)

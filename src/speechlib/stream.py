@@ -157,11 +157,15 @@ class _Trigger:
     """Threshold with hysteresis, run tracking and refractory period over smoothed keyword scores.
 
     A run starts when the best keyword's score reaches its threshold (outside
-    the refractory period) and lasts while that keyword's score stays at or
+    the refractory period) and lasts while some keyword's score stays at or
     above ``release`` times its threshold, for at most ``max_run`` seconds. The
-    detection's time is the middle of the run (a posterior saturates, and
-    wavers, over the word's plateau: its first maximum or first dip would
-    come early) and its score the run's highest.
+    detection names the keyword of the run's highest score among those at or
+    above their thresholds — not the first to cross: a window that holds only
+    the onset of a word often favours a keyword that starts alike ("go" for
+    "no"), and committing to it would turn the word into a substitution and,
+    through the refractory period, a miss. The detection's time is the middle
+    of the run (a posterior saturates, and wavers, over the word's plateau:
+    its first maximum or first dip would come early).
     """
 
     def __init__(self, thresholds: np.ndarray, *, refractory: float, max_run: float, release: float = RELEASE) -> None:
@@ -183,9 +187,13 @@ class _Trigger:
         out = None
         run = self.run
         if run is not None:
-            k = run[2]
-            if scores[k] >= self.release_levels[k] and t - run[0] <= self.max_run:
-                run[1], run[3] = t, max(run[3], float(scores[k]))
+            if np.any(scores >= self.release_levels) and t - run[0] <= self.max_run:
+                run[1] = t
+                above = np.flatnonzero(scores >= self.thresholds)
+                if len(above):
+                    k = int(above[scores[above].argmax()])
+                    if scores[k] > run[3]:
+                        run[2], run[3] = k, float(scores[k])
                 return None
             out = self._emit()
         best = int(scores.argmax())
@@ -298,9 +306,10 @@ class Detector:
         No detection within this time after one.
     max_run_seconds : float, seconds
         A run starts when a keyword's score reaches its threshold and lasts
-        while it stays above half of it (``RELEASE``), for at most this long;
-        the detection's time is the run's middle, its score the run's highest
-        (so a detection is due at most this long after the crossing).
+        while some keyword's score stays above half of its threshold
+        (``RELEASE``), for at most this long; the detection names the keyword
+        of the run's highest score, at the run's middle (so a detection is
+        due at most this long after the crossing).
     keywords : sequence of str, optional
         Labels that can fire (default every label except silence and unknown).
     block_windows : int
