@@ -16,7 +16,7 @@ data" section shows:
 3. ``speechlib data check`` and ``speechlib split --speaker-pattern ...
    --test-speakers ...`` (the held-out speakers are the test split, cv is the
    first speakers of the rest in hash order), ``speechlib featurize``,
-   ``python train_keras.py --path_to_data STORE`` three times — from random
+   ``python train_keras.py --path_to_data STORE`` four times — from random
    weights, and from the synthetic default's model with ``--init_from`` (its
    body kept, a new output layer for the ten digits: transfer learning; the
    synthetic default's labels are the 12 Speech Commands ones), and from a
