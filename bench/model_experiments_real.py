@@ -20,10 +20,12 @@ then cost. This script runs *the same comparison* on a folder of real clips:
 
 Every run (``experiments.run_experiment``'s row: model, seed, accuracy, macro
 F1, params, multiply-adds, seconds per epoch, ms per clip, epochs, cv curve) is
-written to ``bench/results/model_experiments_real.csv`` and the summary (mean
-and spread over seeds) is printed beside each model's macro F1 on the course's
-dataset (``bench/results/model_experiments.csv``, when that file exists).
-Nothing is asserted.
+written to ``bench/results/model_experiments_real.csv`` as soon as it ends (an
+interrupted comparison resumes from there; ``--fresh`` trains every run again),
+the summary (mean and spread over seeds) is printed, and then the two rankings
+side by side (``speechlib.experiments.compare_rankings``: notebook 3's on the
+course's dataset, from ``bench/results/model_experiments.csv``, when that file
+exists). Nothing is asserted.
 
 The data folder is ``--data`` or the environment variable ``SPEECHLIB_REAL_DATA``;
 when neither is given, or the folder is missing, the script says so and exits 0.
@@ -75,6 +77,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=None, help=f"results CSV (default {RESULTS}; with --quick, a temporary file)"
     )
     parser.add_argument(
+        "--top_k",
+        type=int,
+        default=None,
+        help="how many leaders run again with the protocol's other seeds (default: the protocol's top_k)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="train every run again (default: keep the runs of the same protocol already in the results CSV, so "
+        "that an interrupted comparison resumes where it stopped)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: small mode, two models, one epoch, one seed (about a minute)"
     )
     return parser.parse_args(argv)
@@ -98,6 +112,39 @@ def prepare_stores(data: Path, *, small: bool, splits: tuple[str, str]) -> tuple
         prepared.split_dir, waveform_store, kind="waveform", splits=list(splits), seed=config.SEED, progress=False
     )
     return {"logmel": prepared.store, "waveform": waveform_store}, prepared.split_dir
+
+
+def earlier_runs(path: Path, protocol, dataset: str):
+    """The runs of ``path`` made with this protocol on this dataset (none when the file is missing or older)."""
+    import pandas as pd
+
+    if not path.is_file():
+        return pd.DataFrame()
+    runs = pd.read_csv(path)
+    needed = {"model", "seed", "max_epochs", "train_split", "cv_split", "dataset"}
+    if not needed <= set(runs.columns):
+        return pd.DataFrame()
+    keras = runs["max_epochs"].fillna(0) > 0
+    same = (runs["dataset"] == dataset) & (runs["train_split"] == protocol.splits[0]) & (
+        runs["cv_split"] == protocol.splits[1]) & (~keras | (runs["max_epochs"] == protocol.epochs))  # fmt: skip
+    return runs[same].reset_index(drop=True)
+
+
+def run_missing(names: list[str], seeds, stores: dict, protocol, runs, out: Path, dataset: str):
+    """Run every (model, seed) of ``names`` x ``seeds`` not yet in ``runs``; append each row to ``out`` as it ends."""
+    import pandas as pd
+
+    from speechlib import experiments
+
+    done = set() if runs.empty else set(zip(runs["model"], runs["seed"].astype(int), strict=True))
+    for name in names:
+        for seed in seeds:
+            if (name, int(seed)) in done:
+                continue
+            row = experiments.compare([name], stores, seeds=(seed,), **protocol.fit_kwargs()).attrs["runs"]
+            runs = pd.concat([runs, row.assign(dataset=dataset)], ignore_index=True)
+            runs.to_csv(out, index=False)  # after every run: an interrupted comparison loses at most one run
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,26 +175,28 @@ def main(argv: list[str] | None = None) -> int:
     stores, split_dir = prepare_stores(data, small=args.quick, splits=protocol.splits)
     print(f"split: {split_dir}\n{len(names)} models; {protocol}", flush=True)
 
-    first = experiments.compare(names, stores, seeds=protocol.seeds[:1], **protocol.fit_kwargs())
-    runs = [first.attrs["runs"]]
-    top = first[first["params"].notna()].head(protocol.top_k)["model"].tolist()
-    if top and len(protocol.seeds) > 1:
-        runs.append(experiments.compare(top, stores, seeds=protocol.seeds[1:], **protocol.fit_kwargs()).attrs["runs"])
-    runs = pd.concat(runs, ignore_index=True).assign(dataset=data.name)
     if args.out is None:  # a smoke run never replaces the committed results
         args.out = Path(tempfile.mkdtemp(prefix="model_experiments_real-")) / RESULTS.name if args.quick else RESULTS
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(args.out, index=False)
+    runs = pd.DataFrame() if args.fresh else earlier_runs(args.out, protocol, data.name)
+    if not runs.empty:
+        print(f"resuming: {len(runs)} runs of this protocol already in {args.out} (--fresh to train them again)")
+    runs = run_missing(names, protocol.seeds[:1], stores, protocol, runs, args.out, data.name)
+    top_k = protocol.top_k if args.top_k is None else args.top_k
+    first = experiments.summarize(runs[runs["seed"] == protocol.seeds[0]])
+    top = first[first["params"].notna()].head(top_k)["model"].tolist()
+    if top and len(protocol.seeds) > 1:
+        runs = run_missing(top, protocol.seeds[1:], stores, protocol, runs, args.out, data.name)
 
     table = experiments.summarize(runs)
-    shown = table[COLUMNS].copy()
-    if SYNTHETIC_RESULTS.is_file():
-        synthetic = pd.read_csv(SYNTHETIC_RESULTS)
-        if {"model", "macro_f1"} <= set(synthetic.columns):
-            shown["course_macro_f1"] = shown["model"].map(synthetic.groupby("model")["macro_f1"].mean())
     print(f"\n{data.name}: scored on {runs['cv_split'].iloc[0]} ({runs['num_samples'].iloc[0]} clips), trained on "
           f"{runs['train_split'].iloc[0]} ({runs['train_rows'].iloc[0]} clips)")  # fmt: skip
-    print(shown.to_string(index=False))
+    print(table[COLUMNS].to_string(index=False))
+    if SYNTHETIC_RESULTS.is_file():
+        rankings = experiments.compare_rankings(pd.read_csv(SYNTHETIC_RESULTS), runs)
+        print(f"\nagainst notebook 3's ranking ({SYNTHETIC_RESULTS.relative_to(REPO)}): Spearman rank correlation "
+              f"{rankings.attrs['spearman']:.2f}; leaders {rankings.attrs['leaders']}")  # fmt: skip
+        print(rankings.to_string(index=False))
     keras_models = table[table["params"].notna()]
     if not keras_models.empty:
         chosen = experiments.choose_final(keras_models, tolerance=0.01)

@@ -197,6 +197,30 @@ def test_choose_final_macro_f1_first_then_cost():
         experiments.choose_final(table.drop(columns="params"))
 
 
+def test_compare_rankings_says_where_two_comparisons_differ():
+    def runs(scores: dict) -> pd.DataFrame:
+        rows = [{"model": m, "name": m, "seed": seed, "accuracy": f, "macro_f1": f, "params": 1, "macs": 1,
+                 "ms_per_clip": 1.0, "seconds_per_epoch": 1.0, "epochs": 3, "converged": True}
+                for m, fs in scores.items() for seed, f in enumerate(fs)]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    synthetic = runs({"a": [0.9, 0.8], "b": [0.7], "c": [0.6], "d": [0.5], "only_here": [0.99]})
+    real = runs({"a": [0.4], "b": [0.8], "c": [0.7], "d": [0.6], "only_real": [0.1]})
+    table = experiments.compare_rankings(synthetic, real, moved=3).set_index("model")
+    assert table.index.tolist() == ["b", "c", "d", "a"]  # models in both, by the real ranking
+    assert table.loc["a", "synthetic_macro_f1"] == pytest.approx(0.85)  # mean over seeds, with its spread
+    assert table.loc["a", "synthetic_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert np.isnan(table.loc["b", "synthetic_std"])
+    assert table.loc["a", "synthetic_rank"] == 1 and table.loc["a", "real_rank"] == 4 and table.loc["a", "shift"] == 3
+    assert table["moved"].tolist() == [False, False, False, True]
+    assert table.attrs["leaders"] == {"synthetic": "a", "real": "b"}
+    assert table.attrs["spearman"] == pytest.approx(-0.2)  # b, c, d keep their order; a falls from first to last
+    same = experiments.compare_rankings(real, real)
+    assert same.attrs["spearman"] == pytest.approx(1.0) and not same["moved"].any()
+    with pytest.raises(ValueError, match="share 1 model"):
+        experiments.compare_rankings(runs({"a": [0.5], "x": [0.4]}), runs({"a": [0.5], "y": [0.3]}))
+
+
 def test_notebook_protocol_constants():
     assert set(experiments.NOTEBOOK_MODELS) <= set(experiments.EXPERIMENTS)
     assert set(experiments.SMALL_MODELS) <= set(experiments.NOTEBOOK_MODELS)

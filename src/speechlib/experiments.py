@@ -79,6 +79,7 @@ __all__ = [
     "Protocol",
     "choose_final",
     "compare",
+    "compare_rankings",
     "final_bundle_path",
     "final_model_name",
     "final_model_path",
@@ -572,6 +573,52 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     )
     table = table.sort_values(["macro_f1_mean", "accuracy_mean"], ascending=False).reset_index()
     return table
+
+
+def compare_rankings(first: pd.DataFrame, second: pd.DataFrame, *, names: tuple[str, str] = ("synthetic", "real"),
+                     moved: int = 3) -> pd.DataFrame:  # fmt: skip
+    """Two comparisons of the same models side by side: where do their rankings differ?
+
+    Parameters
+    ----------
+    first, second : pandas.DataFrame
+        Rows of :func:`run_experiment` (one per run) of two comparisons, e.g.
+        notebook 3's on the course's dataset and ``bench/model_experiments_real.py``'s
+        on real speech.
+    names : (str, str), keyword-only
+        Column prefixes for the two (default ``synthetic``, ``real``).
+    moved : int, keyword-only
+        A model whose rank changes by at least this many places is flagged ``moved``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model present in both: ``model``, then for each comparison
+        ``<name>_macro_f1`` (mean over seeds), ``<name>_std`` (NaN for one seed)
+        and ``<name>_rank`` (1 = best macro F1; ties share the better rank);
+        ``shift`` (second rank minus first: positive = lower on the second) and
+        ``moved``; ordered by the second ranking. ``.attrs``: ``spearman`` (rank
+        correlation of the two macro F1 columns), ``leaders`` (each comparison's
+        best model) and ``names``.
+    """
+    from scipy.stats import spearmanr
+
+    tables = []
+    for name, runs in zip(names, (first, second), strict=True):
+        table = summarize(runs).set_index("model")
+        tables.append(pd.DataFrame({f"{name}_macro_f1": table["macro_f1_mean"], f"{name}_std": table["macro_f1_std"]}))
+    both = tables[0].join(tables[1], how="inner")
+    if len(both) < 2:
+        raise ValueError(f"the two comparisons share {len(both)} model(s); at least 2 are needed to compare rankings")
+    for name in names:
+        both[f"{name}_rank"] = both[f"{name}_macro_f1"].rank(ascending=False, method="min").astype(int)
+    both["shift"] = both[f"{names[1]}_rank"] - both[f"{names[0]}_rank"]
+    both["moved"] = both["shift"].abs() >= moved
+    both = both.sort_values(f"{names[1]}_rank").reset_index()
+    both.attrs["spearman"] = float(spearmanr(both[f"{names[0]}_macro_f1"], both[f"{names[1]}_macro_f1"]).statistic)
+    both.attrs["leaders"] = {name: both.loc[both[f"{name}_rank"].idxmin(), "model"] for name in names}
+    both.attrs["names"] = tuple(names)
+    return both
 
 
 def choose_final(
