@@ -24,6 +24,14 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _load_runs(name: str):
+    """bench/results/<name>.csv (one row per run) as a DataFrame, or None."""
+    import pandas as pd
+
+    path = RESULTS / f"{name}.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
@@ -159,6 +167,51 @@ def real_speech_rows(result: dict) -> list[str]:
             f"`python bench/real_speech.py {which}"
             + (f" --epochs {row['epochs']}" if row.get("epochs") else "")
             + f"{options}` |"
+        )
+    return rows
+
+
+def model_ranking_rows(runs) -> list[str]:
+    """Notebook 3's comparison repeated on real speech (bench/model_experiments_real.py's runs): the leaders with
+    their spread over seeds, the model notebook 3's rule picks there, and the agreement with notebook 3's ranking."""
+    import pandas as pd
+
+    from speechlib import experiments
+
+    table = experiments.summarize(runs)
+    keras = table[table["params"].notna()]
+    first = runs.iloc[0]
+    epochs = int(runs["max_epochs"].max())
+    setting = (f"notebook 3's comparison on real speech ({first['dataset']}: {int(first['train_rows']):,} training "
+               f"clips, scored on {int(first['num_samples'])} cv clips; every model the same recipe, at most {epochs} "
+               "epochs, early stopping on cv macro F1)")  # fmt: skip
+    chosen = experiments.choose_final(keras, tolerance=0.01)
+    spread = f" ± {chosen['macro_f1_std']:.3f} over {chosen['seeds']} seeds" if chosen["seeds"] > 1 else ""
+    rows = [
+        f"| {setting}: the model notebook 3's rule picks (cv macro F1 first; within 1 point, fewest parameters) | "
+        f"{chosen['model']} (cv macro F1 {chosen['macro_f1_mean']:.3f}{spread}) | – | "
+        "`python bench/model_experiments_real.py` |"
+    ]
+    for row in keras[keras["seeds"] > 1].itertuples():
+        rows.append(
+            f"| — {row.model} ({int(row.params):,} parameters, {row.macs / 1e6:.1f} M multiply-adds) | "
+            f"cv macro F1 {row.macro_f1_mean:.3f} ± {row.macro_f1_std:.3f} over {row.seeds} seeds (accuracy "
+            f"{row.accuracy_mean:.3f} ± {row.accuracy_std:.3f}) | – | same run |"
+        )
+    others = ", ".join(f"{r.model} {r.macro_f1_mean:.3f}" for r in table[table["seeds"] == 1].itertuples())
+    rows.append(f"| — the models run with one seed: cv macro F1 | {others} | – | same run |")
+    synthetic = RESULTS / "model_experiments.csv"
+    if synthetic.is_file():
+        rankings = experiments.compare_rankings(pd.read_csv(synthetic), runs)
+        leaders = rankings.attrs["leaders"]
+        moved = "; ".join(
+            f"{r.model} {r.synthetic_rank} → {r.real_rank}" for r in rankings[rankings["moved"]].itertuples()
+        )
+        rows.append(
+            f"| — against notebook 3's ranking on the synthetic default ({len(rankings)} models; rank there → rank "
+            f"here where it moved 3 or more places) | Spearman {rankings.attrs['spearman']:.2f}; leader "
+            f"{leaders['synthetic']} there, {leaders['real']} here; {moved or 'none moved 3 places'} | – | same run "
+            "and notebook 3 |"
         )
     return rows
 
@@ -370,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         ("real_speech_ablation", real_speech_rows),  # each augmentation left out, on one fold, paired with final
         ("real_speech_noise_gain_fold0", real_speech_rows),  # noise and gain left out together, fold 0, paired
         ("readme_path", readme_path_rows),
+        ("model_experiments_real", model_ranking_rows),  # notebook 3's comparison on real speech (a CSV of runs)
         ("synthetic_test", synthetic_test_rows),
         ("featurize", featurize_rows),
         ("spark_featurize", spark_rows),
@@ -382,7 +436,12 @@ def main(argv: list[str] | None = None) -> int:
         ("distributed", distributed_rows),
     )
     for name, rows in benchmarks:
-        result = final_model_metrics() if name == "synthetic_test" else _load(name)
+        if name == "synthetic_test":
+            result = final_model_metrics()
+        elif name == "model_experiments_real":
+            result = _load_runs(name)
+        else:
+            result = _load(name)
         if result is None:
             command = NOT_MEASURED_COMMANDS.get(name, f"python bench/{name}.py")
             print(f"| {name} | not measured yet | – | `{command}` |")
