@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = experiments.choose_final(keras_models, tolerance=0.01)
         print(f"\nnotebook 3's rule (cv macro F1 first; within 1 point, fewest params, then ms/clip) on this data: "
               f"{chosen['model']} (macro F1 {chosen['macro_f1_mean']:.3f})")  # fmt: skip
-    print(f"wrote {args.out} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s")
+    print(f"results: {args.out} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Render the benchmark results in bench/results/*.json as the README's results table.
+"""Render the benchmark results in bench/results/ as the README's results table.
 
-Every figure in the README's "Results" section comes from a JSON file that a
-benchmark in this folder wrote; this script only formats them, so the README
+Every figure in the README's "Results" section comes from a file that a
+benchmark in this folder wrote (JSON, or the CSV of runs of
+bench/model_experiments_real.py); this script only formats them, so the README
 can never show a number that no command measured.
 
 Usage::
