@@ -265,3 +265,14 @@ def test_final_bundle_follows_the_datasets_recorded_choice(tmp_path, monkeypatch
     experiments.save_final_model(experiments.final_model_path(dataset, small=False), other)
     assert experiments.final_model_name(dataset, small=False) == other
     assert experiments.final_bundle_path(store, dataset, small=False) == train.default_out(store, other) / "model.keras"
+    # A chapter that needs a trained final model: the chosen one when trained, else the course's default, else an
+    # error that says what to run.
+    with pytest.raises(FileNotFoundError, match="run notebook 4"):
+        experiments.trained_final_bundle(store, dataset, small=False)
+    default.parent.mkdir(parents=True)
+    default.write_bytes(b"")
+    assert experiments.trained_final_bundle(store, dataset, small=False) == default
+    chosen = train.default_out(store, other) / "model.keras"
+    chosen.parent.mkdir(parents=True)
+    chosen.write_bytes(b"")
+    assert experiments.trained_final_bundle(store, dataset, small=False) == chosen

@@ -89,6 +89,7 @@ __all__ = [
     "run_experiment",
     "save_final_model",
     "summarize",
+    "trained_final_bundle",
 ]
 
 DEFAULT_LR = _train.DEFAULT_LR  # peak learning rate of the warm-up + cosine schedule, as train_keras.py
@@ -687,6 +688,30 @@ def final_bundle_path(store: str | Path, dataset: str | Path | None = None, smal
     may not exist yet: train it with ``python train_keras.py`` or notebook 4.
     """
     return _train.default_out(store, final_model_name(dataset, small)) / inference.MODEL_FILE
+
+
+def trained_final_bundle(store: str | Path, dataset: str | Path | None = None, small: bool | None = None) -> Path:
+    """The final model trained on ``store``, for a chapter that uses it: its ``model.keras``.
+
+    Chapter 3's choice (:func:`final_bundle_path`) where notebook 4 or
+    ``train_keras.py --model`` has trained it; else the course's default model
+    (``train.DEFAULT_MODEL``, what ``python train_keras.py`` trains) where that
+    one is trained. Check the bundle's ``model_name`` to know which.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither is trained: the message names both paths and what to run.
+    """
+    chosen = final_bundle_path(store, dataset, small)
+    default = _train.default_out(store, _train.DEFAULT_MODEL) / inference.MODEL_FILE
+    for path in (chosen, default):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no trained final model for {store}: neither {chosen} (chapter 3's choice) nor {default} (the course's "
+        "default) exists; run notebook 4, or `python train_keras.py --path_to_data STORE`, first"
+    )
 
 
 def save_final_model(path: str | Path, name: str, **info: Any) -> Path:
