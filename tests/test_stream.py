@@ -173,6 +173,19 @@ def test_a_run_names_its_best_keyword_not_the_first_to_cross():
     assert found[0].time == pytest.approx(1.2, abs=0.06)  # the middle of the whole run, 0.95 s to 1.45 s
 
 
+def test_the_next_word_starts_its_own_run_once_this_ones_score_falls():
+    labels = [*config.COMMANDS, config.SILENCE_LABEL, config.UNKNOWN_LABEL]
+    times = np.arange(0, 3, 0.05)
+    scores = np.zeros((len(times), len(labels)))
+    yes, up = labels.index("yes"), labels.index("up")
+    scores[(times > 0.5) & (times < 0.8), yes] = 0.9  # "yes" ...
+    scores[(times >= 0.8) & (times < 1.0), up] = 0.3  # ... "up" follows at once: its onset is above the release level
+    scores[(times >= 1.0) & (times < 1.3), up] = 0.9  # but below the threshold, then the word itself, all within 0.8 s
+    found = stream.trigger(times, scores, list(range(len(config.COMMANDS))), labels, threshold=0.5,
+                           refractory_seconds=0.2)  # fmt: skip
+    assert [d.label for d in found] == ["yes", "up"]  # not one run that swallows the second word
+
+
 def test_bad_settings_are_refused(bundle):
     with pytest.raises(ValueError, match="multiple of the feature hop"):
         stream.Detector(bundle, hop_seconds=0.033)

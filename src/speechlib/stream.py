@@ -157,10 +157,11 @@ class _Trigger:
     """Threshold with hysteresis, run tracking and refractory period over smoothed keyword scores.
 
     A run starts when the best keyword's score reaches its threshold (outside
-    the refractory period) and lasts while some keyword's score stays at or
-    above ``release`` times its threshold, for at most ``max_run`` seconds. The
-    detection names the keyword of the run's highest score among those at or
-    above their thresholds — not the first to cross: a window that holds only
+    the refractory period) and lasts while the score of the keyword it names
+    stays at or above ``release`` times its threshold, for at most ``max_run``
+    seconds (so the next word, once this one's score has fallen, starts a run
+    of its own). The run names the keyword of its highest score among those at
+    or above their thresholds — not the first to cross: a window that holds only
     the onset of a word often favours a keyword that starts alike ("go" for
     "no"), and committing to it would turn the word into a substitution and,
     through the refractory period, a miss. The detection's time is the middle
@@ -187,7 +188,8 @@ class _Trigger:
         out = None
         run = self.run
         if run is not None:
-            if np.any(scores >= self.release_levels) and t - run[0] <= self.max_run:
+            k = run[2]  # the keyword the run names so far
+            if scores[k] >= self.release_levels[k] and t - run[0] <= self.max_run:
                 run[1] = t
                 above = np.flatnonzero(scores >= self.thresholds)
                 if len(above):
@@ -306,8 +308,8 @@ class Detector:
         No detection within this time after one.
     max_run_seconds : float, seconds
         A run starts when a keyword's score reaches its threshold and lasts
-        while some keyword's score stays above half of its threshold
-        (``RELEASE``), for at most this long; the detection names the keyword
+        while the score of the keyword it names stays above half of its
+        threshold (``RELEASE``), for at most this long; the detection names the keyword
         of the run's highest score, at the run's middle (so a detection is
         due at most this long after the crossing).
     keywords : sequence of str, optional
