@@ -708,9 +708,11 @@ def trained_final_bundle(store: str | Path, dataset: str | Path | None = None, s
     for path in (chosen, default):
         if path.is_file():
             return path
+    where = f"{chosen} does not exist" if chosen == default else (
+        f"neither {chosen} (chapter 3's choice) nor {default} (the course's default) exists")  # fmt: skip
     raise FileNotFoundError(
-        f"no trained final model for {store}: neither {chosen} (chapter 3's choice) nor {default} (the course's "
-        "default) exists; run notebook 4, or `python train_keras.py --path_to_data STORE`, first"
+        f"no trained final model for {store}: {where}; run notebook 4, or `python train_keras.py --path_to_data "
+        "STORE`, first"
     )
 
 
