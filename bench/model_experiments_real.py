@@ -143,7 +143,10 @@ def run_missing(names: list[str], seeds, stores: dict, protocol, runs, out: Path
                 continue
             row = experiments.compare([name], stores, seeds=(seed,), **protocol.fit_kwargs()).attrs["runs"]
             runs = pd.concat([runs, row.assign(dataset=dataset)], ignore_index=True)
-            runs.to_csv(out, index=False)  # after every run: an interrupted comparison loses at most one run
+            # after every run, so that an interrupted comparison loses at most one; without the run folders'
+            # paths (this machine's)
+            runs = runs.drop(columns="out_dir", errors="ignore")
+            runs.to_csv(out, index=False)
     return runs
 
 
