@@ -120,6 +120,24 @@ def test_course_run_executes_in_place_and_reports_failing_cell(tmp_path: Path) -
         course.execute_notebook(tmp_path / "1_bad.ipynb", None, timeout=120)
 
 
+@pytest.mark.slow
+def test_course_run_names_the_cell_when_the_kernel_dies_or_a_cell_times_out(tmp_path: Path) -> None:
+    import nbformat
+
+    cells = [nbformat.v4.new_markdown_cell("# a chapter"), nbformat.v4.new_code_cell("x = 1")]
+    killed = nbformat.v4.new_notebook(cells=[*cells, nbformat.v4.new_code_cell(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")])  # fmt: skip
+    slow = nbformat.v4.new_notebook(cells=[*cells, nbformat.v4.new_code_cell("import time\ntime.sleep(60)")])
+    nbformat.write(killed, tmp_path / "0_killed.ipynb")
+    nbformat.write(slow, tmp_path / "1_slow.ipynb")
+    before = (tmp_path / "0_killed.ipynb").read_bytes()
+    with pytest.raises(course.NotebookError, match=r"0_killed.ipynb: the kernel died while running cell 2"):
+        course.execute_notebook(tmp_path / "0_killed.ipynb", tmp_path / "0_killed.ipynb", timeout=120)
+    assert (tmp_path / "0_killed.ipynb").read_bytes() == before  # nothing half-written in place
+    with pytest.raises(course.NotebookError, match=r"1_slow.ipynb: cell 2 ran longer than 3 s(.|\n)*--timeout"):
+        course.execute_notebook(tmp_path / "1_slow.ipynb", None, timeout=3)
+
+
 def test_paths_follow_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPEECHLIB_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SPEECHLIB_DATA", raising=False)

@@ -21,7 +21,7 @@ from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from speechlib import config
 
@@ -108,17 +108,34 @@ def _execute(nb: Any, path: Path, *, timeout: int, env: dict[str, str] | None, k
     old_env = dict(os.environ)
     os.environ.update(env or {})
     try:
+        running: dict[str, int] = {}  # the cell being run: its index, for a kernel that dies or a cell that times out
+
+        def started(cell: Any, cell_index: int) -> None:
+            running["index"] = cell_index
+
         client = NotebookClient(
             nb,
             timeout=timeout,
             kernel_name=kernel_name,
             resources={"metadata": {"path": str(path.parent)}},
+            on_cell_execute=started,
         )
         try:
             client.execute()
         except CellExecutionError as err:
             index = _failing_cell(nb)
             raise NotebookError(f"{path.name}: cell {index} failed.\n{err}") from None
+        except CellTimeoutError:
+            raise NotebookError(
+                f"{path.name}: cell {running.get('index', -1)} ran longer than {timeout} s and was stopped; the "
+                "notebook on disk is unchanged: run it again with a larger --timeout (seconds per cell)"
+            ) from None
+        except DeadKernelError:
+            raise NotebookError(
+                f"{path.name}: the kernel died while running cell {running.get('index', -1)} (killed from outside, "
+                "or out of memory); the notebook on disk is unchanged: free some memory and run it again, or try "
+                "--small first"
+            ) from None
     finally:
         os.environ.clear()
         os.environ.update(old_env)
