@@ -85,7 +85,12 @@ def test_a_run_that_never_learned_has_not_converged():
         == 3
     )
     learning = stuck.assign(loss=[2.49, 2.0, 1.5, 1.2, 1.19, 1.19])
-    assert experiments._training_columns(learning, epochs=40, patience=4)["converged"]
+    assert experiments._training_columns(learning, epochs=40, patience=4, num_classes=12)["converged"]
+    # A first epoch above chance that settles at chance, ln(12) = 2.485: 9 % below the start, still nothing learned
+    settled = stuck.assign(loss=[2.78, 2.50, 2.49, 2.486, 2.485, 2.485])
+    assert experiments._training_columns(settled, epochs=40, patience=4)["learned"]  # by the first epoch alone
+    row = experiments._training_columns(settled, epochs=40, patience=4, num_classes=12)
+    assert not row["learned"] and not row["converged"]
 
 
 def test_run_folder_defaults_to_the_work_dir(tmp_path):

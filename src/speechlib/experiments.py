@@ -98,8 +98,9 @@ FINAL_MODEL_FILE = "final_model.json"  # in <work dir>/experiments/
 RUNS_DIR = "runs"  # <work dir>/experiments/runs/<label>-seed<seed>: one train.fit folder per run
 FLAT_WINDOW = 3  # epochs: the training loss has flattened when the last 3 epochs' mean
 FLAT_TOLERANCE = 0.05  # is less than 5 % below the mean of the 3 before
-LEARNED_FRACTION = 0.9  # a run learned when its training loss fell below 90 % of its first epoch's: a loss
-# that stays at ln(12) (uniform answers under the class-weighted loss) has converged to nothing
+LEARNED_FRACTION = 0.9  # a run learned when its training loss fell below 90 % of its first epoch's and of
+# chance level, ln(classes): the class-weighted loss of uniform answers. A loss that starts above chance
+# (2.7 for 12 classes) and settles at ln(12) = 2.48 fell 9 % and has converged to nothing
 
 # Every model of notebook 3's comparison: table label -> (name in models.MODELS, builder hyper-parameters).
 EXPERIMENTS: dict[str, tuple[str, dict]] = {
@@ -340,7 +341,8 @@ def run_experiment(
         MODELS key), ``seed``, ``epochs`` (run; 0 for scikit-learn),
         ``max_epochs``, ``best_epoch`` (1-based, the checkpoint scored),
         ``early_stopped``, ``learned`` (the training loss fell below
-        :data:`LEARNED_FRACTION` of its first epoch's), ``converged`` (learned,
+        :data:`LEARNED_FRACTION` of its first epoch's and of chance level,
+        ``ln(classes)``), ``converged`` (learned,
         and early-stopped or the training loss flattened: :data:`FLAT_WINDOW`,
         :data:`FLAT_TOLERANCE`; None for scikit-learn), ``cv_curve`` (cv
         accuracy), ``cv_f1_curve`` (cv macro F1 when ``monitor`` follows it, else
@@ -403,7 +405,8 @@ def _run_keras(name: str, kwargs: dict, path: Path, fs: Any, *, label: str, seed
     row = _score_keras(model, data, log, label=label, timing_repeats=timing_repeats)
     row.update(
         macs=_evaluate.count_macs(model), name=name, seed=int(seed),
-        **_training_columns(log, epochs=epochs, patience=patience, monitor=monitor, min_epochs=min_epochs),
+        **_training_columns(log, epochs=epochs, patience=patience, monitor=monitor, min_epochs=min_epochs,
+                            num_classes=data.num_classes),
         input=fs.kind, train_split=train_split, cv_split=cv_split, train_rows=int(data.sizes["train"]),
         out_dir=str(out_dir),
     )  # fmt: skip
@@ -422,14 +425,19 @@ def _score_keras(model: Any, data: Any, log: pd.DataFrame, *, label: str, timing
 
 
 def _training_columns(log: pd.DataFrame, *, epochs: int, patience: int, monitor: str = "val_accuracy",
-                      min_epochs: int = 0) -> dict[str, Any]:  # fmt: skip
-    """The row's epochs, max_epochs, best_epoch, early_stopped, learned, converged and curves from the log."""
+                      min_epochs: int = 0, num_classes: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The row's epochs, max_epochs, best_epoch, early_stopped, learned, converged and curves from the log.
+
+    ``learned``: the training loss fell below :data:`LEARNED_FRACTION` of its
+    first epoch's and, given ``num_classes``, of chance level ``ln(num_classes)``.
+    """
     cv_curve = [round(float(v), 4) for v in log["val_accuracy"]]
     losses = [float(v) for v in log["loss"]]
     start = min(int(min_epochs), len(log) - 1)  # the epochs before it were no candidates (train.fit)
     best_epoch = start + int(np.argmax(log[monitor].to_numpy(float)[start:])) + 1
     early = len(log) - best_epoch >= patience  # EarlyStopping's rule: `patience` epochs without a better `monitor`
-    learned = bool(min(losses) < LEARNED_FRACTION * losses[0])
+    start_loss = losses[0] if num_classes is None else min(losses[0], float(np.log(num_classes)))
+    learned = bool(min(losses) < LEARNED_FRACTION * start_loss)
     row = {
         "epochs": len(log), "max_epochs": int(epochs), "best_epoch": best_epoch, "early_stopped": early,
         "learned": learned, "converged": learned and (early or _flattened(losses)), "cv_curve": cv_curve,
