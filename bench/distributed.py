@@ -13,6 +13,16 @@ speed-up is expected: the figure shows the price of the all-reduce and the
 extra process, not what a cluster of separate machines gains.
 
     SPEECHLIB_REAL_DATA=... python bench/distributed.py --store data/work/synthetic/features/logmel --epochs 3
+
+``--accuracy`` answers the other question (issue: "same data, epochs, global
+batch and seed: accuracy within 1 point of single-machine training"): the
+same model trained by ``train_keras.py`` on one machine and by ``speechlib
+spark train`` on 2 workers, both to the end of their budget (early stopping and
+the best-on-cv checkpoint alike), scored on the same test clips; the
+difference with its paired 95% interval and McNemar's p, written to
+bench/results/distributed_accuracy.json:
+
+    python bench/distributed.py --store data/work/synthetic/features/logmel --accuracy --model res8 --epochs 16
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,10 +41,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distributed.json"
+ACCURACY_RESULTS = RESULTS.with_name("distributed_accuracy.json")
+REPO = Path(__file__).resolve().parents[1]
 
 
-def run(store: Path, workers: int, *, epochs: int, model: str, batch_size: int) -> dict:
-    """One run on a fresh local cluster of ``workers`` executors; its rows per second."""
+def test_correct(store: Path, bundle_path: Path) -> tuple[list[bool], dict]:
+    """Whether the bundle's model gets each test row of ``store`` right (the store's row order), and its metrics."""
+    from speechlib import evaluate, inference, train
+
+    bundle = inference.load_bundle(bundle_path)
+    data = train.load_data(store, batch_size=256)
+    y_true, proba = train.predict_split(bundle.model, data, "test")
+    correct = proba.argmax(axis=1) == y_true
+    metrics = evaluate.classification_metrics(y_true, proba.argmax(axis=1), data.labels)
+    return correct.tolist(), {"accuracy": round(float(correct.mean()), 4), "macro_f1": round(metrics["macro_f1"], 4),
+                              "ci95": evaluate.wilson_interval(int(correct.sum()), len(correct))}  # fmt: skip
+
+
+def run(store: Path, workers: int, *, epochs: int, model: str, batch_size: int, keep: Path | None = None) -> dict:
+    """One run on a fresh local cluster of ``workers`` executors; its rows per second.
+
+    With ``keep`` the run's folder (bundle, log) is ``keep`` and stays; else a temporary folder.
+    """
     from speechlib import spark as spark_mod
     from speechlib import spark_train, train
 
@@ -46,11 +75,12 @@ def run(store: Path, workers: int, *, epochs: int, model: str, batch_size: int) 
     session.sparkContext.setLogLevel("OFF")
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            out = keep if keep is not None else Path(tmp) / "run"
             metrics = spark_train.train(
-                store, Path(tmp) / "run", num_workers=workers, model=model, epochs=epochs, batch_size=batch_size,
+                store, out, num_workers=workers, model=model, epochs=epochs, batch_size=batch_size,
                 spark=session, logdir=Path(tmp) / "logs",
             )  # fmt: skip
-            log = train.read_log(Path(tmp) / "run")
+            log = train.read_log(out)
     finally:
         session.stop()
     rows = metrics["sizes"]["train"] * workers  # each worker's shard
@@ -66,13 +96,50 @@ def run(store: Path, workers: int, *, epochs: int, model: str, batch_size: int) 
     }
 
 
+def accuracy(args: argparse.Namespace) -> dict:
+    """train_keras.py on one machine against speechlib spark train on 2 workers: test accuracy, paired."""
+    from speechlib import evaluate, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        single_out, spark_out = Path(tmp) / "single", Path(tmp) / "spark_2w"
+        command = [sys.executable, "train_keras.py", "--path_to_data", str(args.store), "--model", args.model,
+                   "--epochs", str(args.epochs), "--batch_size", str(args.batch_size), "--out", str(single_out),
+                   "--logdir", str(Path(tmp) / "logs")]  # fmt: skip
+        subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+        single_correct, single = test_correct(args.store, single_out / "model.keras")
+        single["epochs"] = len(train.read_log(single_out))
+        spark = run(args.store, 2, epochs=args.epochs, model=args.model, batch_size=args.batch_size, keep=spark_out)
+        spark_correct, spark_scores = test_correct(args.store, spark_out / "model.keras")
+    paired = evaluate.paired_comparison(spark_correct, single_correct)
+    return {
+        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
+        "store": args.store.name if args.store.name != "logmel" else f"{args.store.parent.parent.name}/logmel",
+        "model": args.model, "max_epochs": args.epochs, "global_batch": args.batch_size,
+        "single_machine": {"command": "train_keras.py", **single},
+        "spark_2_workers": {"command": "speechlib spark train (local-cluster[2,1,2048])", **spark_scores,
+                            "epochs": spark["epochs"], "samples_per_second": spark["samples_per_second"]},
+        "spark_minus_single": paired,
+        "within_1_point": bool(abs(paired["difference"]) <= 0.01),
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--store", type=Path, required=True, help="feature store (speechlib featurize)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--model", default="ds_cnn_s")
     parser.add_argument("--batch_size", type=int, default=64, help="global batch")
+    parser.add_argument(
+        "--accuracy",
+        action="store_true",
+        help=f"train_keras.py against 2 Spark workers, test accuracy paired ({ACCURACY_RESULTS.name})",
+    )
     args = parser.parse_args(argv)
+    if args.accuracy:
+        result = accuracy(args)
+        ACCURACY_RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(result, indent=2))
+        return result
     runs = [run(args.store, n, epochs=args.epochs, model=args.model, batch_size=args.batch_size) for n in (1, 2)]
     result = {
         "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
