@@ -114,6 +114,7 @@ def accuracy(args: argparse.Namespace) -> dict:
     return {
         "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
         "store": args.store.name if args.store.name != "logmel" else f"{args.store.parent.parent.name}/logmel",
+        "cores_used": len(os.sched_getaffinity(0)),  # taskset: the runs share these cores (samples/s depends on it)
         "model": args.model, "max_epochs": args.epochs, "global_batch": args.batch_size,
         "single_machine": {"command": "train_keras.py", **single},
         "spark_2_workers": {"command": "speechlib spark train (local-cluster[2,1,2048])", **spark_scores,
