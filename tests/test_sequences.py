@@ -102,6 +102,19 @@ def test_word_errors_counts() -> None:
     assert sequences.to_labels(["yes", "marvin", "stop"], config.KAGGLE12_LABELS) == ["yes", "unknown", "stop"]
 
 
+def test_paired_word_errors_separate_two_recognisers_on_the_same_utterances() -> None:
+    refs = [["yes", "no", "up"], ["down", "left"], ["stop", "go", "on", "off"]] * 20
+    perfect = [list(r) for r in refs]
+    worse = [[*r[:-1], "yes", "no"] if i % 2 else list(r) for i, r in enumerate(refs)]  # every other: 2 errors
+    paired = sequences.paired_word_errors(refs, perfect, worse, resamples=2000)
+    expected = sequences.word_errors(refs, worse)["wer"]
+    assert paired["wer_a"] == 0.0 and paired["wer_b"] == round(expected, 4) > 0
+    assert paired["difference"] == -paired["wer_b"] and paired["ci95"][1] < 0 < paired["wer_b"]
+    assert sequences.paired_word_errors(refs, worse, worse, resamples=200)["ci95"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="references but"):
+        sequences.paired_word_errors(refs, perfect[:-1], worse)
+
+
 def _posterior(paths: list[list[int]], num_tokens: int) -> np.ndarray:
     logits = np.full((len(paths), len(paths[0]), num_tokens), -8.0, np.float32)
     for b, path in enumerate(paths):
@@ -168,6 +181,25 @@ def tiny_ctc(small_store, tmp_path_factory: pytest.TempPathFactory) -> tuple[ctc
     transcriber = ctc.fit(builder, out_dir=out / "model", cv=cv, steps=TINY_STEPS, batch_size=16, lr=1e-2,
                           model=model, verbose=0)  # fmt: skip
     return transcriber, cv
+
+
+@pytest.mark.slow
+def test_a_confidence_threshold_drops_weak_greedy_words(tiny_ctc, small_store) -> None:
+    transcriber, cv = tiny_ctc
+    tokens = transcriber.tokens
+    strong, weak = 1, 2
+    path = [strong, strong, 0, weak, weak, 0, 0]
+    logits = _posterior([path], len(tokens))[0]
+    logits[3:5, weak], logits[3:5, 0] = 0.0, -0.3  # the second word's frames: posterior about 0.57
+    words = ctc.greedy_words(logits, tokens=tokens, frame_seconds=0.08)
+    assert [w.word for w in words] == [tokens[strong], tokens[weak]] and 0.5 < words[1].score < 0.6
+    assert transcriber.transcripts([None], logits=[logits]) == [[tokens[strong], tokens[weak]]]
+    assert transcriber.transcripts([None], logits=[logits], min_score=0.6) == [[tokens[strong]]]
+    with pytest.raises(ValueError, match="greedy"):
+        transcriber.transcripts([None], logits=[logits], beam_width=4, min_score=0.5)
+    score, wer = ctc.choose_min_score(transcriber, cv)
+    assert score in ctc.MIN_SCORES and wer == transcriber.evaluate(cv, min_score=score)["wer"]
+    assert wer <= transcriber.evaluate(cv)["wer"]  # 0 is a candidate: the choice is never worse on cv
 
 
 @pytest.mark.slow

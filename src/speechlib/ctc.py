@@ -61,6 +61,7 @@ __all__ = [
     "Transcriber",
     "Word",
     "build_model",
+    "choose_min_score",
     "compile_model",
     "decode",
     "detector_baseline",
@@ -89,6 +90,7 @@ RUN_FILE = "run.json"  # in the run folder: the settings its backup and log belo
 MODEL_NAME = "ctc_words"  # its run folder: speechlib.train.default_out(store, MODEL_NAME)
 DETECTOR_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # baseline grid, chosen on cv
 DETECTOR_REFRACTORY = (0.2, 0.3, 0.5, 0.7, 1.0)  # seconds; words follow each other within about 0.7 s
+MIN_SCORES = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # greedy words' confidence grid, chosen on cv (choose_min_score)
 
 
 class Word(NamedTuple):
@@ -400,15 +402,49 @@ class Transcriber:
         """The words of one waveform with their times (greedy path, :func:`greedy_words`)."""
         return greedy_words(self.logits(waveform), tokens=self.tokens, frame_seconds=self.frame_seconds)
 
-    def transcripts(self, utterances: Sequence[Any], *, beam_width: int = 0) -> list[list[str]]:
-        """Words of each utterance (``.waveform``), greedy or with ``beam_width`` beams."""
-        return [decode(self.logits(u.waveform)[None], tokens=self.tokens, beam_width=beam_width)[0]
-                for u in utterances]  # fmt: skip
+    def transcripts(self, utterances: Sequence[Any], *, beam_width: int = 0, min_score: float = 0.0,
+                    logits: Sequence[np.ndarray] | None = None) -> list[list[str]]:  # fmt: skip
+        """Words of each utterance (``.waveform``), greedy or with ``beam_width`` beams.
 
-    def evaluate(self, utterances: Sequence[Any], *, beam_width: int = 0) -> dict:
+        ``min_score`` (greedy only): leave out the words whose mean posterior
+        over their frames (:class:`Word`'s ``score``) is below it, as a keyword
+        detector leaves out what stays under its threshold; choose it on cv
+        (:func:`choose_min_score`). ``logits``: each utterance's
+        :meth:`logits`, when already computed.
+        """
+        if beam_width and min_score:
+            raise ValueError("min_score applies to greedy decoding (beam_width=0)")
+        logits = [self.logits(u.waveform) for u in utterances] if logits is None else logits
+        if beam_width:
+            return [decode(z[None], tokens=self.tokens, beam_width=beam_width)[0] for z in logits]
+        return [[w.word for w in greedy_words(z, tokens=self.tokens, frame_seconds=self.frame_seconds)
+                 if w.score >= min_score] for z in logits]  # fmt: skip
+
+    def evaluate(self, utterances: Sequence[Any], *, beam_width: int = 0, min_score: float = 0.0,
+                 logits: Sequence[np.ndarray] | None = None) -> dict:  # fmt: skip
         """:func:`speechlib.sequences.word_errors` of the utterances' transcripts, plus ``hypotheses``."""
-        hyps = self.transcripts(utterances, beam_width=beam_width)
+        hyps = self.transcripts(utterances, beam_width=beam_width, min_score=min_score, logits=logits)
         return {**sequences.word_errors([u.words for u in utterances], hyps), "hypotheses": hyps}
+
+
+def choose_min_score(transcriber: Transcriber, cv: Sequence[Any], *,
+                     scores: Sequence[float] = MIN_SCORES) -> tuple[float, float]:  # fmt: skip
+    """The greedy words' confidence threshold with the lowest WER on ``cv``, and that WER.
+
+    Greedy decoding emits every run of a non-blank token; under noise some of
+    those runs are weak (low posterior) insertions. Like the keyword
+    detector's threshold, the cut is chosen on cv and then read on test.
+    Ties go to the lower threshold.
+    """
+    logits = [transcriber.logits(u.waveform) for u in cv]
+    best = None
+    for score in sorted(scores):
+        wer = transcriber.evaluate(cv, min_score=score, logits=logits)["wer"]
+        if best is None or wer < best[1]:
+            best = (float(score), float(wer))
+    if best is None:
+        raise ValueError("choose_min_score needs at least one candidate score")
+    return best
 
 
 def load(path: str | Path) -> Transcriber:

@@ -62,6 +62,7 @@ __all__ = [
     "default_sets_dir",
     "fixed_set",
     "label_errors",
+    "paired_word_errors",
     "standard_sets",
     "to_labels",
     "trim_speech",
@@ -452,6 +453,47 @@ def label_errors(references: Sequence[Sequence[str]], hypotheses: Sequence[Seque
     commands and ``unknown``.
     """
     return word_errors([to_labels(r, labels) for r in references], [to_labels(h, labels) for h in hypotheses])
+
+
+def paired_word_errors(
+    references: Sequence[Sequence[str]],
+    hypotheses_a: Sequence[Sequence[str]],
+    hypotheses_b: Sequence[Sequence[str]],
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> dict:
+    """Two recognisers on the *same* utterances: the WER difference ``a - b`` with its 95% interval.
+
+    The interval is a bootstrap over utterances (each utterance's errors and
+    words resampled together), so it reflects which utterances happened to be
+    in the test set; a difference whose interval excludes 0 is one the set can
+    tell apart.
+
+    Returns
+    -------
+    dict
+        ``wer_a``, ``wer_b``, ``difference`` (``wer_a - wer_b``), ``ci95``
+        (``[low, high]``), ``utterances``; rounded to 4 decimals.
+    """
+    if not len(references) == len(hypotheses_a) == len(hypotheses_b):
+        raise ValueError(f"{len(references)} references but {len(hypotheses_a)} and {len(hypotheses_b)} hypotheses")
+
+    def errors(hyps: Sequence[Sequence[str]]) -> np.ndarray:
+        rows = [word_errors([r], [h]) for r, h in zip(references, hyps, strict=True)]
+        return np.array([r["substitutions"] + r["deletions"] + r["insertions"] for r in rows], float)
+
+    words = np.array([word_errors([r], [r])["words"] for r in references], float)
+    err_a, err_b = errors(hypotheses_a), errors(hypotheses_b)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(words), (int(resamples), len(words)))
+    diffs = (err_a[picks].sum(axis=1) - err_b[picks].sum(axis=1)) / words[picks].sum(axis=1)
+    return {
+        "wer_a": round(float(err_a.sum() / words.sum()), 4), "wer_b": round(float(err_b.sum() / words.sum()), 4),
+        "difference": round(float((err_a.sum() - err_b.sum()) / words.sum()), 4),
+        "ci95": [round(float(np.quantile(diffs, 0.025)), 4), round(float(np.quantile(diffs, 0.975)), 4)],
+        "utterances": len(words),
+    }  # fmt: skip
 
 
 def standard_sets(store_path: str | Path, *, seed: int = config.SEED, sizes: dict | None = None) -> dict:
