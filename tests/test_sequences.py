@@ -257,6 +257,10 @@ def test_transcribe_end_to_end(tiny_ctc, capsys: pytest.CaptureFixture) -> None:
         assert all(0 <= float(f[0]) < float(f[2]) <= u.duration + 0.05 for f in lines)
         assert f"word(s): {' '.join(said)}" in out.err
         hits += said == u.words
+        scores = [float(f[5]) for f in lines]
+        assert cli.main(["transcribe", str(wav), "--model", str(transcriber.bundle.path), "--min-score", "0.9"]) == 0
+        strong = [line.split()[4] for line in capsys.readouterr().out.splitlines()]
+        assert strong == [w for w, score in zip(said, scores, strict=True) if score >= 0.9]
     assert hits >= 1
 
 
@@ -275,6 +279,7 @@ def test_transcribe_bad_input(tiny_ctc, tiny_bundle, tmp_path: Path, capsys: pyt
         (["transcribe", str(short), "--model", model], "too short"),
         (["transcribe", str(short), "--model", str(tiny_bundle)], "not a CTC word model"),
         (["transcribe", str(short), "--model", str(tmp_path)], "no model file"),
+        (["transcribe", str(short), "--model", model, "--min-score", "1.5"], "--min-score 1.5"),
     ]
     for argv, expected in cases:
         assert cli.main(argv) == 2, argv

@@ -850,12 +850,17 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         description=(
             "Recognise a sequence of spoken words with a CTC model trained by speechlib.ctc.fit (notebook 8, "
             "bench/ctc.py) and print one line per word: START_S STOP_S WORD SCORE (greedy path: the frames where "
-            "the model emitted the word). --beam N prints the beam-search transcript too."
+            "the model emitted the word). --min-score leaves out weak words (choose it on cv: "
+            "speechlib.ctc.choose_min_score; bench/ctc.py prints it). --beam N prints the beam-search transcript too."
         ),
     )
     parser.add_argument("file", type=Path, help="audio file (.wav, 16 kHz mono)")
     parser.add_argument("--model", type=Path, required=True, help="model.keras (or its folder) of a CTC word model")
     parser.add_argument("--beam", type=int, default=0, help="also decode with beam search of this width (default off)")
+    parser.add_argument(
+        "--min-score", dest="min_score", type=float, default=0.0,
+        help="leave out words whose mean posterior is below this (0 to 1; default 0: every word)",
+    )  # fmt: skip
     parser.set_defaults(func=_run_transcribe)
 
 
@@ -864,11 +869,13 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 
     if args.beam < 0:
         raise UserError(f"--beam {args.beam}: give a positive beam width, or 0 for greedy decoding only")
+    if not 0.0 <= args.min_score < 1.0:
+        raise UserError(f"--min-score {args.min_score}: give a posterior from 0 (every word) to below 1")
     audio.inspect(args.file)  # a bad file: one line naming it and what is wrong, before the model loads
     model = ctc.load(args.model)
     waveform = audio.load(args.file, sample_rate=model.sample_rate)
     try:
-        words = model.transcribe(waveform)
+        words = [w for w in model.transcribe(waveform) if w.score >= args.min_score]
     except ValueError as err:
         raise UserError(f"{args.file}: {err}") from None
     for w in words:
