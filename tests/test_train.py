@@ -70,6 +70,22 @@ def test_train_every_reads_a_label_stratified_part_of_the_training_split_only(tm
             train.load_data(store, **bad)
 
 
+def test_each_worker_visits_its_shard_in_its_own_order(tmp_path):
+    """Worker i shuffles with seed + i: with one seed, the shards' i-th rows (store neighbours) would share batches."""
+    store = make_store(tmp_path / "store")
+    X_all = FeatureStore(store).open_split("train")[0][:]
+    positions = []
+    for index in (0, 1):
+        data = train.load_data(store, batch_size=48, seed=1, spec_augment=False, shard=(index, 2))
+        mean, std = (np.asarray(data.normalization[k], np.float32) for k in ("mean", "std"))
+        shard = (X_all[train.shard_rows(len(X_all), (index, 2))] - mean) / std
+        X = np.concatenate([b for b, _ in data.train.as_numpy_iterator()])
+        visited = [int(np.argmin(np.abs(shard - x).reshape(len(shard), -1).sum(axis=1))) for x in X]
+        assert sorted(visited) == list(range(len(shard)))  # every row of the shard once
+        positions.append(visited)
+    assert positions[0] != positions[1]
+
+
 def test_spec_augment_masks_training_batches_only(tmp_path):
     store = make_store(tmp_path / "store")
     plain = train.load_data(store, batch_size=96, seed=1, spec_augment=False)

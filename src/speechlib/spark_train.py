@@ -73,6 +73,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -261,9 +262,21 @@ def _worker(settings: dict) -> None:
     out = Path(settings["out"])
     run_file = out / RUN_FILE
     before = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+    work = out if chief else Path(tempfile.mkdtemp(prefix=f"speechlib-worker{index}-"))
+    try:
+        _train_worker(settings, strategy, out=out, work=work, before=before, index=index, count=count)
+    finally:
+        if not chief:  # its own checkpoints and backup, in a folder this process made: gone with it
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_worker(settings: dict, strategy: Any, *, out: Path, work: Path, before: dict, index: int,
+                  count: int) -> None:  # fmt: skip
+    """Train this worker's part in ``work`` (the chief's: ``out``, where it also saves the bundle)."""
+    chief = index == 0
+    run_file = out / RUN_FILE
     # A retried stage of this run resumes from the chief's last backup; a new run only when asked.
     resume = bool(settings["resume"]) or before.get("run") == settings["run"]
-    work = out if chief else Path(tempfile.mkdtemp(prefix=f"speechlib-worker{index}-"))
     if not chief and resume and train_mod.load_backup(out, arrays=False) is not None:
         (work / train_mod.BACKUP_DIR).mkdir(parents=True, exist_ok=True)  # start from the chief's state
         state = out / train_mod.BACKUP_DIR / train_mod.BACKUP_FILE

@@ -785,7 +785,11 @@ def load_data(
     shard : (int, int), optional
         ``(index, count)``: read only this worker's rows of train and cv (:func:`shard_rows`), for
         data-parallel training on ``count`` workers; ``batch_size`` is then the batch of one worker.
-        The test split is read whole.
+        The test split is read whole. Worker ``index`` shuffles and augments with the seed
+        ``seed + index``: with one seed for all, the workers' shards (every ``count``-th row of
+        a store in label order) would be visited in the same order and augmented with the same
+        draws, so each global batch would hold neighbouring rows (often one speaker saying
+        the same word twice) with identical shifts, noise and masks.
     train_every : int
         Train on every ``train_every``-th clip of the training split only (stores are written in
         label order, so the stride keeps every class in its proportion): a smaller, equal budget
@@ -811,8 +815,9 @@ def load_data(
     train_name, cv_name, test_name = splits
     train_rows = shard if shard is not None else ((0, int(train_every)) if train_every > 1 else None)
     recipe = _recipe_for_store(fs, train_name, recipe)
+    train_seed = seed + (int(shard[0]) if shard is not None else 0)  # each worker its own order and draws
     readers = {
-        "train": _train_reader(fs, train_name, train_rows, recipe, norm, batch_size=batch_size, seed=seed),
+        "train": _train_reader(fs, train_name, train_rows, recipe, norm, batch_size=batch_size, seed=train_seed),
         "cv": _cv_reader(fs, cv_name, shard, batch_size=batch_size, seed=seed),
         "test": fs.batches(test_name, batch_size=batch_size, shuffle=False, normalize=True),
     }
