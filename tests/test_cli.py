@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,22 @@ def test_course_run_names_the_cell_when_the_kernel_dies_or_a_cell_times_out(tmp_
     assert (tmp_path / "0_killed.ipynb").read_bytes() == before  # nothing half-written in place
     with pytest.raises(course.NotebookError, match=r"1_slow.ipynb: cell 2 ran longer than 3 s(.|\n)*--timeout"):
         course.execute_notebook(tmp_path / "1_slow.ipynb", None, timeout=3)
+
+
+@pytest.mark.slow
+def test_course_run_imports_tensorflow_quietly_whatever_the_shell_set(tmp_path: Path, monkeypatch) -> None:
+    """A shell with TF_CPP_MIN_LOG_LEVEL set (CI sets it) turns speechlib's quiet import off, and TensorFlow then
+    prints its absl start-up lines into the committed outputs: the kernel gets SPEECHLIB_QUIET_TENSORFLOW=1."""
+    import nbformat
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.delenv("SPEECHLIB_QUIET_TENSORFLOW", raising=False)
+    source = "import os\nimport speechlib\nprint(os.environ.get('SPEECHLIB_QUIET_TENSORFLOW'), speechlib._OURS)"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), tmp_path / "0_env.ipynb")
+    course.execute_notebook(tmp_path / "0_env.ipynb", tmp_path / "0_env.ipynb", timeout=120)
+    outputs = nbformat.read(tmp_path / "0_env.ipynb", as_version=4).cells[0].outputs
+    assert [o.get("text") for o in outputs] == ["1 True\n"], outputs
+    assert "SPEECHLIB_QUIET_TENSORFLOW" not in os.environ  # this process's environment restored
 
 
 def test_paths_follow_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -91,8 +91,9 @@ class _QuietTensorFlow(_abc.MetaPathFinder):
 
 
 # The level is the user's unless speechlib set it (in this process or a parent: a notebook kernel, a worker).
-_OURS = _os.environ.get("SPEECHLIB_QUIET_TENSORFLOW") == "1"
+QUIET_TENSORFLOW = "SPEECHLIB_QUIET_TENSORFLOW"  # "1": speechlib owns the level (set by it, or by `course run`)
+_OURS = _os.environ.get(QUIET_TENSORFLOW) == "1"
 if ("TF_CPP_MIN_LOG_LEVEL" not in _os.environ or _OURS) and "tensorflow" not in _sys.modules:
     _os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # later C++ notices and warnings; errors still show
-    _os.environ["SPEECHLIB_QUIET_TENSORFLOW"] = "1"
+    _os.environ[QUIET_TENSORFLOW] = "1"
     _sys.meta_path.insert(0, _QuietTensorFlow())

@@ -23,7 +23,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from speechlib import config
+from speechlib import QUIET_TENSORFLOW, config
 
 NOTEBOOK_GLOB = "[0-9]*_*.ipynb"  # numbered chapters: 0_split_by_speaker.ipynb, 1_..., ...
 
@@ -104,9 +104,14 @@ def execute_notebook(
 
 
 def _execute(nb: Any, path: Path, *, timeout: int, env: dict[str, str] | None, kernel_name: str) -> None:
-    """Run every cell in the notebook's folder with ``env`` set (restored after); a NotebookError when one fails."""
+    """Run every cell in the notebook's folder with ``env`` set (restored after); a NotebookError when one fails.
+
+    The kernel imports TensorFlow quietly even where the shell has set ``TF_CPP_MIN_LOG_LEVEL``
+    (``SPEECHLIB_QUIET_TENSORFLOW``; see ``speechlib/__init__.py``): TensorFlow prints its start-up
+    lines through absl whatever that level says, and executed notebooks are committed.
+    """
     old_env = dict(os.environ)
-    os.environ.update(env or {})
+    os.environ.update({QUIET_TENSORFLOW: "1", **(env or {})})
     try:
         running: dict[str, int] = {}  # the cell being run: its index, for a kernel that dies or a cell that times out
 
