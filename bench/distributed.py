@@ -45,7 +45,7 @@ ACCURACY_RESULTS = RESULTS.with_name("distributed_accuracy.json")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_correct(store: Path, bundle_path: Path) -> tuple[list[bool], dict]:
+def scored_on_test(store: Path, bundle_path: Path) -> tuple[list[bool], dict]:
     """Whether the bundle's model gets each test row of ``store`` right (the store's row order), and its metrics."""
     from speechlib import evaluate, inference, train
 
@@ -106,10 +106,10 @@ def accuracy(args: argparse.Namespace) -> dict:
                    "--epochs", str(args.epochs), "--batch_size", str(args.batch_size), "--out", str(single_out),
                    "--logdir", str(Path(tmp) / "logs")]  # fmt: skip
         subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-        single_correct, single = test_correct(args.store, single_out / "model.keras")
+        single_correct, single = scored_on_test(args.store, single_out / "model.keras")
         single["epochs"] = len(train.read_log(single_out))
         spark = run(args.store, 2, epochs=args.epochs, model=args.model, batch_size=args.batch_size, keep=spark_out)
-        spark_correct, spark_scores = test_correct(args.store, spark_out / "model.keras")
+        spark_correct, spark_scores = scored_on_test(args.store, spark_out / "model.keras")
     paired = evaluate.paired_comparison(spark_correct, single_correct)
     return {
         "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
