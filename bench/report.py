@@ -305,11 +305,32 @@ def _substitutions(point: dict) -> str:
     return f"; {point['substitutions']} keywords heard as another ({point['substitutions_per_hour']:.1f}/h)"
 
 
+def _false_accept_sources(point: dict) -> str:
+    """What the false accepts fired on (results recorded before they were told apart have no such field)."""
+    sources = point.get("false_accepts_on")
+    if not sources or not point["false_accepts"]:
+        return ""
+    words = {"unknown word": ("an unknown word", "unknown words"), "keyword": ("a keyword again", "keywords again"),
+             "noise": ("noise alone", "noise alone")}  # fmt: skip
+    of = f" (of {point['unknown_words']} in the audio)" if "unknown_words" in point else ""
+    said = ", ".join(f"{n} on {words[k][n != 1]}{of if k == 'unknown word' else ''}" for k, n in sources.items() if n)
+    return f": {said}"
+
+
+def _operating_point(data: dict) -> str:
+    """The threshold, and the smoothing when it was chosen on cv too."""
+    if "smooth_choices" in data:
+        return f"smoothing over {data['smooth_windows']} windows and threshold {data['threshold']} chosen on cv audio"
+    return f"threshold {data['threshold']} chosen on cv audio"
+
+
 def streaming_rows(result: dict) -> list[str]:
     targets, rows = result["targets"], []
     for name, data in result["datasets"].items():
         what = "real dev subset (model trained on its training speakers)" if name == "real" else "synthetic default"
         whose = "the real dev subset's model" if name == "real" else "the synthetic default's model"
+        passes = data.get("test_passes", 1)
+        each = f" (each test clip {passes} times)" if passes > 1 else ""
         for snr, point in sorted(data["test"].items(), key=lambda kv: float(kv[0])):
             target = "–"
             if name == "real" and float(snr) == 10.0:
@@ -319,9 +340,10 @@ def streaming_rows(result: dict) -> list[str]:
                 )
             rows.append(
                 f"| streaming detection, {what}: {point['keywords']} keywords in {point['hours']:.2f} h of the test "
-                f"split's noise at {float(snr):.0f} dB SNR, threshold {data['threshold']} chosen on cv audio | "
+                f"split's noise{each} at {float(snr):.0f} dB SNR, {_operating_point(data)} | "
                 f"recall {point['recall']:.3f} at {point['false_accepts_per_hour']:.1f} false accepts/h "
-                f"({point['false_accepts']} in all){_substitutions(point)} | {target} | `{result['command']}` |"
+                f"({point['false_accepts']} in all{_false_accept_sources(point)}){_substitutions(point)} | {target} | "
+                f"`{result['command']}` |"
             )
         rtf = data["real_time_factor"]
         rows.append(

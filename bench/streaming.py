@@ -5,9 +5,12 @@ was trained on (``speechlib.stream.long_audio_from_store``): its keyword and
 unknown-word clips at known times in that split's *own* background noise at
 a given SNR, noise alone between them. The operating point (one threshold
 for every keyword) is chosen on **cv**-built audio at ``--cv_snr`` — the
-lowest threshold with at most ``--max_fa`` false accepts per hour — and the
-**test**-built audio is then scored at that threshold at each SNR, with the
-DET curve over the threshold. The real-time factor of the whole detector
+lowest threshold with at most ``--max_fa`` false accepts per hour, for each
+smoothing length of ``--smooth``, and the length whose threshold finds the
+most keywords — and the **test**-built audio (each clip ``--test_passes``
+times) is then scored at that point at each SNR, with the DET curve over the
+threshold and what the false accepts fired on (an unknown word heard as a
+keyword, a keyword again, or noise: ``stream.false_accept_sources``). The real-time factor of the whole detector
 (features + model + logic, fed 50 ms chunks as a stream) is measured on one
 core with the Keras model and with the LiteRT exports.
 
@@ -59,6 +62,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_fa", type=float, default=1.0, help="false accepts per hour allowed at the threshold")
     parser.add_argument("--max_clips", type=int, default=None, help="at most this many clips per split (a subset)")
     parser.add_argument("--cv_passes", type=int, default=2, help="times each cv clip appears (longer cv audio)")
+    parser.add_argument("--test_passes", type=int, default=3,
+                        help="times each test clip appears, each time in a new order over new noise (default 3: "
+                             "about an hour of audio per SNR on the real dev subset, so one false accept is about "
+                             "one per hour)")  # fmt: skip
+    parser.add_argument(
+        "--smooth",
+        default="3,5,8,12",
+        help="smoothing lengths (windows averaged) to choose from on cv (default 3,5,8,12)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
     return parser.parse_args(argv)
 
@@ -95,7 +107,7 @@ def final_run(runs: Path, fold: str) -> Path | None:
 
 
 def trace(detector: stream.Detector, store: Path, split: str, snr: float, args, *, passes: int = 1) -> dict:
-    """Build one long recording and score it once: the smoothed score trace, its truth and duration."""
+    """Build one long recording and score it once: the detector's score trace, the placed clips, the duration."""
     kwargs = {"passes": passes, "seed": config.SEED + int(snr)}
     long = stream.long_audio_from_store(store, split, snr_db=snr, keywords=detector.keywords, **kwargs)
     if args.max_clips:  # a subset: the first clips of the recording
@@ -105,43 +117,62 @@ def trace(detector: stream.Detector, store: Path, split: str, snr: float, args, 
     started = time.perf_counter()
     times, scores = detector.scores([long.waveform])
     seconds = time.perf_counter() - started
-    return {"times": times, "scores": scores, "truth": long.truth, "duration": long.duration, "seconds": seconds}
+    return {"times": times, "scores": scores, "events": long.events, "truth": long.truth, "duration": long.duration,
+            "seconds": seconds}  # fmt: skip
 
 
-def curve_of(detector: stream.Detector, t: dict, thresholds) -> object:
-    return stream.det_curve(t["times"], t["scores"], detector.labels, detector.keywords, t["truth"],
-                            duration=t["duration"], thresholds=thresholds)  # fmt: skip
+def curve_of(detector: stream.Detector, t: dict, windows: int, thresholds) -> object:
+    """The DET curve of a raw trace smoothed over ``windows`` windows, with what its false accepts fired on."""
+    times, scores = stream.smooth(t["times"], t["scores"], windows, hop_seconds=detector.hop_seconds)
+    return stream.det_curve(times, scores, detector.labels, detector.keywords, t["truth"], duration=t["duration"],
+                            thresholds=thresholds, events=t["events"])  # fmt: skip
 
 
 def evaluate(bundle: inference.Bundle, store: Path, args) -> dict:
-    """Operating point on cv, then recall / false accepts per hour / DET on test at each SNR."""
-    detector = stream.Detector(bundle)
+    """Operating point (smoothing and threshold) on cv, then recall / false accepts per hour / DET on test at each SNR.
+
+    Each recording is scored once without smoothing; every smoothing length
+    of ``--smooth`` is then applied to that raw trace (``stream.smooth``: what
+    a detector with that ``smooth_windows`` computes).
+    """
+    detector = stream.Detector(bundle, smooth_windows=1)
     thresholds = np.round(np.concatenate([np.linspace(0.3, 0.9, 13), np.linspace(0.92, 0.998, 14)]), 3)
+    choices = [int(k) for k in args.smooth.split(",")]
     cv = trace(detector, store, "cv", args.cv_snr, args, passes=args.cv_passes)
-    cv_curve = curve_of(detector, cv, thresholds)
-    threshold = stream.choose_threshold(cv_curve, max_false_accepts_per_hour=args.max_fa)
-    out = {"threshold": threshold, "cv": {"snr_db": args.cv_snr, "hours": round(cv["duration"] / 3600, 3),
-           "keywords": len(cv["truth"]), "curve": cv_curve.round(4).to_dict("records")}, "test": {}}  # fmt: skip
+    cv_curves = {k: curve_of(detector, cv, k, thresholds) for k in choices}
+    windows, threshold = stream.choose_operating_point(cv_curves, max_false_accepts_per_hour=args.max_fa)
+    print(f"  cv {args.cv_snr:g} dB: smoothing over {windows} windows, threshold {threshold} "
+          f"(of smoothing {choices})", flush=True)  # fmt: skip
+    unknown_cv = int((~cv["events"]["keyword"]).sum())
+    out = {"smooth_windows": windows, "smooth_choices": choices, "threshold": threshold,
+           "test_passes": args.test_passes,
+           "cv": {"snr_db": args.cv_snr, "hours": round(cv["duration"] / 3600, 3), "keywords": len(cv["truth"]),
+                  "unknown_words": unknown_cv, "passes": args.cv_passes,
+                  "curves": {str(k): c.round(4).to_dict("records") for k, c in cv_curves.items()}},
+           "test": {}}  # fmt: skip
     for snr in [float(s) for s in args.snrs.split(",")]:
-        t = trace(detector, store, "test", snr, args)
-        curve = curve_of(detector, t, thresholds)
+        t = trace(detector, store, "test", snr, args, passes=args.test_passes)
+        curve = curve_of(detector, t, windows, thresholds)
         at = curve[curve["threshold"] == threshold].iloc[0]
+        sources = {k: int(at[f"false_accepts_on_{k.replace(' ', '_')}"]) for k in stream.FALSE_ACCEPT_SOURCES}
         out["test"][f"{snr:g}"] = {"snr_db": snr, "hours": round(t["duration"] / 3600, 3),
                                    "keywords": len(t["truth"]),
+                                   "unknown_words": int((~t["events"]["keyword"]).sum()),
                                    "recall": round(float(at["recall"]), 4),
                                    "false_accepts": int(at["false_accepts"]),
                                    "false_accepts_per_hour": round(float(at["false_accepts_per_hour"]), 2),
+                                   "false_accepts_on": sources,
                                    "substitutions": int(at["substitutions"]),
                                    "substitutions_per_hour": round(float(at["substitutions_per_hour"]), 2),
                                    "scoring_real_time_factor": round(t["seconds"] / t["duration"], 4),
                                    "curve": curve.round(4).to_dict("records")}  # fmt: skip
-        print(f"  test {snr:g} dB: recall {at['recall']:.3f}, {at['false_accepts_per_hour']:.1f} false accepts/h, "
-              f"{int(at['substitutions'])} keywords heard as another, at threshold {threshold} "
+        print(f"  test {snr:g} dB: recall {at['recall']:.3f}, {at['false_accepts_per_hour']:.1f} false accepts/h "
+              f"(on {sources}), {int(at['substitutions'])} keywords heard as another, at threshold {threshold} "
               f"({t['duration'] / 60:.0f} min of audio)", flush=True)  # fmt: skip
     return out
 
 
-def real_time_factor(bundle: inference.Bundle, store: Path) -> dict:
+def real_time_factor(bundle: inference.Bundle, store: Path, smooth_windows: int) -> dict:
     """Seconds of processing per second of audio, fed in 50 ms chunks: Keras, LiteRT float and int8 scorers."""
     long = stream.long_audio_from_store(store, "test", snr_db=10.0, keywords=stream.Detector(bundle).keywords)
     audio = long.waveform[: int(RTF_SECONDS * long.sample_rate)]
@@ -153,7 +184,7 @@ def real_time_factor(bundle: inference.Bundle, store: Path) -> dict:
                "litert int8": export.LiteRTModel(int8_path).predict}  # fmt: skip
     out = {}
     for name, scorer in scorers.items():
-        detector = stream.Detector(bundle, scorer=scorer, block_windows=1)
+        detector = stream.Detector(bundle, scorer=scorer, block_windows=1, smooth_windows=smooth_windows)
         detector.detect(audio[: 2 * step * 20])  # warm-up (tracing)
         started = time.perf_counter()
         detector.detect(audio, chunk_samples=step)
@@ -177,8 +208,8 @@ def main(args: argparse.Namespace) -> int:
             bundle, store = found
         print(f"{name}: {bundle.meta.get('model_name')}", flush=True)
         row = {"model": bundle.meta.get("model_name"), "hop_seconds": stream.DEFAULT_HOP_SECONDS,
-               "smooth_windows": stream.DEFAULT_SMOOTH_WINDOWS, "max_clips": args.max_clips,
-               **evaluate(bundle, store, args), "real_time_factor": real_time_factor(bundle, store)}  # fmt: skip
+               "max_clips": args.max_clips, **evaluate(bundle, store, args)}  # fmt: skip
+        row["real_time_factor"] = real_time_factor(bundle, store, row["smooth_windows"])
         results["datasets"][name] = row
     real = results["datasets"].get("real")
     ten = real["test"].get("10") if real else None

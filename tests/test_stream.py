@@ -214,6 +214,57 @@ def test_match_detections_and_det_curve():
     assert stream.choose_threshold(curve, max_false_accepts_per_hour=0.0) == 0.8
 
 
+def test_smoothing_a_raw_trace_equals_the_detectors_own(bundle):
+    """stream.smooth of a trace scored without smoothing is the trace a detector that smooths gives."""
+    rng = np.random.default_rng(1)
+    waveform = (rng.standard_normal(config.CLIP_SAMPLES * 2) * 0.05).astype(np.float32)
+    raw_times, raw = stream.Detector(bundle, smooth_windows=1).scores([waveform])
+    for windows in (1, 3, 6):
+        times, smoothed = stream.Detector(bundle, smooth_windows=windows, block_windows=5).scores([waveform])
+        again_times, again = stream.smooth(raw_times, raw, windows)
+        np.testing.assert_allclose(again_times, times, atol=1e-9)
+        np.testing.assert_allclose(again, smoothed, atol=1e-6)
+    assert not np.allclose(stream.smooth(raw_times, raw, 6)[1], raw)  # smoothing changed the trace
+
+
+def test_false_accepts_are_told_apart_by_what_they_fired_on():
+    events = pd.DataFrame({"time": [0.5, 2.5, 4.5], "start": [0.0, 2.0, 4.0], "stop": [1.0, 3.0, 5.0],
+                           "label": ["yes", "unknown", "no"], "keyword": [True, False, True]})  # fmt: skip
+    found = [stream.Detection(0.5, "yes", 0.9),  # a hit
+             stream.Detection(0.95, "yes", 0.9),  # the same word again: a false accept on a keyword
+             stream.Detection(2.4, "go", 0.8),  # an unknown word heard as "go"
+             stream.Detection(4.6, "up", 0.8),  # "no" heard as "up": a substitution, not a false accept
+             stream.Detection(7.0, "off", 0.7), stream.Detection(8.5, "on", 0.7)]  # noise alone  # fmt: skip
+    sources = stream.false_accept_sources(found, events)
+    assert sources == {"unknown word": 1, "keyword": 1, "noise": 2}
+    m = stream.match_detections(found, events[events["keyword"]].reset_index(drop=True), duration=3600.0)
+    assert m["false_accepts"] == sum(sources.values()) and m["substitutions"] == 1
+    labels = [*config.COMMANDS, config.SILENCE_LABEL, config.UNKNOWN_LABEL]
+    times = np.arange(0, 10, 0.05)
+    scores = np.zeros((len(times), len(labels)))
+    for t, label in [(0.5, "yes"), (2.5, "go"), (7.0, "off")]:
+        scores[np.abs(times - t) < 0.2, labels.index(label)] = 0.9
+    curve = stream.det_curve(times, scores, labels, config.COMMANDS, events[events["keyword"]], duration=3600.0,
+                             thresholds=[0.5, 0.95], events=events)  # fmt: skip
+    assert curve[
+        ["false_accepts_on_unknown_word", "false_accepts_on_keyword", "false_accepts_on_noise"]
+    ].values.tolist() == [[1, 0, 1], [0, 0, 0]]
+    assert (curve["false_accepts"] == curve.filter(like="false_accepts_on_").sum(axis=1)).all()
+
+
+def test_the_operating_point_takes_the_best_recall_within_the_false_accept_budget():
+    def curve(rows):
+        return pd.DataFrame(rows, columns=["threshold", "recall", "false_accepts_per_hour"])
+
+    curves = {3: curve([(0.5, 0.9, 12.0), (0.8, 0.7, 0.0)]),  # at <= 1/h: recall 0.7
+              8: curve([(0.5, 0.88, 6.0), (0.7, 0.8, 1.0), (0.9, 0.6, 0.0)]),  # at <= 1/h: recall 0.8
+              12: curve([(0.5, 0.85, 3.0), (0.7, 0.8, 0.0)])}  # recall 0.8 with no false accept  # fmt: skip
+    assert stream.choose_operating_point(curves, max_false_accepts_per_hour=1.0) == (12, 0.7)
+    assert stream.choose_operating_point(curves, max_false_accepts_per_hour=20.0) == (3, 0.5)
+    with pytest.raises(ValueError, match="no DET curves"):
+        stream.choose_operating_point({})
+
+
 def test_microphone_needs_sounddevice():
     try:
         import sounddevice  # noqa: F401

@@ -30,9 +30,13 @@ Sources
 Evaluation as the field does it
     :func:`long_audio` places keyword clips at known times into background
     noise at a given SNR, with other words and silence between;
-    :func:`match_detections` counts hits, misses and false accepts (per hour);
-    :func:`det_curve` sweeps the threshold over one score trace
-    (:meth:`Detector.scores`); :func:`choose_threshold` picks an operating
+    :func:`match_detections` counts hits, misses and false accepts (per hour),
+    and :func:`false_accept_sources` says what each false accept fired on (an
+    unknown word, a keyword again, or noise); :func:`det_curve` sweeps the
+    threshold over one score trace (:meth:`Detector.scores`), and
+    :func:`smooth` re-smooths a raw trace as a detector with another
+    smoothing length would; :func:`choose_threshold` and
+    :func:`choose_operating_point` (threshold and smoothing) pick an operating
     point (on cv audio, never on test).
 
 Example
@@ -61,11 +65,14 @@ from speechlib.store import FeatureStore
 
 __all__ = [
     "DEFAULT_HOP_SECONDS",
+    "FALSE_ACCEPT_SOURCES",
     "Detection",
     "Detector",
     "LongAudio",
+    "choose_operating_point",
     "choose_threshold",
     "det_curve",
+    "false_accept_sources",
     "file_chunks",
     "keras_scorer",
     "long_audio",
@@ -73,6 +80,7 @@ __all__ = [
     "match_detections",
     "microphone_chunks",
     "noise_bed",
+    "smooth",
     "trigger",
 ]
 
@@ -151,6 +159,44 @@ class _Ring:
 
 
 # --- Posterior handling --------------------------------------------------------------------------------
+
+
+def _trailing_mean(values: np.ndarray, windows: int, *, first: int = 0) -> np.ndarray:
+    """Mean of each row ``i >= first`` of ``values`` and the ``windows - 1`` rows before it (fewer at the start)."""
+    csum = np.cumsum(np.concatenate([np.zeros((1, values.shape[1])), values.astype(np.float64)]), axis=0)
+    idx = np.arange(first, len(values))
+    lo = np.maximum(idx - windows + 1, 0)
+    return ((csum[idx + 1] - csum[lo]) / (idx + 1 - lo)[:, None]).astype(np.float32)
+
+
+def smooth(times: np.ndarray, scores: np.ndarray, windows: int, *, hop_seconds: float = DEFAULT_HOP_SECONDS,
+           ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Smooth a raw score trace after the fact, exactly as a :class:`Detector` with ``smooth_windows=windows`` does.
+
+    A trace scored once without smoothing (``Detector(..., smooth_windows=1).scores``)
+    can then be tried with several smoothing lengths without scoring the audio
+    again (``bench/streaming.py`` picks the length on cv audio this way).
+
+    Parameters
+    ----------
+    times : np.ndarray, shape (n_windows,), seconds
+        Window centres of the raw trace.
+    scores : np.ndarray, shape (n_windows, num_classes)
+        Raw posteriors.
+    windows : int
+        Windows averaged (1: unchanged).
+    hop_seconds : float, seconds
+        The trace's window hop.
+
+    Returns
+    -------
+    times : np.ndarray
+        Each smoothed score's time: the middle of the windows it averages.
+    scores : np.ndarray, float32
+    """
+    windows = max(1, int(windows))
+    shifted = np.asarray(times, np.float64) - (windows - 1) * hop_seconds / 2
+    return shifted, _trailing_mean(np.asarray(scores), windows)
 
 
 class _Trigger:
@@ -439,11 +485,8 @@ class Detector:
         X = features.normalize(self.window_features(self._next_window, ready), self.norm)
         proba = np.asarray(self.scorer(X), np.float32)
         both = np.concatenate([self._history, proba])
-        csum = np.cumsum(np.concatenate([np.zeros((1, both.shape[1])), both.astype(np.float64)]), axis=0)
-        n_old, K = len(self._history), self.smooth_windows
-        idx = np.arange(n_old, len(both))
-        lo = np.maximum(idx - K + 1, 0)
-        smoothed = ((csum[idx + 1] - csum[lo]) / (idx + 1 - lo)[:, None]).astype(np.float32)
+        K = self.smooth_windows
+        smoothed = _trailing_mean(both, K, first=len(self._history))
         self._history = both[-(K - 1) :] if K > 1 else both[:0]
         ks = np.arange(self._next_window, self._next_window + ready)
         times = (ks * g.hop + g.window / 2 - (K - 1) * g.hop / 2) / self.sample_rate
@@ -736,6 +779,65 @@ def long_audio_from_store(store_path: str | Path, split: str, *, snr_db: float, 
     return long_audio(clips, bank, snr_db=snr_db, keywords=keywords, **kwargs)
 
 
+def _outcomes(detections: Sequence[Detection], truth: pd.DataFrame, tolerance: float,
+              ) -> list[tuple[Detection, str]]:  # fmt: skip
+    """Each detection, in time order, with what it was: ``hit``, ``substitution`` or ``false accept``."""
+    times = truth["time"].to_numpy(float)
+    labels = truth["label"].to_numpy(str)
+    taken = np.zeros(len(times), bool)
+    out = []
+    for d in sorted(detections, key=lambda d: d.time):
+        close = np.abs(times - d.time) <= tolerance
+        near = np.flatnonzero(~taken & (labels == d.label) & close)
+        if len(near):
+            taken[near[np.argmin(np.abs(times[near] - d.time))]] = True
+            out.append((d, "hit"))
+        elif np.any(close & (labels != d.label)):
+            out.append((d, "substitution"))
+        else:
+            out.append((d, "false accept"))
+    return out
+
+
+FALSE_ACCEPT_SOURCES = ("unknown word", "keyword", "noise")  # what was under a false accept (false_accept_sources)
+
+
+def false_accept_sources(detections: Sequence[Detection], events: pd.DataFrame, *,
+                         tolerance: float = MATCH_TOLERANCE_SECONDS) -> dict[str, int]:  # fmt: skip
+    """What each false accept of :func:`match_detections` fired on: an unknown word, a keyword, or noise alone.
+
+    A false accept whose time falls inside a placed clip that is not a keyword
+    (an unknown word) fired on that word: the classifier heard it as a keyword.
+    One inside a keyword's clip fired on that word a second time, or far off
+    its centre. One outside every clip fired on the background noise. The
+    split tells what to improve: the model's ``unknown`` class, the detector's
+    smoothing and refractory period, or its threshold.
+
+    Parameters
+    ----------
+    detections : sequence of Detection
+    events : pandas.DataFrame
+        Every placed clip (:attr:`LongAudio.events`: ``time``, ``start``,
+        ``stop``, ``label``, ``keyword``).
+    tolerance : float, seconds
+
+    Returns
+    -------
+    dict
+        A count for each of ``FALSE_ACCEPT_SOURCES``.
+    """
+    truth = events[events["keyword"]].reset_index(drop=True)
+    starts, stops = events["start"].to_numpy(float), events["stop"].to_numpy(float)
+    keyword = events["keyword"].to_numpy(bool)
+    counts = dict.fromkeys(FALSE_ACCEPT_SOURCES, 0)
+    for d, outcome in _outcomes(detections, truth, tolerance):
+        if outcome != "false accept":
+            continue
+        under = (starts <= d.time) & (d.time <= stops)
+        counts["unknown word" if np.any(under & ~keyword) else "keyword" if np.any(under) else "noise"] += 1
+    return counts
+
+
 def match_detections(
     detections: Sequence[Detection], truth: pd.DataFrame, *, duration: float,
     tolerance: float = MATCH_TOLERANCE_SECONDS,
@@ -766,18 +868,9 @@ def match_detections(
         ``keywords``, ``hits``, ``misses``, ``substitutions``, ``false_accepts`` (int),
         ``recall``, ``substitutions_per_hour``, ``false_accepts_per_hour`` (float), ``hours``.
     """
+    outcomes = [outcome for _, outcome in _outcomes(detections, truth, tolerance)]
+    hits, substitutions = outcomes.count("hit"), outcomes.count("substitution")
     times = truth["time"].to_numpy(float)
-    labels = truth["label"].to_numpy(str)
-    taken = np.zeros(len(times), bool)
-    hits = substitutions = 0
-    for d in sorted(detections, key=lambda d: d.time):
-        close = np.abs(times - d.time) <= tolerance
-        near = np.flatnonzero(~taken & (labels == d.label) & close)
-        if len(near):
-            taken[near[np.argmin(np.abs(times[near] - d.time))]] = True
-            hits += 1
-        elif np.any(close & (labels != d.label)):
-            substitutions += 1
     hours = duration / SECONDS_PER_HOUR
     false = len(detections) - hits - substitutions
     return {
@@ -791,16 +884,21 @@ def match_detections(
 def det_curve(
     times: np.ndarray, scores: np.ndarray, labels: Sequence[str], keywords: Sequence[str], truth: pd.DataFrame, *,
     duration: float, thresholds: Sequence[float] | None = None, tolerance: float = MATCH_TOLERANCE_SECONDS,
-    **trigger_kwargs: Any,
+    events: pd.DataFrame | None = None, **trigger_kwargs: Any,
 ) -> pd.DataFrame:  # fmt: skip
     """The detection-error trade-off over the threshold, from one score trace.
+
+    ``events`` (every placed clip, :attr:`LongAudio.events`) adds what the
+    false accepts fired on (:func:`false_accept_sources`).
 
     Returns
     -------
     pandas.DataFrame
         One row per threshold: ``threshold``, ``recall``, ``miss_rate``,
         ``false_accepts``, ``false_accepts_per_hour``, ``substitutions``,
-        ``substitutions_per_hour``, ``hits``, ``keywords`` (:func:`match_detections`).
+        ``substitutions_per_hour``, ``hits``, ``keywords`` (:func:`match_detections`);
+        with ``events``, ``false_accepts_on_unknown_word``, ``false_accepts_on_keyword``
+        and ``false_accepts_on_noise``.
     """
     thresholds = np.round(np.linspace(0.3, 0.99, 24), 3) if thresholds is None else thresholds
     ids = [list(labels).index(k) for k in keywords]
@@ -812,7 +910,36 @@ def det_curve(
                      "false_accepts": m["false_accepts"], "false_accepts_per_hour": m["false_accepts_per_hour"],
                      "substitutions": m["substitutions"], "substitutions_per_hour": m["substitutions_per_hour"],
                      "hits": m["hits"], "keywords": m["keywords"]})  # fmt: skip
+        if events is not None:
+            sources = false_accept_sources(found, events, tolerance=tolerance)
+            rows[-1].update({f"false_accepts_on_{k.replace(' ', '_')}": n for k, n in sources.items()})
     return pd.DataFrame(rows)
+
+
+def choose_operating_point(curves: Mapping[int, pd.DataFrame], *, max_false_accepts_per_hour: float = 1.0,
+                           ) -> tuple[int, float]:  # fmt: skip
+    """The smoothing length and threshold with the highest recall at most the given false accepts per hour.
+
+    ``curves`` maps a smoothing length (windows averaged) to the DET curve of
+    the same cv audio smoothed that way (:func:`smooth`, :func:`det_curve`).
+    For each length the threshold is :func:`choose_threshold`'s; among the
+    lengths, the highest recall wins, then the fewest false accepts, then the
+    shortest smoothing (the earliest detection). Choose on cv audio, report test.
+
+    Returns
+    -------
+    (int, float)
+        Windows to average, threshold.
+    """
+    if not curves:
+        raise ValueError("no DET curves to choose an operating point from")
+    ranked = []
+    for windows, curve in curves.items():
+        threshold = choose_threshold(curve, max_false_accepts_per_hour=max_false_accepts_per_hour)
+        at = curve[curve["threshold"] == threshold].iloc[0]
+        ranked.append((-float(at["recall"]), float(at["false_accepts_per_hour"]), int(windows), threshold))
+    _, _, windows, threshold = min(ranked)
+    return windows, threshold
 
 
 def choose_threshold(curve: pd.DataFrame, *, max_false_accepts_per_hour: float = 1.0) -> float:
