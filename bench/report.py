@@ -327,13 +327,16 @@ def _operating_point(data: dict) -> str:
 def streaming_rows(result: dict) -> list[str]:
     targets, rows = result["targets"], []
     for name, data in result["datasets"].items():
-        what = "real dev subset (model trained on its training speakers)" if name == "real" else "synthetic default"
-        whose = "the real dev subset's model" if name == "real" else "the synthetic default's model"
+        real, _, spec = name.partition(" ")
+        model = f"{spec.replace('+', ' and ')} ensemble" if "+" in spec else spec or "final recipe's model"
+        what = (f"real dev subset ({model} trained on its training speakers)" if real == "real"
+                else "synthetic default")  # fmt: skip
+        whose = f"the real dev subset's {model}" if real == "real" else "the synthetic default's model"
         passes = data.get("test_passes", 1)
         each = f" (each test clip {passes} times)" if passes > 1 else ""
         for snr, point in sorted(data["test"].items(), key=lambda kv: float(kv[0])):
             target = "–"
-            if name == "real" and float(snr) == 10.0:
+            if real == "real" and float(snr) == 10.0:
                 target = (
                     f"recall ≥ {targets['real_recall_min']:.0%} at ≤ {targets['real_false_accepts_per_hour_max']:.0f} "
                     "false accept/h"

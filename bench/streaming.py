@@ -16,12 +16,15 @@ core with the Keras model and with the LiteRT exports.
 
 Datasets: ``synthetic`` — the course's final model on the default dataset;
 ``real`` — a fold model of ``bench/real_speech.py`` on the real dev subset
-(``SPEECHLIB_REAL_DATA``), its own fold's cv and test speakers.
+(``SPEECHLIB_REAL_DATA``), its own fold's cv and test speakers: the final
+recipe's, or with ``--real_model`` another row or an ensemble of rows (the
+course's real-speech model is ``pretrained+pretrained_no_noise_gain``).
 
 ::
 
     taskset -c 1 python bench/streaming.py                      # both datasets
     taskset -c 1 python bench/streaming.py --datasets real --snrs 0,10,20
+    taskset -c 1 python bench/streaming.py --datasets real --real_model pretrained+pretrained_no_noise_gain
 
 Targets (issue #15): on real speech (test speakers, 10 dB) >= 90% recall at
 <= 1 false accept per hour; detector real-time factor <= 0.05 on one core at
@@ -57,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", default="synthetic,real", help="synthetic, real or both")
     parser.add_argument("--model", type=Path, default=None, help="synthetic: bundle (default: the final model)")
     parser.add_argument("--fold", default="fold_0", help="real: the fold of bench/real_speech.py (default fold_0)")
+    parser.add_argument("--real_model", default="final",
+                        help="real: the bench/real_speech.py row whose fold model listens (default final), or rows "
+                             "joined by + for their ensemble, e.g. pretrained+pretrained_no_noise_gain; a row other "
+                             "than final is stored as dataset 'real ROW'")  # fmt: skip
     parser.add_argument("--snrs", default="0,10,20", help="test SNRs in dB (default 0,10,20)")
     parser.add_argument("--cv_snr", type=float, default=10.0, help="SNR of the cv audio that picks the threshold")
     parser.add_argument("--max_fa", type=float, default=1.0, help="false accepts per hour allowed at the threshold")
@@ -75,34 +82,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def real_bundle(fold: str) -> tuple[inference.Bundle, Path] | None:
-    """The fold model of bench/real_speech.py as a bundle (its store's normalisation), and the fold's store."""
+def real_bundle(fold: str, spec: str = "final") -> tuple[inference.Bundle, Path] | None:
+    """A fold model of bench/real_speech.py as a bundle (its store's normalisation), and the fold's store.
+
+    ``spec`` is one row of that bench (``final``, ``pretrained_no_noise_gain``,
+    ``VARIANT@sN``) or several joined by ``+``: the mean of their logits
+    (``speechlib.models.ensemble``, as its ``--ensembles`` rows score them).
+    """
     data = config.real_data_dir()
     if data is None:
         return None
     work = config.work_dir(data, False)
     store = work / "real_cv" / "folds" / fold / "store"
-    best = final_run(work / REAL_RUNS, fold)
-    if best is None or not (store / "zarr.json").is_file():
-        print(f"real: no final-recipe model of {fold} under {work / REAL_RUNS} (run bench/real_speech.py); skipped")
+    members = [run_of(work / REAL_RUNS, fold, row) for row in spec.split("+")]
+    if not all(members) or not (store / "zarr.json").is_file():
+        print(f"real: no res8 model of {spec} for {fold} under {work / REAL_RUNS} "
+              f"(run bench/real_speech.py --variants ... --run_folds {fold.rsplit('_', 1)[-1]}); skipped")  # fmt: skip
         return None
-    import keras
+    from speechlib import models
 
     info = train.load_data(store, recipe=train.NO_AUGMENTATION).bundle_info()
-    model = keras.saving.load_model(best)
-    path = work / "streaming" / fold / inference.MODEL_FILE
-    return inference.save_bundle(model, path, **info, data=str(store), model_name=f"res8 {fold}"), store
+    loaded = [models.load_model(path, compile=False) for path in members]
+    model = loaded[0] if len(loaded) == 1 else models.ensemble(loaded)
+    name = f"res8 {fold}" if spec == "final" else f"res8 {spec} {fold}"
+    path = work / "streaming" / fold / spec.replace("+", "_and_").replace("@", "_") / inference.MODEL_FILE
+    return inference.save_bundle(model, path, **info, data=str(store), model_name=name), store
 
 
-def final_run(runs: Path, fold: str) -> Path | None:
-    """The best checkpoint of the final recipe's res8 run of ``fold``: the default budget (``_eauto``) first, else
-    the run of the most epochs."""
+def run_of(runs: Path, fold: str, row: str) -> Path | None:
+    """The best checkpoint of a res8 run of ``fold`` for one bench/real_speech.py row (``VARIANT`` or
+    ``VARIANT@sN``): the default budget (``_eauto``) first, else the run of the most epochs."""
+    variant, _, seed = row.partition("@s")
 
     def order(path: Path) -> tuple[int, int]:
-        tag = path.name.rsplit("_e", 1)[-1]
+        tag = path.name.removesuffix(f"_s{seed}").rsplit("_e", 1)[-1]
         return (1, 0) if tag == "auto" else (0, int(tag) if tag.isdigit() else 0)
 
-    found = [p for p in runs.glob("final_res8_e*") if (p / fold / train.BEST_FILE).is_file()]
+    found = [p for p in runs.glob(f"{variant}_res8_e*") if (p / fold / train.BEST_FILE).is_file()
+             and (p.name.endswith(f"_s{seed}") if seed else "_s" not in p.name.rsplit("_e", 1)[-1])]  # fmt: skip
     return max(found, key=order) / fold / train.BEST_FILE if found else None
 
 
@@ -202,24 +219,25 @@ def main(args: argparse.Namespace) -> int:
             store = pipeline.prepare(verbose=False).store
             bundle = inference.load_bundle(args.model or train.default_out(store, train.DEFAULT_MODEL))
         else:
-            found = real_bundle(args.fold)
+            found = real_bundle(args.fold, args.real_model)
             if found is None:
                 continue
             bundle, store = found
+            name = "real" if args.real_model == "final" else f"real {args.real_model}"
         print(f"{name}: {bundle.meta.get('model_name')}", flush=True)
         row = {"model": bundle.meta.get("model_name"), "hop_seconds": stream.DEFAULT_HOP_SECONDS,
                "max_clips": args.max_clips, **evaluate(bundle, store, args)}  # fmt: skip
         row["real_time_factor"] = real_time_factor(bundle, store, row["smooth_windows"])
         results["datasets"][name] = row
-    real = results["datasets"].get("real")
-    ten = real["test"].get("10") if real else None
+    tens = [d["test"].get("10") for name, d in results["datasets"].items() if name.split()[0] == "real"]
+    tens = [t for t in tens if t is not None]
     rtf = (
         min(d["real_time_factor"]["litert int8"] for d in results["datasets"].values()) if results["datasets"] else None
     )
     results.update({
         "benchmark": "streaming", "command": "taskset -c 1 python bench/streaming.py", "targets": TARGETS,
-        "met": {"real_10db": None if ten is None else bool(ten["recall"] >= TARGETS["real_recall_min"] and
-                ten["false_accepts_per_hour"] <= TARGETS["real_false_accepts_per_hour_max"]),
+        "met": {"real_10db": None if not tens else any(t["recall"] >= TARGETS["real_recall_min"] and
+                t["false_accepts_per_hour"] <= TARGETS["real_false_accepts_per_hour_max"] for t in tens),
                 "real_time_factor": None if rtf is None else bool(rtf <= TARGETS["real_time_factor_max"])},
         "machine": {"cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
                     "tensorflow_threads_1": one_thread, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
