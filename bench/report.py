@@ -328,10 +328,10 @@ def streaming_rows(result: dict) -> list[str]:
     targets, rows = result["targets"], []
     for name, data in result["datasets"].items():
         real, _, spec = name.partition(" ")
-        model = f"{spec.replace('+', ' and ')} ensemble" if "+" in spec else spec or "final recipe's model"
-        what = (f"real dev subset ({model} trained on its training speakers)" if real == "real"
+        model = f"ensemble of {spec.replace('+', ' and ')}" if "+" in spec else spec or "final recipe"
+        what = (f"real dev subset (res8, {model}, trained on its training speakers)" if real == "real"
                 else "synthetic default")  # fmt: skip
-        whose = f"the real dev subset's {model}" if real == "real" else "the synthetic default's model"
+        whose = f"the real dev subset's res8, {model}" if real == "real" else "the synthetic default's model"
         passes = data.get("test_passes", 1)
         each = f" (each test clip {passes} times)" if passes > 1 else ""
         for snr, point in sorted(data["test"].items(), key=lambda kv: float(kv[0])):
