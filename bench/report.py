@@ -302,7 +302,8 @@ def _substitutions(point: dict) -> str:
     have none)."""
     if "substitutions" not in point:
         return ""
-    return f"; {point['substitutions']} keywords heard as another ({point['substitutions_per_hour']:.1f}/h)"
+    n = point["substitutions"]
+    return f"; {n} keyword{'s' if n != 1 else ''} heard as another ({point['substitutions_per_hour']:.1f}/h)"
 
 
 def _false_accept_sources(point: dict) -> str:
@@ -346,7 +347,7 @@ def streaming_rows(result: dict) -> list[str]:
                 f"split's noise{each} at {float(snr):.0f} dB SNR, {_operating_point(data)} | "
                 f"recall {point['recall']:.3f} at {point['false_accepts_per_hour']:.1f} false accepts/h "
                 f"({point['false_accepts']} in all{_false_accept_sources(point)}){_substitutions(point)} | {target} | "
-                f"`{result['command']}` |"
+                f"`{data.get('command', result['command'])}` |"
             )
         rtf = data["real_time_factor"]
         rows.append(

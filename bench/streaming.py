@@ -228,6 +228,8 @@ def main(args: argparse.Namespace) -> int:
         row = {"model": bundle.meta.get("model_name"), "hop_seconds": stream.DEFAULT_HOP_SECONDS,
                "max_clips": args.max_clips, **evaluate(bundle, store, args)}  # fmt: skip
         row["real_time_factor"] = real_time_factor(bundle, store, row["smooth_windows"])
+        real_model = f" --real_model {args.real_model}" if name != "synthetic" and args.real_model != "final" else ""
+        row["command"] = f"taskset -c 1 python bench/streaming.py --datasets {name.split()[0]}{real_model}"
         results["datasets"][name] = row
     tens = [d["test"].get("10") for name, d in results["datasets"].items() if name.split()[0] == "real"]
     tens = [t for t in tens if t is not None]
