@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "of other labels (your own words) keep its body and get a new output layer",
     )
     parser.add_argument(
+        "--head_only",
+        action="store_true",
+        help="with --init_from: train only the output layer, the bundle's body frozen (a linear classifier on its "
+        "features; for a few clips per word)",
+    )
+    parser.add_argument(
         "--strategy",
         choices=["mirrored"],
         default=None,
@@ -66,7 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --strategy mirrored: split the CPU into this many logical devices instead of using GPUs "
         "(to try the strategy on a machine without GPUs; not faster)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.head_only and args.init_from is None:
+        parser.error("--head_only needs --init_from: the bundle whose body is frozen")
+    return args
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -95,7 +104,7 @@ def main(args: argparse.Namespace) -> dict:
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():  # mirrored: variables on every device
         if args.init_from is not None:
-            model, args.model, note = train.init_model(args.init_from, data)
+            model, args.model, note = train.init_model(args.init_from, data, head_only=args.head_only)
             print(f"fine-tuning {args.model} from {args.init_from}" + (f": {note}" if note else ""))
         else:
             model = models.build(args.model, input_shape=data.feature_shape, num_classes=data.num_classes)

@@ -78,6 +78,19 @@ def test_random_data_is_a_real_flag(flag):
     assert train_keras.parse_args([]).random_data is False
 
 
+def test_head_only_needs_init_from(capsys):
+    """``--head_only`` freezes a pre-trained body: without ``--init_from`` there is none, a one-line usage error."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import train_keras
+    finally:
+        sys.path.remove(str(REPO))
+    assert train_keras.parse_args(["--init_from", "m", "--head_only"]).head_only is True
+    with pytest.raises(SystemExit) as exit_info:
+        train_keras.parse_args(["--head_only"])
+    assert exit_info.value.code == 2 and "--head_only needs --init_from" in capsys.readouterr().err
+
+
 # --- --path_to_data takes what a user has; bad input is one line and exit code 2 ---------------------------------
 
 KILLER = """
@@ -193,7 +206,7 @@ def test_init_from_fine_tunes_gives_other_labels_a_new_head_and_refuses_other_fe
     import keras
     import numpy as np
 
-    from speechlib import inference, train
+    from speechlib import inference, models, train
 
     common = ["--path_to_data", str(small_store), "--epochs", "1", "--logdir", str(tmp_path)]
     base = tmp_path / "base"
@@ -231,6 +244,21 @@ def test_init_from_fine_tunes_gives_other_labels_a_new_head_and_refuses_other_fe
     assert all(np.array_equal(a, b) for a, b in zip(body, new_body, strict=True))
     proc = run([*common, "--init_from", str(other), "--out", str(tmp_path / "relabelled")])
     assert f"fine-tuning {MODEL} from {other}: a new output layer" in proc.stdout
+
+    # --head_only: the body is frozen (batch norm statistics too), only the new output layer learns; the bundle
+    # is saved whole (every layer trainable, the parameters counted as for any model), and a bundle saved so
+    # fine-tunes as a whole again.
+    head = tmp_path / "head"
+    proc = run([*common, "--init_from", str(other), "--head_only", "--out", str(head)])
+    assert "only the output layer trains (the body frozen)" in proc.stdout
+    trained = keras.saving.load_model(head / "model.keras")
+    frozen = [w for layer in trained.layers if layer.name != "logits" for w in layer.get_weights()]
+    assert all(np.array_equal(a, b) for a, b in zip(new_body, frozen, strict=True))
+    assert not np.array_equal(trained.get_layer("logits").get_weights()[0], new_kernel)
+    assert all(layer.trainable for layer in trained.layers)
+    assert json.loads((head / "metrics.json").read_text())["params"] == models.count_params(before, trainable_only=True)
+    start, _, note = train.init_model(head, data)
+    assert note == "" and all(layer.trainable for layer in start.layers)
 
     # A bundle of other features is refused with one line naming it; so is a path without a bundle.
     meta["labels"] = meta["labels"][::-1]

@@ -1792,6 +1792,8 @@ def finish(
                               data.feature_shape),
         )  # fmt: skip
     model = best_model(out, fallback=model)  # selected on cv
+    for layer in model.layers:  # saved whole: a head-only fine-tuning (init_model) froze the body
+        layer.trainable = True
     results = {split: evaluate_split(model, data, split) for split in ("cv", "test")}
     for split, metrics in results.items():
         print(f"\n{split}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}")
@@ -1922,7 +1924,7 @@ def best_model(out_dir: str | Path, fallback: Any = None) -> Any:
         ) from err
 
 
-def init_model(path: str | Path, data: Data) -> tuple[Any, str, str]:
+def init_model(path: str | Path, data: Data, *, head_only: bool = False) -> tuple[Any, str, str]:
     """A trained model to start from (pre-training, then fine-tuning on ``data``).
 
     The course's pre-training: the final model trained on the synthetic
@@ -1936,6 +1938,12 @@ def init_model(path: str | Path, data: Data) -> tuple[Any, str, str]:
     bundle knows keeps its row of the old layer, the others start from
     random weights (transfer learning; ``bench/own_data.py`` measures it).
 
+    With ``head_only`` only the output layer trains: the body is frozen (its
+    batch normalisation in inference mode), so the fine-tuning fits a linear
+    classifier on the bundle's features — the first thing to try with a few
+    clips per word, where training the whole model on them can undo what
+    pre-training learnt.
+
     Parameters
     ----------
     path : str or Path
@@ -1943,6 +1951,9 @@ def init_model(path: str | Path, data: Data) -> tuple[Any, str, str]:
     data : Data
         What the model is fine-tuned on: its feature kind, parameters and
         input shape must be the bundle's.
+    head_only : bool, keyword-only
+        Freeze every layer but ``logits`` (default False: every layer trains,
+        whatever the bundle was saved with).
 
     Returns
     -------
@@ -1976,11 +1987,17 @@ def init_model(path: str | Path, data: Data) -> tuple[Any, str, str]:
             f"{wanted[name]}): start from a model trained on the same features, or leave --init_from out"
         )
     model_name = str(bundle.meta.get("model_name") or DEFAULT_MODEL)
-    if list(bundle.labels) == list(data.labels):
-        return bundle.model, model_name, ""
-    model, kept = _new_head(bundle.model, list(bundle.labels), list(data.labels), path=bundle.path)
-    note = (f"a new output layer for the data's {len(data.labels)} labels ({kept} of them kept from the bundle's "
-            f"{len(bundle.labels)})")  # fmt: skip
+    model, note = bundle.model, ""
+    if list(bundle.labels) != list(data.labels):
+        model, kept = _new_head(bundle.model, list(bundle.labels), list(data.labels), path=bundle.path)
+        note = (f"a new output layer for the data's {len(data.labels)} labels ({kept} of them kept from the "
+                f"bundle's {len(bundle.labels)})")  # fmt: skip
+    if head_only and not any(layer.name == "logits" for layer in model.layers):
+        raise InputError(f"--head_only: {bundle.path} has no 'logits' output layer to train alone")
+    for layer in model.layers:  # a bundle saved from a head-only run has its body frozen: undo it unless asked
+        layer.trainable = not head_only or layer.name == "logits"
+    if head_only:
+        note = ", ".join(filter(None, [note, "only the output layer trains (the body frozen)"]))
     return model, model_name, note
 
 
