@@ -25,14 +25,18 @@ data" section shows:
    then ``train_keras.py``: the same labels, so the whole model carries over),
    and from a res8 of real speech trained on the real folder without any clip
    of the held-out speakers (``speechlib split --test-speakers``; the
-   README's real-data recipe, pre-trained on the synthetic default) — and
-   ``speechlib evaluate --data <work>/heldout`` for each;
+   README's real-data recipe, pre-trained on the synthetic default), and
+   from the same res8 of real speech trained on the real folder resampled to
+   8 kHz (the digits set's band), whole or with its body frozen
+   (``--head_only``) — and ``speechlib evaluate --data <work>/heldout``
+   for each;
 4. each row's held-out accuracy with its 95% Wilson interval
    (``speechlib.evaluate.wilson_interval``) goes to ``bench/results/own_data.json``.
 
 A step whose output is complete is not run again (``--resume`` for training).
-The real folder is ``--data`` or ``SPEECHLIB_REAL_DATA``; without one the script
-says so and exits 0.
+``--variants`` measures some rows and keeps the others from an earlier run
+of the same set. The real folder is ``--data`` or ``SPEECHLIB_REAL_DATA``;
+without one the script says so and exits 0.
 
 Example
 -------
@@ -47,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +69,7 @@ DIGITS = "zero one two three four five six seven eight nine".split()
 RATE = 8_000  # Hz: the digits set's own sample rate (the library resamples it to 16 kHz on load)
 SPEAKER_PATTERN = r"^(?P<speaker>[0-9a-f]+)-(?P<utterance>[0-9]+)[.]wav$"
 TARGET_ACCURACY = 0.95
+HEAD_LR = "0.03"  # --head_only rows: ten times train_keras.py's default peak learning rate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +85,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the bundle the pre-trained row starts from (default: the synthetic default's model, trained by "
         "`python train_keras.py`); without one only the from-scratch row is measured",
     )  # fmt: skip
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--variants", type=lambda text: [v for v in text.split(",") if v], default=None,
+        help=f"comma-separated rows to measure (default all: {','.join(INIT_FROM)}); the others are kept from an "
+        "earlier run of the same set in bench/results/own_data.json",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants or []) - set(INIT_FROM))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(INIT_FROM)}")
+    return args
 
 
 def synthetic_bundle(args: argparse.Namespace) -> Path | None:
@@ -119,8 +134,28 @@ def synthetic_digits_model(args: argparse.Namespace, log: list[dict]) -> Path:
 DIGITS_WORK = config.project_home() / "work" / "synthetic_digits"  # synthetic_digits_model's folders
 
 
+def resampled_folder(source: Path, out: Path, rate: int) -> Path:
+    """A copy of the folder ``source`` with every wav file resampled to ``rate`` Hz (the same names); ``out``.
+
+    Other files (README, LICENSE, lists) are copied as they are. Written once:
+    a ``.complete`` marker says the copy is whole.
+    """
+    done = out / ".complete"
+    if done.is_file():
+        return out
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        target = out / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".wav":
+            sf.write(target, audio.load(path, sample_rate=rate), rate, subtype="PCM_16")
+        else:
+            shutil.copyfile(path, target)
+    done.write_text("")
+    return out
+
+
 def real_speech_model(args: argparse.Namespace, data: Path, work: Path, test_speakers: list[str], log: list[dict],
-                      start: Path | None) -> Path:  # fmt: skip
+                      start: Path | None, rate: int | None = None) -> Path:  # fmt: skip
     """A model of real speech that never heard the held-out speakers: the real folder minus all their clips.
 
     ``speechlib split --data DATA --test-speakers <held-out>`` (every clip of
@@ -130,8 +165,15 @@ def real_speech_model(args: argparse.Namespace, data: Path, work: Path, test_spe
     Speech Commands labels lump the digits into ``unknown``: fine-tuning gives
     it a new output layer. What a learner with a digits set of their own
     starts from: a model trained on a large set of real voices.
+
+    With ``rate``, the real folder is first resampled to ``rate`` Hz
+    (:func:`resampled_folder`), so that the model is trained on the band the
+    digits set has (an 8 kHz recording has nothing above 4 kHz: a model
+    trained on 16 kHz speech has learnt to look there too).
     """
-    folder = work / "real_pretrain"
+    folder = work / ("real_pretrain" if rate is None else f"real_pretrain_{rate // 1000}k")
+    if rate is not None:
+        data = resampled_folder(data, folder / "data", rate)
     split_dir, store, model = folder / "split", folder / "features" / "logmel", folder / "models" / args.model
     speechlib = [sys.executable, "-m", "speechlib"]
     if not (split_dir / "split.json").is_file():
@@ -166,6 +208,10 @@ INIT_FROM = {
     "pretrained_digits": "a model of the ten digits trained on the synthetic default's digit clips",
     "pretrained_real": "a model of the 12 Speech Commands labels trained on the real folder's clips of every speaker "
     "but the held-out ones (itself pre-trained on the synthetic default): a new output layer for the digits",
+    "pretrained_real_8k": "the same model of real speech trained on the real folder resampled to 8 kHz, the digits "
+    "set's band: a new output layer for the digits",
+    "pretrained_real_8k_head": "the same 8 kHz model of real speech, only its new output layer trained "
+    f"(--head_only: the body frozen; --lr {HEAD_LR})",
 }
 
 
@@ -216,6 +262,31 @@ def run(command: list[str], log: list[dict]) -> str:
     return proc.stdout
 
 
+def merged_with_earlier(result: dict) -> dict:
+    """``result`` with the rows (and starting models, commands) of an earlier run of the same set it did not re-run.
+
+    ``--variants`` measures some rows again; the others are kept from
+    ``bench/results/own_data.json`` when that run had the same digits set and
+    held-out speakers (the split, and so every row, is then the same); the
+    result's ``variants_run`` lists the rows of this run.
+    """
+    result["variants_run"] = [row["variant"] for row in result["rows"]]
+    if not RESULTS.is_file():
+        return result
+    earlier = json.loads(RESULTS.read_text())
+    same = all(earlier.get(key) == result[key] for key in ("data", "clips", "speakers", "test_speakers"))
+    if not same:
+        return result
+    for row in result["rows"]:  # each row says where it was measured (the report lists every machine)
+        row.setdefault("machine", result["machine"])
+    new = {row["variant"]: row for row in result["rows"]}
+    rows = [new.pop(row["variant"], {"machine": earlier.get("machine"), **row}) for row in earlier["rows"]]
+    rows += list(new.values())
+    merged = {key: result[key] if result.get(key) is not None else earlier.get(key) for key in result}
+    commands = earlier.get("commands", []) + [c for c in result["commands"] if c not in earlier.get("commands", [])]
+    return {**merged, "rows": rows, "commands": commands}
+
+
 def main(args: argparse.Namespace) -> int:
     """Build the digits set, run the command line on it, save the held-out accuracy."""
     data = args.data or config.real_data_dir()
@@ -245,12 +316,19 @@ def main(args: argparse.Namespace) -> int:
     run([*speechlib, "featurize", "--split-dir", str(split_dir), "--out", str(store), "--no-progress"], log)
     rows = []
     start = synthetic_bundle(args)
+    wanted = set(args.variants or INIT_FROM)
     variants = [("scratch", [])] + ([("pretrained", ["--init_from", str(start)])] if start is not None else [])
-    if args.init_from is None:  # the synthetic default's own recordings of the digits, as a starting point
+    if args.init_from is None and "pretrained_digits" in wanted:  # the synthetic default's own digits
         variants.append(("pretrained_digits", ["--init_from", str(synthetic_digits_model(args, log))]))
+    if args.init_from is None and "pretrained_real" in wanted:
         real = real_speech_model(args, Path(data), work, test_speakers, log, start)
         variants.append(("pretrained_real", ["--init_from", str(real)]))
-    for variant, extra in variants:
+    if args.init_from is None and wanted & {"pretrained_real_8k", "pretrained_real_8k_head"}:
+        real = real_speech_model(args, Path(data), work, test_speakers, log, start, rate=RATE)
+        variants.append(("pretrained_real_8k", ["--init_from", str(real)]))
+        # a linear layer alone takes a larger step: at the default rate it is still underfit when cv stops it
+        variants.append(("pretrained_real_8k_head", ["--init_from", str(real), "--head_only", "--lr", HEAD_LR]))
+    for variant, extra in [(name, extra) for name, extra in variants if name in wanted]:
         model = work / "models" / f"{args.model}_{variant}"
         epochs = ["--epochs", str(args.epochs)] if args.epochs else []
         run([sys.executable, "train_keras.py", "--path_to_data", str(store), "--model", args.model, "--out",
@@ -268,6 +346,13 @@ def main(args: argparse.Namespace) -> int:
             "train_keras_test_accuracy": round(trained["test"]["accuracy"], 4),
             "cv_accuracy": round(trained["cv"]["accuracy"], 4),
         })  # fmt: skip
+    if not rows:
+        sys.exit(f"no row to measure: --variants {','.join(sorted(wanted))} needs the synthetic default's model")
+    starts = {  # the starting models' own figures (a real model's test split: every clip of the held-out speakers)
+        "synthetic_digits_model": (DIGITS_WORK / "models" / args.model, "synthetic_test"),
+        "real_speech_model": (work / "real_pretrain" / "models" / args.model, "heldout_speakers"),
+        "real_speech_model_8k": (work / "real_pretrain_8k" / "models" / args.model, "heldout_speakers"),
+    }
     result = {
         "benchmark": "own_data",
         "data": f"digits zero-nine of {Path(data).name}, resampled to {RATE} Hz, named <speaker>-<take>.wav",
@@ -276,17 +361,15 @@ def main(args: argparse.Namespace) -> int:
         "test_speakers": test_speakers,
         "sizes": trained["sizes"],
         "rows": rows,
-        "synthetic_digits_model": starting_point(DIGITS_WORK / "models" / args.model)
-        if args.init_from is None
-        else None,
-        # its test split: every clip (12 Speech Commands labels) of the held-out speakers
-        "real_speech_model": starting_point(work / "real_pretrain" / "models" / args.model, "heldout_speakers")
-        if args.init_from is None
-        else None,
+        **{
+            key: starting_point(model, test) if args.init_from is None and (model / "metrics.json").is_file() else None
+            for key, (model, test) in starts.items()
+        },
         "target_accuracy": TARGET_ACCURACY,
         "commands": [entry["command"].replace(str(work), "WORK").replace(str(data), "DATA") for entry in log],
         "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
     }
+    result = merged_with_earlier(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for row in rows:

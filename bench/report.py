@@ -413,6 +413,9 @@ OWN_DATA_NAMES = {
     "pretrained_digits": "from a model of the ten digits trained on the synthetic default's own digit clips",
     "pretrained_real": "from a res8 trained on the real folder's clips of every other speaker (the 12 Speech Commands "
     "labels; the held-out speakers never heard)",
+    "pretrained_real_8k": "from the same res8 of real speech trained on the real folder resampled to 8 kHz (the "
+    "digits set's band)",
+    "pretrained_real_8k_head": "from that 8 kHz res8 of real speech, only its new output layer trained (`--head_only`)",
 }
 
 
