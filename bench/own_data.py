@@ -271,14 +271,14 @@ def merged_with_earlier(result: dict) -> dict:
     result's ``variants_run`` lists the rows of this run.
     """
     result["variants_run"] = [row["variant"] for row in result["rows"]]
+    for row in result["rows"]:  # each row says where it was measured (the report lists every machine)
+        row.setdefault("machine", result["machine"])
     if not RESULTS.is_file():
         return result
     earlier = json.loads(RESULTS.read_text())
     same = all(earlier.get(key) == result[key] for key in ("data", "clips", "speakers", "test_speakers"))
     if not same:
         return result
-    for row in result["rows"]:  # each row says where it was measured (the report lists every machine)
-        row.setdefault("machine", result["machine"])
     new = {row["variant"]: row for row in result["rows"]}
     rows = [new.pop(row["variant"], {"machine": earlier.get("machine"), **row}) for row in earlier["rows"]]
     rows += list(new.values())

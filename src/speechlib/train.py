@@ -1940,9 +1940,8 @@ def init_model(path: str | Path, data: Data, *, head_only: bool = False) -> tupl
 
     With ``head_only`` only the output layer trains: the body is frozen (its
     batch normalisation in inference mode), so the fine-tuning fits a linear
-    classifier on the bundle's features — the first thing to try with a few
-    clips per word, where training the whole model on them can undo what
-    pre-training learnt.
+    classifier on the bundle's features, for a few clips per word
+    (``bench/own_data.py`` measures it beside fine-tuning the whole model).
 
     Parameters
     ----------
